@@ -1,0 +1,224 @@
+"""The event catalogue: CloudEvents 1.0 envelopes of the seven business events, validated.
+
+`parse_event` is the one door events come through (publish, ingress, replay): it returns a typed
+event or raises `InvalidEvent` whose reasons name each bad field. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker.api.models import USERNAME_RE, CreditType, Period
+from worker.errors import InvalidEvent
+
+# RFC 3339: date, 'T' (or space), time, optional fraction, mandatory offset.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+class EventType(StrEnum):
+    ONBOARDED = "client.onboarded"
+    UPDATED = "client.updated"
+    INVOICE_PAID = "invoice.paid"
+    PLAN_CHANGED = "plan.changed"
+    SUSPENDED = "client.suspended"
+    REACTIVATED = "client.reactivated"
+    CHURNED = "client.churned"
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RecurringPlan(_Data):
+    """Recurring credits of a plan: `amount` every `period`, optionally between two dates."""
+
+    amount: int = Field(ge=0, le=1_000_000_000)
+    period: Period
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RecurringPlan:
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+
+class OnboardedData(_Data):
+    username: str | None = None
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    credit_type: CreditType
+    credits: int | None = Field(None, gt=0, le=1_000_000_000)
+    recurring: RecurringPlan | None = None
+
+    @field_validator("username")
+    @classmethod
+    def _valid_username(cls, value: str | None) -> str | None:
+        if value is not None and not USERNAME_RE.match(value):
+            raise ValueError("3-64 characters: letters, digits, '.', '_' or '-'")
+        return value
+
+
+class UpdatedData(_Data):
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    credit_type: CreditType | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdatedData:
+        if self.email is None and self.credit_type is None:
+            raise ValueError("needs email or credit_type")
+        return self
+
+
+class InvoicePaidData(_Data):
+    invoice_id: str = Field(min_length=1, max_length=200)
+    credits: int = Field(gt=0, le=1_000_000_000)
+
+
+class PlanChangedData(_Data):
+    credit_type: CreditType | None = None
+    recurring: RecurringPlan | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PlanChangedData:
+        if self.credit_type is None and self.recurring is None:
+            raise ValueError("needs credit_type or recurring")
+        return self
+
+
+class ReasonData(_Data):
+    reason: str | None = Field(None, max_length=1000)
+
+
+class _Envelope(BaseModel):
+    """CloudEvents 1.0 attributes shared by every event; `subject` is the client id."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=500)
+    subject: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+    time: dt.datetime
+    datacontenttype: Literal["application/json"] | None = None
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                raise ValueError("must carry a UTC offset (RFC 3339)")
+            return value
+        if not isinstance(value, str) or not RFC3339.match(value):
+            raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z")
+        return value
+
+    @property
+    def client_id(self) -> str:
+        return self.subject
+
+    @property
+    def key(self) -> str:
+        """Stable identity for dedupe: CloudEvents ids are unique per source, so hash both."""
+        digest = hashlib.sha256(f"{self.source}\n{self.id}".encode()).hexdigest()
+        return digest[:32]
+
+    def to_message(self) -> dict[str, Any]:
+        """The JSON-ready dict that travels on the queue."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ClientOnboarded(_Envelope):
+    type: Literal[EventType.ONBOARDED]
+    data: OnboardedData
+
+
+class ClientUpdated(_Envelope):
+    type: Literal[EventType.UPDATED]
+    data: UpdatedData
+
+
+class InvoicePaid(_Envelope):
+    type: Literal[EventType.INVOICE_PAID]
+    data: InvoicePaidData
+
+
+class PlanChanged(_Envelope):
+    type: Literal[EventType.PLAN_CHANGED]
+    data: PlanChangedData
+
+
+class ClientSuspended(_Envelope):
+    type: Literal[EventType.SUSPENDED]
+    data: ReasonData = ReasonData()
+
+
+class ClientReactivated(_Envelope):
+    type: Literal[EventType.REACTIVATED]
+    data: ReasonData = ReasonData()
+
+
+class ClientChurned(_Envelope):
+    type: Literal[EventType.CHURNED]
+    data: ReasonData = ReasonData()
+
+
+Event = Annotated[
+    ClientOnboarded
+    | ClientUpdated
+    | InvoicePaid
+    | PlanChanged
+    | ClientSuspended
+    | ClientReactivated
+    | ClientChurned,
+    Field(discriminator="type"),
+]
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+MAX_EVENT_BYTES = 64 * 1024
+
+
+def parse_event(raw: dict[str, Any] | str | bytes) -> Event:
+    """Validate one event; raise InvalidEvent naming every bad field (nothing half-accepted)."""
+    if isinstance(raw, str | bytes):
+        if len(raw) > MAX_EVENT_BYTES:
+            raise InvalidEvent([f"event: larger than {MAX_EVENT_BYTES} bytes"])
+        try:
+            raw = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidEvent([f"event: not valid JSON ({exc})"]) from None
+    if not isinstance(raw, dict):
+        raise InvalidEvent(["event: must be a JSON object"])
+    if raw.get("type") not in {t.value for t in EventType}:
+        known = ", ".join(t.value for t in EventType)
+        raise InvalidEvent([f"type: unknown event type {raw.get('type')!r} (known: {known})"])
+    try:
+        return _EVENT.validate_python(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(_reasons(exc)) from None
+
+
+def _reasons(exc: ValidationError) -> list[str]:
+    """One 'field.path: message' line per error, without the union tag pydantic prepends."""
+    reasons = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        if loc and loc[0] in {t.value for t in EventType}:
+            loc = loc[1:]
+        message = err["msg"].removeprefix("Value error, ")
+        reasons.append(f"{'.'.join(loc) or 'event'}: {message}")
+    return reasons

@@ -1,0 +1,76 @@
+"""Birth and death of a client: `client.onboarded` creates the subaccount, `churned` deletes it."""
+
+from __future__ import annotations
+
+from handlers.events import ClientChurned, ClientOnboarded
+from handlers.plan import (
+    AddCredits,
+    Apply,
+    ClientState,
+    Create,
+    Decision,
+    Delete,
+    Lifecycle,
+    SetRecurringCredits,
+    Skip,
+    Step,
+)
+from handlers.rules import Context, gate, known_username, username_for
+from worker.api.models import ChangeCredits, CreateSubaccount, Recurring, SetRecurring
+
+
+def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> Decision:
+    """Create the subaccount, then grant the plan's initial and recurring credits."""
+    if state.lifecycle == Lifecycle.CHURNED:
+        return Skip(outcome="ignored", reason="client churned: a tombstone is not re-onboarded")
+    if state.lifecycle != Lifecycle.UNKNOWN:
+        return Skip(outcome="ignored", reason=f"client already onboarded as {state.username}")
+    data = event.data
+    username = data.username or username_for(event.client_id)
+    steps: list[Step] = [
+        Create(
+            request=CreateSubaccount(
+                username=username, email=data.email, credit_type=data.credit_type
+            ),
+            generate_password=ctx.needs_password,
+        )
+    ]
+    if data.credits:
+        steps.append(
+            AddCredits(
+                request=ChangeCredits(username=username, amount=data.credits),
+                business_key=f"onboarding:{event.client_id}",
+            )
+        )
+    if data.recurring:
+        steps.append(
+            SetRecurringCredits(
+                request=SetRecurring(
+                    username=username,
+                    recurring=Recurring(**data.recurring.model_dump()),
+                )
+            )
+        )
+    at = event.time
+    new_state = state.model_copy(
+        update={
+            "lifecycle": Lifecycle.ACTIVE,
+            "username": username,
+            "email": data.email,
+            "credit_type": data.credit_type,
+            "recurring": data.recurring,
+            "email_at": at,
+            "credit_type_at": at,
+            "recurring_at": at if data.recurring else None,
+            "status_at": at,
+        }
+    )
+    return Apply(steps=tuple(steps), state=new_state)
+
+
+def on_churned(event: ClientChurned, state: ClientState, ctx: Context) -> Decision:
+    """Delete the subaccount (its credits return to the master account); keep a tombstone."""
+    if blocked := gate(state):
+        return blocked
+    new_state = state.model_copy(update={"lifecycle": Lifecycle.CHURNED, "churned_at": event.time})
+    return Apply(steps=(Delete(username=known_username(state)),), state=new_state)

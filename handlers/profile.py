@@ -1,0 +1,76 @@
+"""Changes to a live client: `client.updated` (email, credit type) and `plan.changed`.
+
+Each field carries the event time of its last applied change, so a late event changes only the
+fields no newer event has set: any arrival order converges to the in-order result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.events import ClientUpdated, PlanChanged
+from handlers.plan import (
+    Apply,
+    ClientState,
+    Decision,
+    SetRecurringCredits,
+    Skip,
+    Step,
+    Update,
+)
+from handlers.rules import Context, gate, known_username, newer
+from worker.api.models import Recurring, SetRecurring, UpdateSubaccount
+
+
+def on_updated(event: ClientUpdated, state: ClientState, ctx: Context) -> Decision:
+    """Update the subaccount's email and/or credit type, field by field if newer."""
+    if blocked := gate(state):
+        return blocked
+    changes = _newer_fields(
+        state, event, {"email": event.data.email, "credit_type": event.data.credit_type}
+    )
+    if not changes:
+        return Skip(outcome="superseded", reason="every field was set by a newer event")
+    request = UpdateSubaccount(username=known_username(state), **changes)
+    return Apply(steps=(Update(request=request),), state=_with_times(state, event, changes))
+
+
+def on_plan_changed(event: PlanChanged, state: ClientState, ctx: Context) -> Decision:
+    """Set the plan's credit type and recurring credits, each only if newer."""
+    if blocked := gate(state):
+        return blocked
+    username = known_username(state)
+    changes = _newer_fields(
+        state, event, {"credit_type": event.data.credit_type, "recurring": event.data.recurring}
+    )
+    if not changes:
+        return Skip(outcome="superseded", reason="every field was set by a newer event")
+    steps: list[Step] = []
+    if "credit_type" in changes:
+        request = UpdateSubaccount(username=username, credit_type=changes["credit_type"])
+        steps.append(Update(request=request))
+    if "recurring" in changes:
+        recurring = Recurring(**changes["recurring"].model_dump())
+        steps.append(
+            SetRecurringCredits(request=SetRecurring(username=username, recurring=recurring))
+        )
+    return Apply(steps=tuple(steps), state=_with_times(state, event, changes))
+
+
+def _newer_fields(
+    state: ClientState, event: ClientUpdated | PlanChanged, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The given (non-null) fields whose last change is older than this event."""
+    return {
+        name: value
+        for name, value in fields.items()
+        if value is not None and newer(event.time, getattr(state, f"{name}_at"))
+    }
+
+
+def _with_times(
+    state: ClientState, event: ClientUpdated | PlanChanged, changes: dict[str, Any]
+) -> ClientState:
+    update = dict(changes)
+    update.update({f"{name}_at": event.time for name in changes})
+    return state.model_copy(update=update)

@@ -1,0 +1,27 @@
+"""`client.suspended` / `client.reactivated`: disable or enable the subaccount, newest wins."""
+
+from __future__ import annotations
+
+from handlers.events import ClientReactivated, ClientSuspended
+from handlers.plan import Apply, ClientState, Decision, Lifecycle, SetStatus, Skip
+from handlers.rules import Context, gate, known_username, newer
+from worker.api.models import SetDisabled
+
+
+def on_status(
+    event: ClientSuspended | ClientReactivated, state: ClientState, ctx: Context
+) -> Decision:
+    """Apply a toggle only if it is newer than the last applied toggle of this client."""
+    if blocked := gate(state):
+        return blocked
+    if not newer(event.time, state.status_at):
+        return Skip(outcome="superseded", reason="a newer suspend/reactivate was applied")
+    disabled = isinstance(event, ClientSuspended)
+    request = SetDisabled(username=known_username(state), disabled=disabled)
+    new_state = state.model_copy(
+        update={
+            "lifecycle": Lifecycle.SUSPENDED if disabled else Lifecycle.ACTIVE,
+            "status_at": event.time,
+        }
+    )
+    return Apply(steps=(SetStatus(request=request),), state=new_state)

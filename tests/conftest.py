@@ -1,0 +1,54 @@
+"""Shared fixtures: a test-owned redis-server and the sandbox API served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.servers import RedisServer, ThreadedUvicorn
+from worker.sandbox import SandboxAdmin, create_app
+
+TEST_API_KEY = "test-key-9f8e7d6c5b4a"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of our own for the whole session, on a free port."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The test-owned server's URL, emptied before each test (we started it, so we may)."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[ThreadedUvicorn]:
+    """The sandbox API (both surfaces) under a real uvicorn on a free loopback port."""
+    server = ThreadedUvicorn(create_app(api_key=TEST_API_KEY)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: ThreadedUvicorn) -> Iterator[SandboxAdmin]:
+    """Admin handle on the sandbox, with state, journal and faults reset for this test."""
+    admin = SandboxAdmin(sandbox_server.url)
+    admin.reset()
+    yield admin
+    admin.close()

@@ -1,0 +1,89 @@
+"""Run the real pipeline in-process: a Dramatiq worker on the test-owned Redis, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dramatiq
+import redis
+
+from worker import keys
+from worker.runtime import Runtime, build_runtime
+from worker.settings import Settings, load_settings
+
+FAST = {
+    "retry_min_backoff_ms": 20,
+    "retry_max_backoff_ms": 200,
+    "lock_busy_delay_ms": 20,
+    "unknown_client_retry_ms": 30,
+    "api_read_timeout_s": 2.0,
+}
+
+
+def pipeline_settings(redis_url: str, api_url: str, api_key: str, **overrides: Any) -> Settings:
+    """Settings pointing at test-owned servers, with retry timings short enough for tests."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "api_base_url": api_url,
+        "api_key": api_key,
+        "worker_threads": 4,
+        **FAST,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@contextmanager
+def running_pipeline(settings: Settings, threads: int = 4) -> Iterator[Runtime]:
+    """A Runtime whose actor is consumed by an in-process Dramatiq worker until exit."""
+    runtime = build_runtime(settings)
+    worker = dramatiq.Worker(runtime.broker, worker_threads=threads, worker_timeout=50)
+    worker.start()
+    try:
+        yield runtime
+    finally:
+        worker.stop()
+        runtime.close()
+
+
+def outcomes(client: redis.Redis, prefix: str = "saw") -> list[dict[str, Any]]:
+    """Every outcome record in the stream, oldest first, nested values decoded."""
+    records = []
+    for _id, fields in client.xrange(keys.outcomes(prefix)):
+        record = {k.decode(): v.decode() for k, v in fields.items()}
+        for name in ("steps", "attempt", "at_ms"):
+            if name in record:
+                record[name] = json.loads(record[name])
+        records.append(record)
+    return records
+
+
+def wait_for_outcomes(
+    client: redis.Redis,
+    event_ids: Iterable[str],
+    *,
+    timeout_s: float = 20.0,
+    prefix: str = "saw",
+) -> dict[str, dict[str, Any]]:
+    """Block on the outcome stream until every event id has a first outcome; return them."""
+    wanted = set(event_ids)
+    found: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    last_id = "0-0"
+    while wanted - set(found):
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            raise AssertionError(f"no outcome for {sorted(wanted - set(found))}; got {found}")
+        reply = client.xread({keys.outcomes(prefix): last_id}, block=remaining_ms, count=100)
+        for _stream, entries in reply:
+            for entry_id, fields in entries:
+                last_id = entry_id
+                record = {k.decode(): v.decode() for k, v in fields.items()}
+                event_id = record.get("event_id", "")
+                if event_id in wanted and event_id not in found:
+                    found[event_id] = record
+    return found

@@ -1,0 +1,143 @@
+"""Property: any duplication and permutation of a client's history converges to the in-order result.
+
+The fold below models the worker around the pure handlers: the ledger (an event key finishes
+once; a business key grants once), waiting for onboarding (re-queue at the back), and a model
+subaccount that the plan's steps act on. Only the handlers' rules are under test.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers import Context, decide, parse_event
+from handlers.events import Event
+from handlers.plan import (
+    AddCredits,
+    Apply,
+    ClientState,
+    Create,
+    Delete,
+    Lifecycle,
+    SetRecurringCredits,
+    SetStatus,
+    Update,
+    Wait,
+)
+from tests import factories as f
+
+CLIENT = "client-1"
+
+
+@dataclass
+class World:
+    state: ClientState = field(default_factory=lambda: ClientState(client_id=CLIENT))
+    account: dict[str, Any] | None = None
+    finished: set[str] = field(default_factory=set)
+    granted: set[str] = field(default_factory=set)
+
+    def run(self, step: object) -> None:
+        """Apply one step to the model subaccount, as the sandbox would."""
+        if isinstance(step, Create):
+            req = step.request
+            self.account = {"email": req.email, "credit_type": req.credit_type, "balance": 0,
+                            "disabled": False, "recurring": None}  # fmt: skip
+            return
+        assert self.account is not None, "a step ran before the subaccount existed"
+        if isinstance(step, AddCredits):
+            if step.business_key not in self.granted:
+                self.granted.add(step.business_key)
+                self.account["balance"] += step.request.amount
+        elif isinstance(step, Update):
+            for name in ("email", "credit_type"):
+                if getattr(step.request, name) is not None:
+                    self.account[name] = getattr(step.request, name)
+        elif isinstance(step, SetRecurringCredits):
+            self.account["recurring"] = step.request.recurring
+        elif isinstance(step, SetStatus):
+            self.account["disabled"] = step.request.disabled
+        elif isinstance(step, Delete):
+            self.account = None
+
+    def observable(self) -> tuple[Any, ...]:
+        return (self.state.lifecycle, self.state.username, self.account)
+
+
+def fold(events: list[Event]) -> World:
+    """Deliver events in the given order; waiting events go to the back of the queue."""
+    world = World()
+    queue = deque(events)
+    waits = 0
+    while queue and waits <= len(queue):
+        event = queue.popleft()
+        if event.key in world.finished:
+            continue
+        decision = decide(event, world.state, Context(needs_password=False))
+        if isinstance(decision, Wait):
+            queue.append(event)
+            waits += 1
+            continue
+        waits = 0
+        world.finished.add(event.key)
+        if isinstance(decision, Apply):
+            for step in decision.steps:
+                world.run(step)
+            world.state = decision.state
+    return world
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Event]:
+    """An onboarding at t=0 followed by 0-12 events at distinct, increasing times."""
+    kinds = st.sampled_from(["paid", "paid_again", "suspend", "reactivate", "update", "plan",
+                             "churn"])  # fmt: skip
+    history = [parse_event(f.onboarded(CLIENT, t=0, credits=10))]
+    for i, kind in enumerate(draw(st.lists(kinds, max_size=12)), start=1):
+        t = float(i)
+        history.append(parse_event(_raw(kind, t, draw)))
+    return history
+
+
+def _raw(kind: str, t: float, draw: st.DrawFn) -> dict[str, Any]:
+    if kind in {"paid", "paid_again"}:
+        invoice = f"INV-{draw(st.integers(0, 3))}"  # a few ids, so one invoice comes twice
+        return f.invoice_paid(CLIENT, invoice, 5, t=t)
+    if kind == "suspend":
+        return f.suspended(CLIENT, t=t)
+    if kind == "reactivate":
+        return f.reactivated(CLIENT, t=t)
+    if kind == "update":
+        email = draw(st.sampled_from(["a@example.com", "b@example.com"]))
+        return f.updated(CLIENT, t=t, email=email)
+    if kind == "plan":
+        credit = draw(st.sampled_from(["unlimited", "one_time_credit"]))
+        return f.plan_changed(
+            CLIENT, t=t, credit_type=credit, recurring={"amount": int(t), "period": "weekly"}
+        )
+    return f.churned(CLIENT, t=t)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), history=histories())
+def test_any_order_with_duplicates_converges(data: st.DataObject, history: list[Event]) -> None:
+    """Duplicated and shuffled deliveries reach the same subaccount as in-order delivery."""
+    expected = fold(history).observable()
+    duplicated = history + data.draw(st.lists(st.sampled_from(history), max_size=6))
+    shuffled = data.draw(st.permutations(duplicated))
+    assert fold(list(shuffled)).observable() == expected
+
+
+def test_out_of_order_toggle_example() -> None:
+    """reactivated(t2) delivered before suspended(t1) leaves the subaccount enabled."""
+    history = [
+        parse_event(f.onboarded(CLIENT, t=0)),
+        parse_event(f.suspended(CLIENT, t=1)),
+        parse_event(f.reactivated(CLIENT, t=2)),
+    ]
+    world = fold([history[0], history[2], history[1]])
+    assert world.account is not None and world.account["disabled"] is False
+    assert world.state.lifecycle == Lifecycle.ACTIVE

@@ -1,0 +1,159 @@
+"""The handlers' decision tables: (event, known client state) → decision, with no I/O."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from handlers import Context, decide, parse_event, username_for
+from handlers.plan import (
+    AddCredits,
+    Apply,
+    ClientState,
+    Create,
+    Delete,
+    Lifecycle,
+    Reject,
+    SetRecurringCredits,
+    SetStatus,
+    Skip,
+    Update,
+    Wait,
+)
+from tests import factories as f
+from tests.factories import T0
+
+V6 = Context(needs_password=True)
+V5 = Context(needs_password=False)
+
+
+def _onboarded_state(client_id: str = "acme", t: float = 0) -> ClientState:
+    decision = decide(parse_event(f.onboarded(client_id, t=t)), ClientState(client_id=client_id), V6)
+    assert isinstance(decision, Apply)
+    return decision.state
+
+
+def test_username_rule_is_readable_and_distinct() -> None:
+    """Derived usernames keep the id readable and differ for ids that sanitise alike."""
+    assert username_for("Acme Corp").startswith("acme-corp-")
+    assert username_for("Acme Corp") != username_for("acme-corp")
+    assert username_for("Acme Corp") == username_for("Acme Corp")
+    assert username_for("§§§").startswith("client-")
+    assert len(username_for("x" * 500)) <= 64
+
+
+def test_onboarding_creates_then_grants_then_sets_recurring() -> None:
+    """A plan with credits and recurring credits becomes create → add credits → recurring."""
+    raw = f.onboarded(
+        "acme", credits=500, recurring={"amount": 100, "period": "monthly"}, username="acme1"
+    )
+    decision = decide(parse_event(raw), ClientState(client_id="acme"), V6)
+    assert isinstance(decision, Apply)
+    create, grant, recurring = decision.steps
+    assert isinstance(create, Create) and create.request.username == "acme1"
+    assert create.generate_password and create.request.password is None
+    assert isinstance(grant, AddCredits) and grant.request.amount == 500
+    assert grant.business_key == "onboarding:acme"
+    assert isinstance(recurring, SetRecurringCredits) and recurring.request.recurring.amount == 100
+    assert decision.state.lifecycle == Lifecycle.ACTIVE
+
+
+def test_onboarding_on_v5_asks_for_no_password() -> None:
+    """On v5 the confirmation mail sets the password, so none is generated."""
+    decision = decide(parse_event(f.onboarded("acme")), ClientState(client_id="acme"), V5)
+    assert isinstance(decision, Apply)
+    (create,) = decision.steps
+    assert isinstance(create, Create) and not create.generate_password
+
+
+# Rows: (event builder, the decision class expected for a client that is not onboarded yet)
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (f.invoice_paid("acme", "INV-1", 10), Wait),  # credits wait for the subaccount
+        (f.suspended("acme"), Wait),  # a toggle waits too
+        (f.updated("acme", email="n@example.com"), Wait),
+        (f.churned("acme"), Wait),  # even a churn: it has nothing to delete yet
+    ],
+)
+def test_events_for_unknown_clients_wait(raw: dict[str, object], expected: type) -> None:
+    """Every event but onboarding waits until the client is onboarded."""
+    assert isinstance(decide(parse_event(raw), ClientState(client_id="acme"), V6), expected)
+
+
+# Rows: (toggle time, last applied toggle time, expected decision)
+@pytest.mark.parametrize(
+    ("t", "status_at", "expected"),
+    [
+        (20, 10, Apply),  # newer: applied
+        (5, 10, Skip),  # older than the last toggle: superseded
+        (10, 10, Skip),  # same instant: the first one applied wins
+    ],
+)
+def test_toggles_apply_only_when_newer(t: float, status_at: float, expected: type) -> None:
+    """Suspend/reactivate apply only if newer than the last applied toggle."""
+    state = _onboarded_state(t=0).model_copy(
+        update={"status_at": T0 + dt.timedelta(seconds=status_at)}
+    )
+    decision = decide(parse_event(f.suspended("acme", t=t)), state, V6)
+    assert isinstance(decision, expected)
+    if isinstance(decision, Apply):
+        (step,) = decision.steps
+        assert isinstance(step, SetStatus) and step.request.disabled
+        assert decision.state.lifecycle == Lifecycle.SUSPENDED
+    else:
+        assert isinstance(decision, Skip) and decision.outcome == "superseded"
+
+
+def test_update_changes_only_fields_no_newer_event_set() -> None:
+    """A late client.updated changes email but not a credit type set by a newer plan.changed."""
+    state = _onboarded_state(t=0)
+    later = decide(parse_event(f.plan_changed("acme", t=20, credit_type="unlimited")), state, V6)
+    assert isinstance(later, Apply)
+    late = f.updated("acme", t=10, email="new@example.com", credit_type="one_time_credit")
+    decision = decide(parse_event(late), later.state, V6)
+    assert isinstance(decision, Apply)
+    (step,) = decision.steps
+    assert isinstance(step, Update)
+    assert step.request.email == "new@example.com" and step.request.credit_type is None
+    assert decision.state.credit_type == "unlimited"
+
+
+def test_fully_superseded_update_calls_nothing() -> None:
+    """An update older than every field it touches is recorded superseded."""
+    state = _onboarded_state(t=100)
+    decision = decide(parse_event(f.updated("acme", t=50, email="x@example.com")), state, V6)
+    assert isinstance(decision, Skip) and decision.outcome == "superseded"
+
+
+def test_churn_deletes_and_leaves_a_tombstone() -> None:
+    """Churn deletes the subaccount; later events are ignored, a later invoice needs a human."""
+    decision = decide(parse_event(f.churned("acme", t=5)), _onboarded_state(), V6)
+    assert isinstance(decision, Apply)
+    (step,) = decision.steps
+    assert isinstance(step, Delete)
+    tomb = decision.state
+    assert tomb.lifecycle == Lifecycle.CHURNED
+    ignored = decide(parse_event(f.reactivated("acme", t=1)), tomb, V6)
+    assert isinstance(ignored, Skip) and ignored.outcome == "ignored"
+    paid = decide(parse_event(f.invoice_paid("acme", "INV-9", 5, t=9)), tomb, V6)
+    assert isinstance(paid, Reject) and paid.reason == "client_churned"
+    again = decide(parse_event(f.onboarded("acme", t=10)), tomb, V6)
+    assert isinstance(again, Skip) and again.outcome == "ignored"
+
+
+def test_invoice_grant_is_keyed_by_invoice_id() -> None:
+    """Two events for one invoice produce the same business key, so the ledger grants once."""
+    state = _onboarded_state()
+    one = decide(parse_event(f.invoice_paid("acme", "INV-7", 30)), state, V6)
+    two = decide(parse_event(f.invoice_paid("acme", "INV-7", 30, t=99)), state, V6)
+    assert isinstance(one, Apply) and isinstance(two, Apply)
+    assert one.steps[0] == two.steps[0]
+    assert isinstance(one.steps[0], AddCredits) and one.steps[0].business_key == "invoice:INV-7"
+
+
+def test_second_onboarding_is_ignored() -> None:
+    """An onboarding for a client already onboarded (another event id) changes nothing."""
+    decision = decide(parse_event(f.onboarded("acme", t=3)), _onboarded_state(), V6)
+    assert isinstance(decision, Skip) and decision.outcome == "ignored"

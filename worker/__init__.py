@@ -1,0 +1,1 @@
+"""subaccount-worker: business events in, Subaccount API calls out; once, in order."""

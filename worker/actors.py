@@ -1,0 +1,21 @@
+"""The module Dramatiq's CLI loads: `dramatiq worker.actors` (what `subaccount-worker worker` runs).
+
+Importing it reads the settings from the environment, configures logging and declares the
+`process_event` actor on a Redis broker. It is the only module that does work at import time,
+because that is how Dramatiq finds brokers and actors.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from worker.log import configure_logging
+from worker.runtime import build_runtime
+from worker.settings import get_settings
+
+settings = get_settings()
+configure_logging(settings)
+runtime = build_runtime(settings)
+broker = runtime.broker
+dramatiq.set_broker(broker)
+process_event = runtime.actor

@@ -1,0 +1,1 @@
+"""The Subaccount API boundary: typed models, the two surfaces, the client and its rate limiter."""

@@ -1,0 +1,93 @@
+"""The Dramatiq Redis broker, its middleware and the one actor that processes events.
+
+Timings are chosen, not inherited (README "Heartbeats and shutdown"): a killed worker's messages
+come back after `heartbeat_timeout_ms`; a live worker whose heartbeat stalls during a long call
+may see its message delivered again, which the per-client lease turns into a harmless wait.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
+
+from worker import keys
+from worker.errors import BrokerUnavailable
+from worker.executor import AttemptInfo, Executor, Requeue
+from worker.log import get_logger
+from worker.publish import ACTOR_NAME, PUBLISHED_AT
+from worker.settings import Settings
+
+log = get_logger(__name__)
+
+ATTEMPT = "saw_attempt"
+FIRST_FAILURE = "saw_first_failure_ms"
+# While Redis is down nothing can be recorded, so the thread waits for it rather than letting
+# Dramatiq retry (its retry enqueue would fail too and the message would be acked and lost).
+OUTAGE_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+def build_broker(settings: Settings, client: redis.Redis) -> RedisBroker:
+    """A Redis broker in our key namespace with the middleware the pipeline relies on."""
+    return RedisBroker(  # type: ignore[no-untyped-call]
+        client=client,
+        namespace=keys.dramatiq_namespace(settings.key_prefix),
+        heartbeat_timeout=settings.heartbeat_timeout_ms,
+        dead_message_ttl=settings.dead_message_ttl_ms,
+        maintenance_chance=settings.maintenance_chance,
+        middleware=[
+            TimeLimit(time_limit=10 * 60_000),
+            Retries(max_retries=20, min_backoff=1000, max_backoff=300_000),
+            CurrentMessage(),
+        ],
+    )
+
+
+def attempt_info(options: dict[str, Any]) -> AttemptInfo:
+    """Read our attempt bookkeeping from a message's options."""
+    return AttemptInfo(
+        attempt=int(options.get(ATTEMPT, 1)),
+        published_ms=int(options.get(PUBLISHED_AT) or 0),
+        first_failure_ms=options.get(FIRST_FAILURE),
+    )
+
+
+def declare_actor(
+    broker: RedisBroker, executor: Executor, settings: Settings, sleep: Any = time.sleep
+) -> Any:
+    """Declare `process_event` on `broker`: run the executor, re-enqueue when it says so."""
+
+    def process_event(event: dict[str, Any]) -> None:
+        message = CurrentMessage.get_current_message()
+        if message is None:
+            raise RuntimeError("process_event runs only inside a Dramatiq worker")
+        info = attempt_info(message.options)
+        for pause in itertools.chain(OUTAGE_BACKOFF_S, itertools.repeat(OUTAGE_BACKOFF_S[-1])):
+            try:
+                result = executor.handle(event, info)
+                if isinstance(result, Requeue):
+                    requeue(broker, message, info, result)
+                return
+            except BrokerUnavailable as exc:
+                log.warning("redis.unavailable", error=str(exc), retry_in_s=pause)
+                sleep(pause)
+
+    declare = dramatiq.actor(broker=broker, actor_name=ACTOR_NAME, queue_name=settings.queue_name)
+    return declare(process_event)
+
+
+def requeue(broker: RedisBroker, message: Any, info: AttemptInfo, result: Requeue) -> None:
+    """Enqueue the message again after `result.delay_ms`; failures count against the limits."""
+    options: dict[str, Any] = {}
+    if result.counts:
+        options[ATTEMPT] = info.attempt + 1
+        options[FIRST_FAILURE] = info.first_failure_ms or int(time.time() * 1000)
+    try:
+        broker.enqueue(message.copy(options=options), delay=result.delay_ms)
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"could not re-enqueue: {exc}") from exc

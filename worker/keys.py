@@ -1,0 +1,63 @@
+"""Every Redis key subaccount-worker owns, in one place. All start with the configured prefix.
+
+| key | type | holds |
+|---|---|---|
+| `{p}:ledger:{event_id}` | hash | step name → JSON ledger record (in progress / done) |
+| `{p}:business:{kind}:{id}` | string | event id that owns a business effect (e.g. an invoice) |
+| `{p}:client:{client_id}` | hash | what is known of a client (username, status, event times) |
+| `{p}:lock:{client_id}` | string | per-client lease: holder token, with expiry |
+| `{p}:deliveries:{event_id}` | string | deliveries of an event that reached no outcome yet |
+| `{p}:dead` | hash | event id → JSON dead letter |
+| `{p}:dead:index` | zset | event id scored by last failure time (ms) |
+| `{p}:outcomes` | stream | one entry per finished event, capped |
+| `{p}:ratelimit:api` | hash | shared token bucket of the API client |
+| `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
+"""
+
+from __future__ import annotations
+
+
+def ledger(prefix: str, event_id: str) -> str:
+    return f"{prefix}:ledger:{event_id}"
+
+
+def business(prefix: str, kind: str, business_id: str) -> str:
+    return f"{prefix}:business:{kind}:{business_id}"
+
+
+def client(prefix: str, client_id: str) -> str:
+    return f"{prefix}:client:{client_id}"
+
+
+def lock(prefix: str, client_id: str) -> str:
+    return f"{prefix}:lock:{client_id}"
+
+
+def deliveries(prefix: str, event_id: str) -> str:
+    return f"{prefix}:deliveries:{event_id}"
+
+
+def dead_letters(prefix: str) -> str:
+    return f"{prefix}:dead"
+
+
+def dead_letter_index(prefix: str) -> str:
+    return f"{prefix}:dead:index"
+
+
+def outcomes(prefix: str) -> str:
+    return f"{prefix}:outcomes"
+
+
+def rate_limit(prefix: str) -> str:
+    return f"{prefix}:ratelimit:api"
+
+
+def dramatiq_namespace(prefix: str) -> str:
+    """Namespace of Dramatiq's own keys (queues, acks, heartbeats, its XQ)."""
+    return f"{prefix}:dramatiq"
+
+
+def dramatiq_queue(prefix: str, queue_name: str) -> str:
+    """Dramatiq's Redis list of message ids of a queue (its messages hash adds `.msgs`)."""
+    return f"{dramatiq_namespace(prefix)}:{queue_name}"

@@ -1,0 +1,62 @@
+"""Replay a dead letter: put its event back on the queue, atomically with the ledger cleanup.
+
+The ledger keeps the steps the event already completed, so a replay resumes at the first step
+not done; nothing is applied twice. For an `ambiguous_outcome`, the operator who has checked the
+subaccount can say what happened to the unresolved step (`resolve="applied"` or "not_applied").
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import redis
+
+from handlers.events import parse_event
+from worker import keys
+from worker.dead_letters import DeadLetters
+from worker.errors import BrokerUnavailable, SubaccountWorkerError
+from worker.idempotency import OUTCOME_FIELD, StepRecord, StepState
+from worker.publish import Published, Publisher, build_message
+
+Resolve = Literal["applied", "not_applied"]
+
+
+class ReplayError(SubaccountWorkerError):
+    """The dead letter cannot be replayed as asked; the message says why and what to do."""
+
+
+def replay(
+    client: redis.Redis,
+    publisher: Publisher,
+    dead_letters: DeadLetters,
+    prefix: str,
+    key: str,
+    *,
+    resolve: Resolve | None = None,
+) -> Published:
+    """Re-enqueue dead letter `key`; its record is removed in the same transaction."""
+    letter = dead_letters.get(key)
+    if letter is None:
+        raise ReplayError(f"no dead letter {key!r}: list them with `dead-letters list`")
+    if resolve and not letter.step:
+        raise ReplayError(f"dead letter {key!r} stopped at no step: replay it without --resolve")
+    event = parse_event(letter.event)  # an invalid event cannot be replayed; send a fixed one
+    message = build_message(event, publisher.queue_name)
+    ledger = keys.ledger(prefix, key)
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(ledger, OUTCOME_FIELD)
+    if resolve == "applied" and letter.step:
+        now = int(time.time() * 1000)
+        record = StepRecord(StepState.DONE, "operator", now, result={"resolved_by": "operator"})
+        pipe.hset(ledger, letter.step, record.encode())
+    elif resolve == "not_applied" and letter.step:
+        pipe.hdel(ledger, letter.step)
+    pipe.hdel(keys.dead_letters(prefix), key)
+    pipe.zrem(keys.dead_letter_index(prefix), key)
+    publisher.add_to(pipe, [message])
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"replay of {key!r} not done: {exc}") from exc
+    return Published(key=event.key, event_id=event.id, message_id=message.message_id)

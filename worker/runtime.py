@@ -1,0 +1,97 @@
+"""Build the long-lived objects of one process from settings: Redis, broker, client, executor.
+
+Nothing here runs at import time; `worker.actors` (the module Dramatiq's CLI loads) and the tests
+call `build_runtime` with the settings they want.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from handlers import Context
+from worker.api.client import SubaccountClient
+from worker.broker import build_broker, declare_actor
+from worker.dead_letters import DeadLetters
+from worker.executor import Executor, Limits
+from worker.publish import Publisher
+from worker.retry import RetryPolicy
+from worker.settings import ApiSurface, Settings
+from worker.steps import StepRunner
+from worker.store import AttemptStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    broker: RedisBroker
+    api: SubaccountClient
+    executor: Executor
+    actor: Any
+    publisher: Publisher
+    dead_letters: DeadLetters
+
+    def close(self) -> None:
+        self.api.close()
+        self.broker.close()
+        self.redis.close()
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """One pooled Redis client per process, with timeouts so an outage fails fast."""
+    pool_size = settings.worker_threads * 2 + 8
+    return redis.Redis.from_url(
+        settings.redis_url,
+        max_connections=pool_size,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+    )
+
+
+def build_executor(settings: Settings, client: redis.Redis, api: SubaccountClient) -> Executor:
+    store = AttemptStore(
+        client,
+        settings.key_prefix,
+        lock_ttl_ms=settings.lock_ttl_ms,
+        ledger_ttl_s=settings.ledger_ttl_s,
+        outcome_maxlen=settings.outcome_stream_maxlen,
+    )
+    policy = RetryPolicy(
+        max_attempts=settings.retry_max_attempts,
+        max_age_ms=int(settings.retry_max_age_s * 1000),
+        min_backoff_ms=settings.retry_min_backoff_ms,
+        max_backoff_ms=settings.retry_max_backoff_ms,
+    )
+    limits = Limits(
+        unknown_client_wait_ms=int(settings.unknown_client_wait_s * 1000),
+        unknown_client_retry_ms=settings.unknown_client_retry_ms,
+        lock_busy_delay_ms=settings.lock_busy_delay_ms,
+        max_deliveries=settings.max_deliveries,
+    )
+    ctx = Context(needs_password=api.surface == ApiSurface.V6)
+    return Executor(store, StepRunner(api), ctx, policy, limits, rng=random.Random())
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Everything a worker or publisher process needs, wired together."""
+    client = redis_client(settings)
+    broker = build_broker(settings, client)
+    api = SubaccountClient.from_settings(settings, client)
+    executor = build_executor(settings, client, api)
+    actor = declare_actor(broker, executor, settings)
+    return Runtime(
+        settings=settings,
+        redis=client,
+        broker=broker,
+        api=api,
+        executor=executor,
+        actor=actor,
+        publisher=Publisher(client, settings),
+        dead_letters=DeadLetters(client, settings.key_prefix),
+    )

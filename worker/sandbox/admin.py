@@ -1,0 +1,150 @@
+"""Sandbox-only admin routes (no auth): reset, journal, faults, direct state access, health."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from worker.api.models import CreditType
+from worker.sandbox.core import sandbox_of
+from worker.sandbox.faults import FaultConfig, OperationName
+from worker.sandbox.fields import MAX_AMOUNT, CreditTypeName, Email, Username
+from worker.sandbox.journal import JournalEntry
+from worker.sandbox.state import Account
+from worker.sandbox.v6 import RecurringBody
+from worker.sandbox.wire import RecurringOut, error_responses, recurring_out
+
+TAG = "sandbox admin"
+router = APIRouter(prefix="/_sandbox", tags=[TAG])
+
+
+class AccountState(BaseModel):
+    """A subaccount as the sandbox holds it (recurring with v6 keys; never the password)."""
+
+    username: str
+    email: str
+    credit_type: CreditTypeName
+    disabled: bool
+    balance: int
+    recurring: RecurringOut | None
+    created_seq: int = Field(
+        description="creation order (a counter of the state, not a journal seq)"
+    )
+    has_password: bool
+
+
+class StateOut(BaseModel):
+    """The master account and every subaccount, keyed by username."""
+
+    master_active: bool
+    master_balance: int
+    subaccounts: dict[str, AccountState]
+
+
+class AccountPatch(BaseModel):
+    """Fields to set on one subaccount; a new one needs `email`. Passwords are not accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = None
+    credit_type: CreditTypeName | None = None
+    disabled: StrictBool | None = None
+    balance: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT)] | None = None
+    recurring: RecurringBody | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The state fields to set, converted to the state's types."""
+        values: dict[str, Any] = {k: getattr(self, k) for k in self.model_fields_set}
+        if "credit_type" in values and values["credit_type"] is not None:
+            values["credit_type"] = CreditType(values["credit_type"])
+        if values.get("recurring") is not None:
+            values["recurring"] = values["recurring"].settings()
+        return {k: v for k, v in values.items() if v is not None or k == "recurring"}
+
+
+class StatePatch(BaseModel):
+    """Direct state changes for tests: master flag and balance, and subaccount upserts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master_active: StrictBool | None = None
+    master_balance: Annotated[StrictInt, Field(ge=0)] | None = None
+    subaccounts: dict[Username, AccountPatch] = Field(default_factory=dict)
+
+
+def _account_state(account: Account) -> AccountState:
+    return AccountState(
+        username=account.username,
+        email=account.email,
+        credit_type=account.credit_type.value,
+        disabled=account.disabled,
+        balance=account.balance,
+        recurring=recurring_out(account.recurring) if account.recurring else None,
+        created_seq=account.created_seq,
+        has_password=account.password_sha256 is not None,
+    )
+
+
+def _state(request: Request) -> StateOut:
+    active, balance, accounts = sandbox_of(request).state.snapshot()
+    subaccounts = {a.username: _account_state(a) for a in accounts}
+    return StateOut(master_active=active, master_balance=balance, subaccounts=subaccounts)
+
+
+@router.post("/reset", summary="Reset the sandbox")
+async def reset(request: Request) -> dict[str, str]:
+    """Empty state and journal, faults back to the start config, master active at start balance."""
+    sandbox_of(request).reset()
+    return {"status": "ok"}
+
+
+@router.get(
+    "/journal",
+    summary="Read the effect journal",
+    response_model=list[JournalEntry],
+    responses=error_responses(400),
+)
+async def journal(
+    request: Request,
+    operation: OperationName | None = None,
+    username: str | None = None,
+    since_seq: Annotated[int | None, Query(ge=0)] = None,
+) -> list[JournalEntry]:
+    """Every state-changing API call in order (failed and fault-injected ones included)."""
+    return sandbox_of(request).journal.entries(operation, username, since_seq)
+
+
+@router.get("/faults", summary="Read the fault configuration")
+async def get_faults(request: Request) -> FaultConfig:
+    """The live fault configuration; `*_next` counters show what is left of them."""
+    return sandbox_of(request).faults.current()
+
+
+@router.put("/faults", summary="Replace the fault configuration", responses=error_responses(400))
+async def put_faults(request: Request, config: FaultConfig) -> FaultConfig:
+    """Replace the whole configuration (counters, RNG seed, rate-limit bucket); the new config."""
+    return sandbox_of(request).faults.replace(config)
+
+
+@router.get("/state", summary="Read the state")
+async def get_state(request: Request) -> StateOut:
+    """Master account and every subaccount with its balance and recurring settings."""
+    return _state(request)
+
+
+@router.put("/state", summary="Set state directly", responses=error_responses(400))
+async def put_state(request: Request, patch: StatePatch) -> StateOut:
+    """Set the master and upsert subaccounts (all or nothing), without journaling; the new state."""
+    state = sandbox_of(request).state
+    with state.lock:
+        state.upsert({name: fields.fields() for name, fields in patch.subaccounts.items()})
+        state.set_master(patch.master_active, patch.master_balance)
+    return _state(request)
+
+
+@router.get("/health", summary="Health check")
+async def health() -> dict[str, str]:
+    """Always ok while the server runs."""
+    return {"status": "ok"}

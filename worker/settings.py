@@ -1,0 +1,143 @@
+"""The one settings object: every knob comes from `SUBACCOUNT_WORKER_*` environment variables.
+
+Units are in the names (`_s`, `_ms`). Secrets are `SecretStr`, so printing the settings never
+shows them. `load_settings()` turns a validation failure into one readable line per variable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+ENV_PREFIX = "SUBACCOUNT_WORKER_"
+
+
+class ApiSurface(StrEnum):
+    """Which public Subaccount API the client speaks."""
+
+    V5 = "v5"
+    V6 = "v6"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # pretty on a terminal, JSON otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class RateLimitScope(StrEnum):
+    PROCESS = "process"  # one token bucket per process
+    REDIS = "redis"  # one bucket shared by every process through Redis
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvSecrets = Annotated[list[SecretStr], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Configuration of every subaccount-worker process (worker, ingress, CLI, sandbox)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- Subaccount API -------------------------------------------------------------------
+    api_base_url: str = Field("http://127.0.0.1:8025/v6", description="Base URL of the surface")
+    api_surface: ApiSurface = ApiSurface.V6
+    api_key: SecretStr = Field(SecretStr(""), description="API key of the master account")
+    api_connect_timeout_s: float = Field(3.0, gt=0)
+    api_read_timeout_s: float = Field(10.0, gt=0)
+    api_write_timeout_s: float = Field(10.0, gt=0)
+    api_pool_timeout_s: float = Field(5.0, gt=0)
+    api_max_connections: int = Field(0, ge=0, description="0 = sized from worker threads")
+    api_rate_limit_rps: float = Field(0.0, ge=0, description="0 disables client-side limiting")
+    api_rate_limit_burst: int = Field(0, ge=0, description="0 = one second of rate")
+    api_rate_limit_scope: RateLimitScope = RateLimitScope.REDIS
+
+    # --- Redis and the queue --------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = Field("saw", min_length=1, description="Prefix of every Redis key we own")
+    queue_name: str = "subaccount-events"
+    heartbeat_timeout_ms: int = Field(60_000, ge=1000)
+    maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
+    dead_message_ttl_ms: int = Field(7 * 86_400_000, ge=1000)
+
+    # --- Worker behaviour -------------------------------------------------------------------
+    worker_processes: int = Field(1, ge=1)
+    worker_threads: int = Field(8, ge=1)
+    lock_ttl_ms: int = Field(30_000, ge=100, description="Per-client lease; renewed while busy")
+    lock_busy_delay_ms: int = Field(200, ge=1)
+    step_lease_ms: int = Field(60_000, ge=100, description="In-progress ledger record expiry")
+    retry_max_attempts: int = Field(8, ge=1)
+    retry_max_age_s: float = Field(86_400.0, gt=0)
+    retry_min_backoff_ms: int = Field(500, ge=1)
+    retry_max_backoff_ms: int = Field(300_000, ge=1)
+    unknown_client_wait_s: float = Field(3600.0, ge=0)
+    unknown_client_retry_ms: int = Field(5_000, ge=1)
+    max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
+    ledger_ttl_s: int = Field(30 * 86_400, ge=60, description="How long done steps are kept")
+    outcome_stream_maxlen: int = Field(100_000, ge=100)
+
+    # --- Ingress --------------------------------------------------------------------------
+    ingress_tokens: CsvSecrets = Field(default_factory=list)
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    stripe_tolerance_s: int = Field(300, ge=1)
+    crm_webhook_secrets: CsvSecrets = Field(default_factory=list)
+    ingress_max_body_bytes: int = Field(256 * 1024, ge=1024)
+    stripe_price_credits: dict[str, int] = Field(default_factory=dict)
+
+    # --- Logging --------------------------------------------------------------------------
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: str = "INFO"
+
+    _split_tokens = field_validator("ingress_tokens", "crm_webhook_secrets", mode="before")(
+        _split_csv
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def secrets(self) -> list[str]:
+        """Every secret value configured, for the log redactor."""
+        values = [self.api_key, self.stripe_webhook_secret]
+        values += self.ingress_tokens + self.crm_webhook_secrets
+        return [v.get_secret_value() for v in values if v.get_secret_value()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigError with one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_input=False):
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise ConfigError("; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import time)."""
+    return load_settings()

@@ -1,0 +1,278 @@
+"""The Redis side of one event attempt, batched into as few round trips as the promises allow.
+
+An attempt costs three round trips plus one per step:
+1. `open`: count the delivery, take the client's lease lock, read the client state and the
+   event's ledger: one Lua call.
+2. `begin_step` (per step): check and renew the lease, mark the step in progress, claim the
+   business key (e.g. an invoice id): one Lua call. `step_done` records the result.
+3. `finish`: only while the lease is still ours, write the client state, the outcome, the dead
+   letter if any, and release the lease: one Lua call.
+
+The lock is a lease (token + expiry), renewed before every step and released only by its holder.
+It keeps two workers off one client; the ledger, not the lock, is what makes a step safe to redo.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.typing import EncodableT, FieldT
+
+from handlers.plan import ClientState
+from worker import keys
+from worker.errors import BrokerUnavailable
+from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord
+
+_OPEN = """
+local outcome = redis.call('HGET', KEYS[1], ARGV[3])
+if outcome then return {'finished', outcome} end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy', 0} end
+local n = redis.call('INCR', KEYS[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}
+"""
+
+# KEYS: lock, ledger, business (or ledger again when none). ARGV: token, lock ttl, step field,
+# in-progress record, event key, ledger ttl (s), has business key, duplicate record.
+_BEGIN_STEP = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local owner = ARGV[5]
+if ARGV[7] == '1' then
+  redis.call('SET', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6])
+  owner = redis.call('GET', KEYS[3])
+end
+if owner == ARGV[5] then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+else
+  redis.call('HSET', KEYS[2], ARGV[3], (string.gsub(ARGV[8], '__OWNER__', owner)))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return {1, owner}
+"""
+
+# KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index.
+# ARGV: token, outcome json, state json or '', ledger ttl, stream maxlen, event key,
+#       dead letter json or '', now ms, then stream field/value pairs.
+_FINISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+redis.call('HSET', KEYS[2], '_outcome', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('DEL', KEYS[4])
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[6], ARGV[7])
+  redis.call('ZADD', KEYS[7], ARGV[8], ARGV[6])
+end
+local fields = {}
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS: lock, deliveries. A controlled early release also resets the delivery count: the
+# count measures deliveries that died before any ending.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What `open` found: `status` is 'finished', 'busy' or 'locked'."""
+
+    status: str
+    deliveries: int = 0
+    state: ClientState | None = None
+    ledger: Ledger | None = None
+    outcome: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Everything the finishing transaction writes."""
+
+    outcome: dict[str, Any]  # stored in the ledger and appended to the outcome stream
+    state: ClientState | None  # None: client state unchanged
+    dead_letter: str | None = None  # encoded DeadLetter, or None
+
+
+class AttemptStore:
+    """Redis operations of event attempts, each one round trip."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        lock_ttl_ms: int,
+        ledger_ttl_s: int,
+        outcome_maxlen: int,
+    ) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._lock_ttl_ms = lock_ttl_ms
+        self._ledger_ttl_s = ledger_ttl_s
+        self._outcome_maxlen = outcome_maxlen
+        self._open = client.register_script(_OPEN)
+        self._begin = client.register_script(_BEGIN_STEP)
+        self._finish = client.register_script(_FINISH)
+        self._release = client.register_script(_RELEASE)
+
+    @staticmethod
+    def new_token() -> str:
+        """A fresh lease token: only its holder can renew or release the lock."""
+        return secrets.token_hex(12)
+
+    def open(self, event_key: str, client_id: str, token: str) -> Opened:
+        keys_ = [
+            keys.ledger(self._prefix, event_key),
+            keys.lock(self._prefix, client_id),
+            keys.client(self._prefix, client_id),
+            keys.deliveries(self._prefix, event_key),
+        ]
+        args = [token, self._lock_ttl_ms, OUTCOME_FIELD, self._ledger_ttl_s * 1000]
+        reply = self._run(self._open, keys_, args)
+        status = _text(reply[0])
+        if status == "finished":
+            return Opened(status, outcome=json.loads(reply[1]))
+        if status == "busy":
+            return Opened(status, deliveries=int(reply[1]))
+        raw_state, flat = reply[2], reply[3]
+        state = (
+            ClientState.model_validate_json(raw_state)
+            if raw_state
+            else ClientState(client_id=client_id)
+        )
+        ledger = Ledger.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        return Opened(status, deliveries=int(reply[1]), state=state, ledger=ledger)
+
+    def begin_step(
+        self,
+        event_key: str,
+        client_id: str,
+        token: str,
+        step: str,
+        record: StepRecord,
+        business_key: str | None,
+        duplicate: StepRecord,
+    ) -> tuple[bool, str]:
+        """Renew the lease and mark `step` in progress; return (lease held, business owner)."""
+        ledger_key = keys.ledger(self._prefix, event_key)
+        business = (
+            keys.business(self._prefix, *business_key.split(":", 1)) if business_key else None
+        )
+        keys_ = [keys.lock(self._prefix, client_id), ledger_key, business or ledger_key]
+        args = [
+            token,
+            self._lock_ttl_ms,
+            step,
+            record.encode(),
+            event_key,
+            self._ledger_ttl_s,
+            "1" if business else "0",
+            duplicate.encode(),
+        ]
+        held, owner = self._run(self._begin, keys_, args)
+        return bool(held), _text(owner)
+
+    def step_done(self, event_key: str, step: str, record: StepRecord) -> None:
+        """Record a finished step (whatever happens to the lease: the effect did happen)."""
+        try:
+            self._redis.hset(keys.ledger(self._prefix, event_key), step, record.encode())
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not record step {step}: {exc}") from exc
+
+    def clear_step(self, event_key: str, step: str) -> None:
+        """Forget an in-progress step proven not applied, so the next attempt runs it afresh."""
+        try:
+            self._redis.hdel(keys.ledger(self._prefix, event_key), step)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not clear step {step}: {exc}") from exc
+
+    def finish(
+        self, event_key: str, client_id: str, token: str, finish: Finish, now_ms: int
+    ) -> bool:
+        """Write the outcome (and state, dead letter) and release; False if the lease was lost."""
+        keys_ = [
+            keys.lock(self._prefix, client_id),
+            keys.ledger(self._prefix, event_key),
+            keys.client(self._prefix, client_id),
+            keys.deliveries(self._prefix, event_key),
+            keys.outcomes(self._prefix),
+            keys.dead_letters(self._prefix),
+            keys.dead_letter_index(self._prefix),
+        ]
+        args: list[Any] = [
+            token,
+            _json(finish.outcome),
+            finish.state.model_dump_json() if finish.state else "",
+            self._ledger_ttl_s,
+            self._outcome_maxlen,
+            event_key,
+            finish.dead_letter or "",
+            now_ms,
+            *[item for pair in _stream_fields(finish.outcome).items() for item in pair],
+        ]
+        return bool(self._run(self._finish, keys_, args))
+
+    def record_duplicate(self, outcome: dict[str, Any]) -> None:
+        """Append a duplicate delivery's outcome to the stream (no lock: nothing else changes)."""
+        try:
+            self._redis.xadd(
+                keys.outcomes(self._prefix),
+                _stream_fields(outcome),
+                maxlen=self._outcome_maxlen,
+                approximate=True,
+            )
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not record duplicate: {exc}") from exc
+
+    def release(self, event_key: str, client_id: str, token: str) -> None:
+        """Give the lease back early (before a delayed retry); harmless if it already expired."""
+        keys_ = [keys.lock(self._prefix, client_id), keys.deliveries(self._prefix, event_key)]
+        self._run(self._release, keys_, [token])
+
+    def record_unlocked(self, event_key: str, outcome: dict[str, Any], dead_letter: str) -> None:
+        """Dead-letter an event that has no valid client to lock (it failed validation)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(keys.dead_letters(self._prefix), event_key, dead_letter)
+        pipe.zadd(keys.dead_letter_index(self._prefix), {event_key: outcome["at_ms"]})
+        pipe.xadd(
+            keys.outcomes(self._prefix),
+            _stream_fields(outcome),
+            maxlen=self._outcome_maxlen,
+            approximate=True,
+        )
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not record a dead letter: {exc}") from exc
+
+    def _run(self, script: Any, keys_: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys_, args=args)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"Redis failed during an attempt: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _stream_fields(outcome: dict[str, Any]) -> dict[FieldT, EncodableT]:
+    """An outcome as stream fields: strings as they are, anything else as JSON."""
+    return {k: v if isinstance(v, str) else _json(v) for k, v in outcome.items()}
