@@ -6,9 +6,13 @@ start (not even the one on 6379).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -115,3 +119,35 @@ class ThreadedUvicorn:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class WorkerProcess:
+    """`subaccount-worker worker` as a real process group (supervisor, Dramatiq, its children)."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.env = {**os.environ, **env}
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        argv = [sys.executable, "-m", "worker.cli", "worker", *self.args]
+        self.proc = subprocess.Popen(argv, env=self.env, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a lost machine would."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), escalating to SIGKILL if it does not end in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the group

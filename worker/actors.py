@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dramatiq
 
+from worker import metrics
 from worker.log import configure_logging
 from worker.runtime import build_runtime
 from worker.settings import get_settings
@@ -19,3 +20,4 @@ runtime = build_runtime(settings)
 broker = runtime.broker
 dramatiq.set_broker(broker)
 process_event = runtime.actor
+metrics.mark_worker_up()

@@ -7,7 +7,6 @@ line naming the variable (exit 2), never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,16 +65,18 @@ def sandbox(
 def worker(
     processes: int = typer.Option(0, help="Worker processes (default: settings)."),
     threads: int = typer.Option(0, help="Threads per process (default: settings)."),
+    module: str = typer.Option(
+        "worker.actors", help="Module declaring the broker and actor (wrap ours to add middleware)."
+    ),
 ) -> None:
-    """Run the event consumers (Dramatiq worker processes loading `worker.actors`)."""
+    """Run the event consumers: Dramatiq processes loading `worker.actors`, kept running."""
+    from worker import supervisor
+
     settings = _settings()
+    _configure_logging(settings)
     procs = processes or settings.worker_processes
-    thr = threads or settings.worker_threads
-    env = {**os.environ, "SUBACCOUNT_WORKER_WORKER_THREADS": str(thr)}
-    argv = [sys.executable, "-m", "dramatiq", "worker.actors"]
-    argv += ["--processes", str(procs), "--threads", str(thr)]
-    argv += ["--queues", settings.queue_name, "--skip-logging"]
-    os.execve(sys.executable, argv, env)  # noqa: S606 - replaces this process by design
+    code = supervisor.run(settings, procs, threads or settings.worker_threads, module)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -71,6 +71,7 @@ class DeadLetters:
         self._redis = client
         self._hash = keys.dead_letters(prefix)
         self._index = keys.dead_letter_index(prefix)
+        self._counts = keys.dead_letter_counts(prefix)
 
     def get(self, key: str) -> DeadLetter | None:
         raw = self._redis.hget(self._hash, key)
@@ -102,18 +103,26 @@ class DeadLetters:
         return found
 
     def counts_by_reason(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for letter in self._iter_newest_first():
-            counts[letter.reason] = counts.get(letter.reason, 0) + 1
-        return counts
+        """Dead letters per reason code, from the counts kept beside the records."""
+        raw: dict[Any, Any] = self._redis.hgetall(self._counts)
+        counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return {reason: n for reason, n in counts.items() if n > 0}
 
     def purge(self, key: str) -> bool:
         """Delete one dead letter; True if it existed."""
+        letter = self.get(key)
+        if letter is None:
+            return False
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(self._hash, key)
-        pipe.zrem(self._index, key)
-        removed, _ = pipe.execute()
+        self.remove_in(pipe, letter)
+        removed = pipe.execute()[0]
         return bool(removed)
+
+    def remove_in(self, pipe: Any, letter: DeadLetter) -> None:
+        """Queue the removal of `letter` (record, index entry, reason count) on `pipe`."""
+        pipe.hdel(self._hash, letter.key)
+        pipe.zrem(self._index, letter.key)
+        pipe.hincrby(self._counts, letter.reason, -1)
 
     def _iter_newest_first(self, batch: int = 200) -> Iterator[DeadLetter]:
         start = 0

@@ -21,6 +21,7 @@ import structlog
 from handlers import Context, decide
 from handlers.events import Event, parse_event
 from handlers.plan import Apply, ClientState, Reject, Skip, Step, Wait, step_name
+from worker import metrics
 from worker.dead_letters import DeadLetter, Reason
 from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
 from worker.idempotency import Ledger, StepRecord, StepState
@@ -328,6 +329,7 @@ class Executor:
             log.warning("event.lease_lost", at="finish")
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
         log.info("event.finished", outcome=outcome, reason=reason, steps=steps)
+        metrics.record_outcome(outcome, a.event.type.value)
         return Done(outcome)
 
     def _duplicate(self, event: Event, opened: Opened) -> Done:
@@ -344,6 +346,7 @@ class Executor:
             }
         )
         log.info("event.duplicate", first_outcome=first.get("outcome"))
+        metrics.record_outcome("duplicate", event.type.value)
         return Done("duplicate")
 
     def _reject_invalid(self, raw: Any, info: AttemptInfo, exc: InvalidEvent) -> Done:
@@ -379,6 +382,7 @@ class Executor:
         }
         self._store.record_unlocked(key, outcome, letter.encode())
         log.warning("event.dead_lettered", reason=reason.value, detail=detail)
+        metrics.record_outcome("dead_lettered", str(event.get("type", "")))
         return Done("dead_lettered")
 
     def _release_quietly(self, a: _Attempt) -> None:

@@ -9,6 +9,7 @@
 | `{p}:deliveries:{event_id}` | string | deliveries of an event that reached no outcome yet |
 | `{p}:dead` | hash | event id → JSON dead letter |
 | `{p}:dead:index` | zset | event id scored by last failure time (ms) |
+| `{p}:dead:counts` | hash | reason → number of dead letters (for the metrics gauge) |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
@@ -43,6 +44,10 @@ def dead_letters(prefix: str) -> str:
 
 def dead_letter_index(prefix: str) -> str:
     return f"{prefix}:dead:index"
+
+
+def dead_letter_counts(prefix: str) -> str:
+    return f"{prefix}:dead:counts"
 
 
 def outcomes(prefix: str) -> str:

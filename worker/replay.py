@@ -52,8 +52,7 @@ def replay(
         pipe.hset(ledger, letter.step, record.encode())
     elif resolve == "not_applied" and letter.step:
         pipe.hdel(ledger, letter.step)
-    pipe.hdel(keys.dead_letters(prefix), key)
-    pipe.zrem(keys.dead_letter_index(prefix), key)
+    dead_letters.remove_in(pipe, letter)
     publisher.add_to(pipe, [message])
     try:
         pipe.execute()

@@ -14,6 +14,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from handlers import Context
+from worker import metrics
 from worker.api.client import SubaccountClient
 from worker.broker import build_broker, declare_actor
 from worker.dead_letters import DeadLetters
@@ -82,7 +83,7 @@ def build_runtime(settings: Settings) -> Runtime:
     """Everything a worker or publisher process needs, wired together."""
     client = redis_client(settings)
     broker = build_broker(settings, client)
-    api = SubaccountClient.from_settings(settings, client)
+    api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
     executor = build_executor(settings, client, api)
     actor = declare_actor(broker, executor, settings)
     return Runtime(

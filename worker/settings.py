@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     ingress_max_body_bytes: int = Field(256 * 1024, ge=1024)
     stripe_price_credits: dict[str, int] = Field(default_factory=dict)
 
+    # --- Metrics --------------------------------------------------------------------------
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
+    metrics_port: int = Field(9191, ge=0, le=65535, description="0 disables /metrics")
+    metrics_dir: str = Field("", description="Per-run multiprocess dir; '' = a temp dir")
+
     # --- Logging --------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"

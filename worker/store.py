@@ -55,9 +55,9 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {1, owner}
 """
 
-# KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index.
+# KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index, dead counts.
 # ARGV: token, outcome json, state json or '', ledger ttl, stream maxlen, event key,
-#       dead letter json or '', now ms, then stream field/value pairs.
+#       dead letter json or '', now ms, dead reason, then stream field/value pairs.
 _FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
@@ -65,11 +65,13 @@ redis.call('HSET', KEYS[2], '_outcome', ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('DEL', KEYS[4])
 if ARGV[7] ~= '' then
-  redis.call('HSET', KEYS[6], ARGV[6], ARGV[7])
+  if redis.call('HSET', KEYS[6], ARGV[6], ARGV[7]) == 1 then
+    redis.call('HINCRBY', KEYS[8], ARGV[9], 1)
+  end
   redis.call('ZADD', KEYS[7], ARGV[8], ARGV[6])
 end
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
 redis.call('DEL', KEYS[1])
 return 1
@@ -211,6 +213,7 @@ class AttemptStore:
             keys.outcomes(self._prefix),
             keys.dead_letters(self._prefix),
             keys.dead_letter_index(self._prefix),
+            keys.dead_letter_counts(self._prefix),
         ]
         args: list[Any] = [
             token,
@@ -221,6 +224,7 @@ class AttemptStore:
             event_key,
             finish.dead_letter or "",
             now_ms,
+            finish.outcome.get("reason") or "",
             *[item for pair in _stream_fields(finish.outcome).items() for item in pair],
         ]
         return bool(self._run(self._finish, keys_, args))
@@ -246,6 +250,7 @@ class AttemptStore:
         """Dead-letter an event that has no valid client to lock (it failed validation)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(keys.dead_letters(self._prefix), event_key, dead_letter)
+        pipe.hincrby(keys.dead_letter_counts(self._prefix), outcome["reason"], 1)
         pipe.zadd(keys.dead_letter_index(self._prefix), {event_key: outcome["at_ms"]})
         pipe.xadd(
             keys.outcomes(self._prefix),

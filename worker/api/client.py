@@ -46,6 +46,8 @@ from worker.log import REDACTED
 from worker.settings import ApiSurface, RateLimitScope, Settings
 
 M = TypeVar("M", bound=BaseModel)
+# Called after every call with (operation, result class name or "ok", seconds): metrics hook.
+Observer = Callable[[str, str, float], None]
 
 USER_AGENT = "subaccount-worker/0.1"
 MAX_RETRY_AFTER_S = 3600.0
@@ -92,8 +94,10 @@ class SubaccountClient:
         api_key: str,
         surface: ApiSurface | Surface = ApiSurface.V6,
         limiter: RateLimiter | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._http = http
+        self._observe = observer
         self._api_key = api_key
         self._surface = surface_for(surface) if isinstance(surface, ApiSurface) else surface
         self._auth = self._surface.auth_headers(api_key)
@@ -101,13 +105,17 @@ class SubaccountClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, redis_client: redis.Redis | None = None
+        cls,
+        settings: Settings,
+        redis_client: redis.Redis | None = None,
+        observer: Observer | None = None,
     ) -> SubaccountClient:
         return cls(
             build_http_client(settings),
             api_key=settings.api_key.get_secret_value(),
             surface=settings.api_surface,
             limiter=build_rate_limiter(settings, redis_client),
+            observer=observer,
         )
 
     @property
@@ -117,6 +125,12 @@ class SubaccountClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> SubaccountClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # --- the eight operations -------------------------------------------------------------
 
@@ -173,6 +187,21 @@ class SubaccountClient:
     ) -> Any:
         """Send one request and return the `data` of a success body, or raise a typed error."""
         self._limiter.acquire()
+        if self._observe is None:
+            return self._send(op, username, request, secrets)
+        started = time.perf_counter()
+        result = "ok"
+        try:
+            return self._send(op, username, request, secrets)
+        except ApiError as exc:
+            result = type(exc).__name__
+            raise
+        finally:
+            self._observe(op, result, time.perf_counter() - started)
+
+    def _send(
+        self, op: str, username: str | None, request: HttpRequest, secrets: list[str] | None
+    ) -> Any:
         try:
             response = self._http.request(
                 request.method,

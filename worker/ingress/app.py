@@ -43,7 +43,7 @@ from worker.ingress.problems import (
     Unmappable,
     UnsupportedMediaType,
 )
-from worker.log import configure_logging, get_logger
+from worker.log import get_logger
 from worker.publish import Publisher
 from worker.settings import Settings
 
@@ -185,8 +185,7 @@ def redis_for_ingress(settings: Settings) -> redis.Redis:
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the ingress under uvicorn until interrupted (the `subaccount-worker ingress` command)."""
-    configure_logging(settings)
+    """Run the ingress under uvicorn until interrupted; the caller has configured logging."""
     log.info("ingress.starting", host=host, port=port)
     uvicorn.run(
         create_app(settings),

@@ -17,10 +17,10 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
-from handlers.events import Event, parse_event
+from handlers.events import Event
 from worker.errors import InvalidEvent
 from worker.ingress.body import parse_json
-from worker.ingress.mapping import rename
+from worker.ingress.mapping import catalogue_event, rename
 from worker.ingress.problems import Malformed
 
 STRUCTURED = "application/cloudevents+json"
@@ -72,7 +72,7 @@ def _structured_event(item: Any) -> Event:
     ]
     if reasons:
         raise InvalidEvent(reasons)
-    return parse_event(item)
+    return catalogue_event(item)
 
 
 def _extension_problem(name: str, value: Any) -> str | None:

@@ -43,10 +43,17 @@ def envelope(
     return {name: value for name, value in attributes.items() if value is not None}
 
 
+def catalogue_event(raw: dict[str, Any]) -> Event:
+    """`parse_event`, guarded against a `type` that is not a string (it would raise TypeError)."""
+    if not isinstance(raw.get("type", ""), str):
+        raise InvalidEvent(["type: must be a string naming a catalogue event type"])
+    return parse_event(raw)
+
+
 def to_event(raw: dict[str, Any], renames: Mapping[str, str], problem: type[Problem]) -> Event:
     """Validate a mapped event; on failure raise `problem` with reasons in the sender's names."""
     try:
-        return parse_event(raw)
+        return catalogue_event(raw)
     except InvalidEvent as exc:
         raise problem([rename(reason, renames) for reason in exc.reasons]) from None
 
@@ -68,4 +75,4 @@ def rfc3339_utc(unix_s: int) -> str:
 def loggable(value: object, limit: int = 120) -> str:
     """A sender-controlled value made safe for a log line: ASCII, bounded length."""
     text = value if isinstance(value, str) else repr(value)
-    return ascii(text)[1:-1][:limit]
+    return text[:limit].encode("ascii", "backslashreplace").decode("ascii")

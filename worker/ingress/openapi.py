@@ -105,7 +105,7 @@ def _stripe_event() -> dict[str, Any]:
                 "properties": {
                     "object": {
                         "type": "object",
-                        "description": "The invoice or subscription; metadata.client_id names the client.",
+                        "description": "An invoice or subscription (metadata.client_id).",
                     }
                 },
             },

@@ -1,0 +1,134 @@
+"""Prometheus metrics: counters kept by every worker process, gauges read from Redis at scrape.
+
+Worker processes write their counters to files in `PROMETHEUS_MULTIPROC_DIR` (prometheus-client
+multiprocess mode); the supervising `subaccount-worker worker` process serves one coherent view
+of all of them plus the queue gauges. The directory is per run and emptied at start, so counters
+of an earlier run never leak into this one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from worker import keys
+from worker.dead_letters import DeadLetters
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+EVENTS = Counter("saw_events_total", "Events finished, by outcome", ["outcome", "event_type"])
+API_CALLS = Counter(
+    "saw_api_calls_total", "Subaccount API calls, by result", ["operation", "result"]
+)
+API_SECONDS = Histogram(
+    "saw_api_call_seconds",
+    "Subaccount API call latency",
+    ["operation"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WORKER_UP = Gauge("saw_worker_up", "1 per live worker process", multiprocess_mode="liveall")
+
+
+def record_outcome(outcome: str, event_type: str) -> None:
+    EVENTS.labels(outcome=outcome, event_type=event_type).inc()
+
+
+def observe_call(operation: str, result: str, seconds: float) -> None:
+    """The API client's observer: one count and one latency sample per call."""
+    API_CALLS.labels(operation=operation, result=result).inc()
+    API_SECONDS.labels(operation=operation).observe(seconds)
+
+
+def mark_worker_up() -> None:
+    WORKER_UP.set(1)
+
+
+def prepare_run_dir(base: str | None = None) -> str:
+    """Create (or empty) the per-run multiprocess directory and return its path."""
+    path = Path(base) if base else Path(f"/tmp/subaccount-worker-metrics-{os.getpid()}")  # noqa: S108
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return str(path)
+
+
+class QueueCollector:
+    """Gauges computed from Redis at scrape time: queue depth, oldest message, dead letters."""
+
+    def __init__(self, client: redis.Redis, prefix: str, queue_name: str) -> None:
+        self._redis = client
+        self._dead = DeadLetters(client, prefix)
+        self._queue = keys.dramatiq_queue(prefix, queue_name)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            depth, delayed, oldest, dead = self._read()
+        except redis.RedisError:
+            return  # a scrape during an outage shows no queue gauges rather than failing
+        yield GaugeMetricFamily("saw_queue_depth", "Messages ready in the queue", value=depth)
+        yield GaugeMetricFamily("saw_queue_delayed", "Messages waiting for a retry", value=delayed)
+        yield GaugeMetricFamily(
+            "saw_queue_oldest_age_seconds", "Age of the oldest ready message", value=oldest
+        )
+        family = GaugeMetricFamily("saw_dead_letters", "Dead letters by reason", labels=["reason"])
+        for reason, count in sorted(dead.items()):
+            family.add_metric([reason], count)
+        yield family
+
+    def _read(self) -> tuple[int, int, float, dict[str, int]]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.llen(self._queue)
+        pipe.llen(f"{self._queue}.DQ")
+        pipe.lindex(self._queue, 0)
+        depth, delayed, first = pipe.execute()
+        return depth, delayed, self._age_of(first), self._dead.counts_by_reason()
+
+    def _age_of(self, message_id: bytes | None) -> float:
+        if not message_id:
+            return 0.0
+        raw = self._redis.hget(f"{self._queue}.msgs", message_id)
+        if not raw:
+            return 0.0
+        sent_ms = float(json.loads(raw).get("message_timestamp", 0))
+        return max(0.0, time.time() - sent_ms / 1000)
+
+
+def serve_metrics(host: str, port: int, run_dir: str, collector: QueueCollector) -> None:
+    """Serve every worker process's counters plus the queue gauges on `port` (a thread)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=run_dir)  # type: ignore[no-untyped-call]
+    registry.register(_ReapDead(run_dir))
+    registry.register(collector)
+    start_http_server(port, addr=host, registry=registry)
+
+
+class _ReapDead:
+    """Before each scrape, drop the live gauges of worker processes that have exited."""
+
+    def __init__(self, run_dir: str) -> None:
+        self._dir = Path(run_dir)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for path in self._dir.glob("gauge_live*_*.db"):
+            pid = int(path.stem.rsplit("_", 1)[1])
+            if not _alive(pid):
+                mark_process_dead(pid, str(self._dir))  # type: ignore[no-untyped-call]
+        return iter(())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,73 @@
+"""`subaccount-worker worker`: run Dramatiq's worker processes, restart them, serve /metrics.
+
+Dramatiq's CLI stops every worker process when one dies; a process killed by a poison message
+would then stop the whole service. The supervisor restarts it (with a capped backoff), which is
+what lets the delivery counter in the ledger catch the poison message on its next delivery. It
+also owns the per-run metrics directory and serves the merged view of all processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+import redis
+
+from worker import metrics
+from worker.log import get_logger
+from worker.settings import Settings
+
+log = get_logger(__name__)
+
+MAX_RESTART_DELAY_S = 10.0
+
+
+def dramatiq_command(settings: Settings, processes: int, threads: int, module: str) -> list[str]:
+    """The Dramatiq CLI invocation that loads our actors."""
+    return [
+        sys.executable, "-m", "dramatiq", module,
+        "--processes", str(processes),
+        "--threads", str(threads),
+        "--queues", settings.queue_name,
+        "--skip-logging",
+    ]  # fmt: skip
+
+
+def run(settings: Settings, processes: int, threads: int, module: str = "worker.actors") -> int:
+    """Run the worker processes until SIGTERM/SIGINT; return the exit code."""
+    run_dir = metrics.prepare_run_dir(settings.metrics_dir or None)
+    env = {
+        **os.environ,
+        metrics.MULTIPROC_ENV: run_dir,
+        "SUBACCOUNT_WORKER_WORKER_THREADS": str(threads),
+    }
+    if settings.metrics_port:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+        collector = metrics.QueueCollector(client, settings.key_prefix, settings.queue_name)
+        metrics.serve_metrics(settings.metrics_host, settings.metrics_port, run_dir, collector)
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    delay = 0.5
+    while True:
+        child = subprocess.Popen(dramatiq_command(settings, processes, threads, module), env=env)  # noqa: S603
+        log.info("worker.started", pid=child.pid, processes=processes, threads=threads)
+        code = child.wait()
+        if stopping or code == 0:
+            log.info("worker.stopped", code=code)
+            return code
+        log.error("worker.crashed", code=code, restart_in_s=delay)
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_RESTART_DELAY_S)
