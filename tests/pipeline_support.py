@@ -78,7 +78,9 @@ def wait_for_outcomes(
         remaining_ms = int((deadline - time.monotonic()) * 1000)
         if remaining_ms <= 0:
             raise AssertionError(f"no outcome for {sorted(wanted - set(found))}; got {found}")
-        reply = client.xread({keys.outcomes(prefix): last_id}, block=min(remaining_ms, 1000), count=100)
+        reply = client.xread(
+            {keys.outcomes(prefix): last_id}, block=min(remaining_ms, 1000), count=100
+        )
         for _stream, entries in reply:
             for entry_id, fields in entries:
                 last_id = entry_id

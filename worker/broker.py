@@ -22,6 +22,7 @@ from worker.executor import AttemptInfo, Executor, Requeue
 from worker.log import get_logger
 from worker.publish import ACTOR_NAME, PUBLISHED_AT
 from worker.settings import Settings
+from worker.store import AttemptStore
 
 log = get_logger(__name__)
 
@@ -67,9 +68,10 @@ def declare_actor(
         if message is None:
             raise RuntimeError("process_event runs only inside a Dramatiq worker")
         info = attempt_info(message.options)
+        token = AttemptStore.new_token()
         for pause in itertools.chain(OUTAGE_BACKOFF_S, itertools.repeat(OUTAGE_BACKOFF_S[-1])):
             try:
-                result = executor.handle(event, info)
+                result = executor.handle(event, info, token)
                 if isinstance(result, Requeue):
                     requeue(broker, message, info, result)
                 return

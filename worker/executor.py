@@ -112,8 +112,14 @@ class Executor:
         self._clock = clock
         self._rng = rng or random.Random()
 
-    def handle(self, raw: dict[str, Any], info: AttemptInfo) -> Done | Requeue:
-        """Process one delivery of `raw` (an event dict) and say what to do with the message."""
+    def handle(
+        self, raw: dict[str, Any], info: AttemptInfo, token: str | None = None
+    ) -> Done | Requeue:
+        """Process one delivery of `raw` (an event dict) and say what to do with the message.
+
+        `token` names this delivery's lease; a delivery retried after a Redis outage passes the
+        same token, so it takes back its own lease instead of waiting for it to expire.
+        """
         structlog.contextvars.clear_contextvars()
         try:
             event = parse_event(raw)
@@ -123,7 +129,7 @@ class Executor:
             event_id=event.id, client_id=event.client_id, event_type=event.type.value
         )
         try:
-            return self._handle(event, raw, info)
+            return self._handle(event, raw, info, token or self._store.new_token())
         except BrokerUnavailable:
             raise  # nothing can be recorded: the actor waits for Redis, the message stays unacked
         except Exception as exc:
@@ -131,8 +137,9 @@ class Executor:
         finally:
             structlog.contextvars.clear_contextvars()
 
-    def _handle(self, event: Event, raw: dict[str, Any], info: AttemptInfo) -> Done | Requeue:
-        token = self._store.new_token()
+    def _handle(
+        self, event: Event, raw: dict[str, Any], info: AttemptInfo, token: str
+    ) -> Done | Requeue:
         opened = self._store.open(event.key, event.client_id, token)
         if opened.status == "finished":
             return self._duplicate(event, opened)

@@ -27,12 +27,21 @@ from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord
 
+# KEYS: ledger, lock, client, deliveries. ARGV: token, lock ttl, outcome field, deliveries ttl.
 _OPEN = """
 local outcome = redis.call('HGET', KEYS[1], ARGV[3])
 if outcome then return {'finished', outcome} end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy', 0} end
-local n = redis.call('INCR', KEYS[4])
-redis.call('PEXPIRE', KEYS[4], ARGV[4])
+local n
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  -- our own lease, from before a Redis outage: take it back; this is not a new delivery
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  n = tonumber(redis.call('GET', KEYS[4]) or '1')
+elseif redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  n = redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+else
+  return {'busy', 0}
+end
 return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}
 """
 

@@ -89,8 +89,16 @@ def test_every_operation_round_trips(api: SubaccountClient, sandbox: SandboxAdmi
     surface = api.surface.value
     assert ops == [
         (op, surface)
-        for op in ["create", "update", "add_credits", "remove_credits", "set_recurring",
-                   "disable", "create", "delete"]  # fmt: skip
+        for op in [
+            "create",
+            "update",
+            "add_credits",
+            "remove_credits",
+            "set_recurring",
+            "disable",
+            "create",
+            "delete",
+        ]  # fmt: skip
     ]
 
 
@@ -113,7 +121,10 @@ def test_wrong_key_is_permanent_and_never_quoted(
 ) -> None:
     """A wrong key gets 401 → Permanent, and the key is not in the error text."""
     wrong = "wrong-key-5551234"
-    with _client(sandbox_server, ApiSurface.V6, key=wrong) as api, pytest.raises(Permanent) as caught:
+    with (
+        _client(sandbox_server, ApiSurface.V6, key=wrong) as api,
+        pytest.raises(Permanent) as caught,
+    ):
         api.list_subaccounts()
     assert caught.value.status == 401 and wrong not in str(caught.value)
 

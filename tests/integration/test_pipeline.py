@@ -158,7 +158,10 @@ def test_transient_errors_are_retried_until_applied(
 
 
 def test_unknown_client_dead_letters_after_the_wait(
-    redis_url: str, sandbox: SandboxAdmin, sandbox_server: ThreadedUvicorn, redis_client: redis.Redis
+    redis_url: str,
+    sandbox: SandboxAdmin,
+    sandbox_server: ThreadedUvicorn,
+    redis_client: redis.Redis,
 ) -> None:
     """An event for a client never onboarded waits, then dead-letters `client_unknown`."""
     settings = pipeline_settings(

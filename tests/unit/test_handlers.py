@@ -29,7 +29,9 @@ V5 = Context(needs_password=False)
 
 
 def _onboarded_state(client_id: str = "acme", t: float = 0) -> ClientState:
-    decision = decide(parse_event(f.onboarded(client_id, t=t)), ClientState(client_id=client_id), V6)
+    decision = decide(
+        parse_event(f.onboarded(client_id, t=t)), ClientState(client_id=client_id), V6
+    )
     assert isinstance(decision, Apply)
     return decision.state
 

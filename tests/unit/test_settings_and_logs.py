@@ -32,7 +32,10 @@ def test_secrets_are_hidden_when_settings_are_printed(monkeypatch: pytest.Monkey
     monkeypatch.setenv("SUBACCOUNT_WORKER_API_KEY", KEY)
     monkeypatch.setenv("SUBACCOUNT_WORKER_INGRESS_TOKENS", "tok-aaaa1111,tok-bbbb2222")
     settings = load_settings()
-    assert [t.get_secret_value() for t in settings.ingress_tokens] == ["tok-aaaa1111", "tok-bbbb2222"]
+    assert [t.get_secret_value() for t in settings.ingress_tokens] == [
+        "tok-aaaa1111",
+        "tok-bbbb2222",
+    ]
     shown = settings.model_dump_json() + repr(settings)
     assert KEY not in shown and "tok-aaaa1111" not in shown
 

@@ -65,7 +65,7 @@ class Ingress:
         self.metrics = metrics
         self.tokens = BearerTokens(settings.ingress_tokens)
         self.crm = crm.CrmSignatures(settings.crm_webhook_secrets)
-        self.enqueuer = Enqueuer(Publisher(client, settings), metrics)
+        self.enqueuer = Enqueuer(Publisher(client, settings), settings.queue_name, metrics)
         self.limit = settings.ingress_max_body_bytes
         self.openapi = openapi.document(ANSWERED)
 

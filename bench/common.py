@@ -1,0 +1,279 @@
+"""Shared parts of the benchmarks: owned processes, the sandbox, run statistics and tables.
+
+Every process a benchmark needs (redis-server, the sandbox, worker processes) is started here on
+a free loopback port, in its own session, and stopped with its whole process group when the
+benchmark ends, fails or is interrupted (Ctrl-C, SIGTERM). Nothing here talks to a server it did
+not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from tests.servers import RedisServer, free_port
+from worker.sandbox import SandboxAdmin
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key-3b1f9c27d4e6"  # the sandbox's key: a loopback-only fixture, not a secret
+SANDBOX_KEY_ENV = "BENCH_SANDBOX_API_KEY"
+
+
+def sandbox_app() -> Any:
+    """The sandbox app, for `uvicorn --factory bench.common:sandbox_app` (key from the env)."""
+    from worker.sandbox import create_app
+
+    return create_app(os.environ.get(SANDBOX_KEY_ENV, API_KEY))
+
+
+class Proc:
+    """A child process in its own session; `stop` ends its whole process group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        output: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = {**os.environ, **(env or {})}
+        self.output = output
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+
+    def start(self) -> Proc:
+        if self.output is None:
+            sink: IO[bytes] | int = subprocess.DEVNULL
+        else:
+            self._out = sink = self.output.open("wb")
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was not started")
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            code = self.proc.returncode if self.proc else None
+            raise RuntimeError(f"{self.name} exited early (code {code}){self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        """The last lines of the process's output, if it went to a file."""
+        if self.output is None or not self.output.exists():
+            return ""
+        text = self.output.read_text(errors="replace").splitlines()[-lines:]
+        return "\n  " + "\n  ".join(text) if text else ""
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM the group, wait up to `grace_s`, then SIGKILL whatever is left of it."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        _signal_group(self.proc.pid, signal.SIGKILL)  # stragglers (e.g. dramatiq's children)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+@dataclass
+class Services:
+    """What a benchmark runs against: the sandbox (and a Redis server, if asked for)."""
+
+    workdir: Path
+    sandbox_url: str
+    admin: SandboxAdmin
+    redis: RedisServer | None = None
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        """The v6 base URL of the sandbox (what the worker's settings call `api_base_url`)."""
+        return f"{self.sandbox_url}/v6"
+
+    @property
+    def redis_url(self) -> str:
+        if self.redis is None:
+            raise RuntimeError("this benchmark started no Redis server")
+        return self.redis.url
+
+    def latency(self, latency_ms: float) -> None:
+        """Set the sandbox's latency on every operation (and nothing else: no faults)."""
+        self.admin.set_faults({"default": {"latency_ms": latency_ms}})
+
+    def check(self) -> None:
+        for proc in self.procs:
+            proc.check_alive()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str]:
+    """The sandbox under uvicorn in its own process (no access log: it would cost the server)."""
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "uvicorn", "bench.common:sandbox_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--no-access-log", "--log-level", "warning",
+        "--timeout-graceful-shutdown", "2",
+    ]  # fmt: skip
+    proc = Proc("sandbox", argv, env={SANDBOX_KEY_ENV: API_KEY}, output=workdir / "sandbox.log")
+    proc.start()
+    stack.callback(proc.stop)
+    url = f"http://127.0.0.1:{port}"
+    with SandboxAdmin(url, timeout_s=2.0) as probe:
+
+        def ready() -> bool:
+            proc.check_alive()
+            return probe.health()
+
+        wait_for(ready, 20, f"the sandbox on port {port}")
+    return proc, url
+
+
+@contextlib.contextmanager
+def services(*, with_redis: bool) -> Iterator[Services]:
+    """Start the sandbox (and Redis) on free loopback ports; stop everything on the way out."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="saw-bench-"))
+        stack.callback(_remove_tree, workdir)
+        redis_server = None
+        if with_redis:
+            redis_server = RedisServer()
+            stack.callback(redis_server.cleanup)
+            redis_server.start()
+        sandbox, url = start_sandbox(workdir, stack)
+        svc = Services(workdir, url, SandboxAdmin(url, timeout_s=30.0), redis_server, [sandbox])
+        stack.callback(svc.admin.close)
+        try:
+            yield svc
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    """Repeated measurements of one rate, with the spread that tells how far to trust it."""
+
+    values: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, value: float, note: str = "") -> None:
+        self.values.append(value)
+        if note and note not in self.notes:
+            self.notes.append(note)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else float("nan")
+
+    @property
+    def spread_pct(self) -> float:
+        """(max - min) / median, in percent: how much the runs disagree."""
+        if len(self.values) < 2 or not self.median:
+            return 0.0
+        return 100 * (max(self.values) - min(self.values)) / self.median
+
+    def runs(self) -> str:
+        return " / ".join(f"{v:.0f}" for v in self.values)
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain text table: left-aligned first column, right-aligned figures."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    print(f"\n{title}")
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+    sys.stdout.flush()
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (seconds)")
+    parser.add_argument("--runs", type=int, default=0, help="runs per figure (default 2; quick 1)")
+    return parser
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, so stdout holds only the figures."""
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run a benchmark's main; Ctrl-C ends it with code 130 after its cleanup ran."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+        code = 130
+    raise SystemExit(code)
