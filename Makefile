@@ -28,8 +28,8 @@ format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo:  ## Start Redis, the sandbox and a worker; send a client's life story; show the journal
-	$(BIN)/python -m bench.demo
+demo: install  ## Start Redis, the sandbox and a worker; send a client's life story; show the journal
+	$(BIN)/subaccount-worker demo
 
 bench: bench-client bench-pipeline  ## All benchmarks (print figures; not tests)
 

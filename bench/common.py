@@ -21,14 +21,24 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from tests.servers import RedisServer, free_port
-from worker.sandbox import SandboxAdmin
+if TYPE_CHECKING:
+    from tests.servers import RedisServer
+    from worker.sandbox import SandboxAdmin
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key-3b1f9c27d4e6"  # the sandbox's key: a loopback-only fixture, not a secret
 SANDBOX_KEY_ENV = "BENCH_SANDBOX_API_KEY"
+
+# The bare Dramatiq baseline (`bench.bare_actor`): its names, shared with the benchmark that
+# enqueues its messages and counts their completions. Kept here so the actor module imports
+# nothing heavy (this module imports the servers and the sandbox only when they are started).
+BARE_NAMESPACE = "bench-bare"
+BARE_QUEUE = "bare"
+BARE_ACTOR = "bare_create"
+BARE_DONE_KEY = f"{BARE_NAMESPACE}:done"
+BARE_FAILED_KEY = f"{BARE_NAMESPACE}:failed"
 
 
 def sandbox_app() -> Any:
@@ -160,6 +170,8 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str]:
     """The sandbox under uvicorn in its own process (no access log: it would cost the server)."""
+    from tests.servers import free_port
+
     port = free_port()
     argv = [
         sys.executable, "-m", "uvicorn", "bench.common:sandbox_app", "--factory",
@@ -171,6 +183,8 @@ def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str
     proc.start()
     stack.callback(proc.stop)
     url = f"http://127.0.0.1:{port}"
+    from worker.sandbox import SandboxAdmin
+
     with SandboxAdmin(url, timeout_s=2.0) as probe:
 
         def ready() -> bool:
@@ -184,6 +198,9 @@ def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str
 @contextlib.contextmanager
 def services(*, with_redis: bool) -> Iterator[Services]:
     """Start the sandbox (and Redis) on free loopback ports; stop everything on the way out."""
+    from tests.servers import RedisServer
+    from worker.sandbox import SandboxAdmin
+
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     with contextlib.ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="saw-bench-"))

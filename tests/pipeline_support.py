@@ -1,8 +1,7 @@
-"""Run the real pipeline in-process: a Dramatiq worker on the test-owned Redis, the sandbox over HTTP."""
+"""Run the real pipeline in-process: a Dramatiq worker on test-owned Redis, the sandbox on HTTP."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ import dramatiq
 import redis
 
 from worker import keys
+from worker.outcomes import decode_entry, read_outcomes
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings, load_settings
 
@@ -52,14 +52,7 @@ def running_pipeline(settings: Settings, threads: int = 4) -> Iterator[Runtime]:
 
 def outcomes(client: redis.Redis, prefix: str = "saw") -> list[dict[str, Any]]:
     """Every outcome record in the stream, oldest first, nested values decoded."""
-    records = []
-    for _id, fields in client.xrange(keys.outcomes(prefix)):
-        record = {k.decode(): v.decode() for k, v in fields.items()}
-        for name in ("steps", "attempt", "at_ms"):
-            if name in record:
-                record[name] = json.loads(record[name])
-        records.append(record)
-    return records
+    return read_outcomes(client, prefix)
 
 
 def wait_for_outcomes(
@@ -84,7 +77,7 @@ def wait_for_outcomes(
         for _stream, entries in reply:
             for entry_id, fields in entries:
                 last_id = entry_id
-                record = {k.decode(): v.decode() for k, v in fields.items()}
+                record = decode_entry(fields)
                 event_id = record.get("event_id", "")
                 if event_id in wanted and event_id not in found:
                     found[event_id] = record

@@ -50,6 +50,7 @@ def sandbox(
         "", envvar="SUBACCOUNT_WORKER_API_KEY", help="The API key the sandbox accepts."
     ),
     faults: Path | None = typer.Option(None, help="JSON file with the initial fault config."),
+    access_log: bool = typer.Option(True, help="Log every request (uvicorn's access log)."),
 ) -> None:
     """Serve the Subaccount API sandbox (v5 under /v5, v6 under /v6, admin under /_sandbox)."""
     from worker.sandbox import serve
@@ -58,7 +59,7 @@ def sandbox(
         typer.echo("error: give --api-key or set SUBACCOUNT_WORKER_API_KEY", err=True)
         raise typer.Exit(2)
     config = json.loads(faults.read_text()) if faults else None
-    serve(host, port, api_key, config)
+    serve(host, port, api_key, config, access_log=access_log)
 
 
 @app.command()
@@ -104,6 +105,14 @@ def send(
     published = _guard(lambda: runtime.publisher.publish_many(events))
     for item in published:
         typer.echo(json.dumps({"event_id": item.event_id, "key": item.key}))
+
+
+@app.command()
+def demo() -> None:
+    """Start a private Redis, the sandbox and a worker; send a client's story; show the journal."""
+    from worker.demo import run
+
+    _guard(run)
 
 
 @app.command("check-config")

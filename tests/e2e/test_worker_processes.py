@@ -9,7 +9,7 @@ import httpx
 import redis
 
 from handlers import username_for
-from tests import factories as f
+from handlers import examples as f
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import WorkerProcess, free_port, wait_until
 from worker import keys

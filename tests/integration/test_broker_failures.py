@@ -8,7 +8,7 @@ import dramatiq
 import pytest
 import redis
 
-from tests import factories as f
+from handlers import examples as f
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import outcomes, pipeline_settings, running_pipeline, wait_for_outcomes
 from tests.servers import RedisServer, ThreadedUvicorn, wait_until

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from handlers import username_for
-from tests import factories as f
+from handlers import examples as f
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import pipeline_settings, running_pipeline, wait_for_outcomes
 from tests.servers import ThreadedUvicorn
@@ -152,7 +152,7 @@ def test_transient_errors_are_retried_until_applied(
     event = f.suspended("fay", t=5)
     found = wait_for_outcomes(redis_client, _send(pipeline, event))
     assert found[event["id"]]["outcome"] == "applied"
-    assert found[event["id"]]["attempt"] == "4"
+    assert found[event["id"]]["attempt"] == 4
     statuses = [e["status"] for e in sandbox.journal(operation="disable")]
     assert statuses == [503, 503, 503, 200]
 

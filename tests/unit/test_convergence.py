@@ -28,7 +28,7 @@ from handlers.plan import (
     Update,
     Wait,
 )
-from tests import factories as f
+from handlers import examples as f
 
 CLIENT = "client-1"
 

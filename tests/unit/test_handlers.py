@@ -21,8 +21,8 @@ from handlers.plan import (
     Update,
     Wait,
 )
-from tests import factories as f
-from tests.factories import T0
+from handlers import examples as f
+from handlers.examples import T0
 
 V6 = Context(needs_password=True)
 V5 = Context(needs_password=False)

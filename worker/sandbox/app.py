@@ -113,8 +113,13 @@ def create_app(
 
 
 def serve(
-    host: str, port: int, api_key: str, faults: FaultConfig | dict[str, Any] | None = None
+    host: str,
+    port: int,
+    api_key: str,
+    faults: FaultConfig | dict[str, Any] | None = None,
+    *,
+    access_log: bool = True,
 ) -> None:
     """Serve a sandbox with uvicorn until interrupted (hung calls get 5 s to end on shutdown)."""
     app = create_app(api_key, faults=faults)
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=5)
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=5, access_log=access_log)
