@@ -13,13 +13,13 @@ $(BIN)/python:
 install: $(BIN)/python  ## Install the project and its dev tools into .venv
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-test:  ## The test suite: unit, integration (real Redis + sandbox over HTTP) and end-to-end
+test: install  ## The test suite: unit, integration (real Redis + sandbox over HTTP) and end-to-end
 	$(BIN)/python -m pytest -q
 
 test-unit:
 	$(BIN)/python -m pytest -q tests/unit
 
-lint:  ## ruff (lint + format check) and mypy --strict
+lint: install  ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy worker handlers

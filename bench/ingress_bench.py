@@ -5,7 +5,7 @@ subprocess (with one extra route, `POST /plain`, that answers 202 without any wo
 both routes in turn with the same pre-signed requests from an async httpx client holding N
 concurrent connections, each case bounded in time. Prints both rates and their ratio. Not a test.
 
-    python bench/ingress_bench.py [--seconds 10] [--connections 32] [--client httpx|raw|both]
+    python bench/ingress_bench.py [--seconds 10] [--connections 8] [--client httpx|raw|both]
 
 The httpx client is CPU-hungry (~1.5 ms of CPU per request here), so on a small machine it
 saturates before the server does and flattens the ratio; the raw client is there to measure the
@@ -224,7 +224,7 @@ async def case(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="timed length of each case")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
     parser.add_argument("--log-level", default="INFO", help="ingress log level (JSON to /dev/null)")
     parser.add_argument(
         "--client",

@@ -10,7 +10,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigError
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     api_key: SecretStr = Field(SecretStr(""), description="API key of the master account")
     api_connect_timeout_s: float = Field(3.0, gt=0)
     api_read_timeout_s: float = Field(10.0, gt=0)
-    api_write_timeout_s: float = Field(10.0, gt=0)
+    api_write_timeout_s: float = Field(5.0, gt=0)
     api_pool_timeout_s: float = Field(5.0, gt=0)
     api_max_connections: int = Field(0, ge=0, description="0 = sized from worker threads")
     api_rate_limit_rps: float = Field(0.0, ge=0, description="0 disables client-side limiting")
@@ -74,9 +74,10 @@ class Settings(BaseSettings):
     # --- Worker behaviour -------------------------------------------------------------------
     worker_processes: int = Field(1, ge=1)
     worker_threads: int = Field(8, ge=1)
-    lock_ttl_ms: int = Field(30_000, ge=100, description="Per-client lease; renewed while busy")
+    lock_ttl_ms: int = Field(
+        60_000, ge=100, description="Per-client lease, renewed before every step"
+    )
     lock_busy_delay_ms: int = Field(200, ge=1)
-    step_lease_ms: int = Field(60_000, ge=100, description="In-progress ledger record expiry")
     retry_max_attempts: int = Field(8, ge=1)
     retry_max_age_s: float = Field(86_400.0, gt=0)
     retry_min_backoff_ms: int = Field(500, ge=1)
@@ -123,6 +124,19 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _lease_outlives_a_step(self) -> Settings:
+        # A step is at most two calls (an evidence read, then the call); the lease is renewed
+        # before each step, so it must outlast two calls or a live call could lose it.
+        floor_ms = 2000 * (self.api_connect_timeout_s + self.api_read_timeout_s)
+        if self.lock_ttl_ms < floor_ms:
+            raise ValueError(
+                f"{ENV_PREFIX}LOCK_TTL_MS ({self.lock_ttl_ms}) must be at least 2 x"
+                f" ({ENV_PREFIX}API_CONNECT_TIMEOUT_S + {ENV_PREFIX}API_READ_TIMEOUT_S)"
+                f" = {floor_ms:.0f} ms, or a live call could lose its lease"
+            )
+        return self
+
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret]
@@ -137,8 +151,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors(include_input=False):
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            lines.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")
+            if err["loc"]:
+                message = f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {message}"
+            lines.append(message)
         raise ConfigError("; ".join(lines)) from None
 
 

@@ -173,6 +173,11 @@ def header_value(raw: bytes) -> bytes:
     return value or b"x"
 
 
+def flip_last(value: str) -> str:
+    """`value` with its last character changed (a signature or token off by one character)."""
+    return value[:-1] + ("1" if value.endswith("0") else "0")
+
+
 def garbage_case(rng: random.Random) -> Case:
     """Correctly signed bytes that are not JSON, or JSON cut short."""
     path = rng.choice(ROUTES)
@@ -197,7 +202,7 @@ def forged_case(rng: random.Random) -> Case:
         lambda: headers.__setitem__(
             name, header_value(bytes(rng.randint(0, 255) for _ in range(rng.randint(1, 90))))
         ),
-        lambda: headers.__setitem__(name, str(headers[name])[:-1] + "0"),
+        lambda: headers.__setitem__(name, flip_last(str(headers[name]))),
         lambda: headers.__setitem__(name, f"t={int(time.time())},v1={rng.getrandbits(256):064x}"),
         lambda: headers.__setitem__(name, f"Bearer {TOKEN[:-1]}"),
     ]

@@ -66,3 +66,10 @@ def test_json_logs_carry_event_context_and_no_secrets(monkeypatch: pytest.Monkey
     assert record["event"] == "step.done" and record["step"] == "create"
     assert (record["event_id"], record["client_id"], record["event_type"]) == ("e1", "c1", "t")
     assert KEY not in stream.getvalue()
+
+
+def test_lease_must_outlive_a_step() -> None:
+    """A lock TTL shorter than two calls' timeouts is refused, naming the variables."""
+    with pytest.raises(ConfigError, match="SUBACCOUNT_WORKER_LOCK_TTL_MS"):
+        load_settings(lock_ttl_ms=5000, api_read_timeout_s=10)
+    assert load_settings(lock_ttl_ms=5000, api_read_timeout_s=1, api_connect_timeout_s=1)
