@@ -10,8 +10,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python  ## Install the project and its dev tools into .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Install the project and its dev tools into .venv (again when pyproject changes)
 
 test: install  ## The test suite: unit, integration (real Redis + sandbox over HTTP) and end-to-end
 	$(BIN)/python -m pytest -q

@@ -120,6 +120,33 @@ class Proc:
             self._out = None
 
 
+def _stat(pid: str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state is [0], pgrp [2])."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None  # it exited meanwhile
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (0 if it is gone)."""
+    fields = _stat(str(pid))
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS if fields else 0.0
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of process group `pgid`."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (fields := _stat(entry.name)) and int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def _signal_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)

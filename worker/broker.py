@@ -14,7 +14,7 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
+from dramatiq.middleware import CurrentMessage, Retries
 
 from worker import keys
 from worker.errors import BrokerUnavailable
@@ -41,8 +41,10 @@ def build_broker(settings: Settings, client: redis.Redis) -> RedisBroker:
         heartbeat_timeout=settings.heartbeat_timeout_ms,
         dead_message_ttl=settings.dead_message_ttl_ms,
         maintenance_chance=settings.maintenance_chance,
+        # No TimeLimit: every call has its own timeouts, and a thread waiting out a Redis outage
+        # must not be interrupted into Dramatiq's retry path (which would ack the message).
+        # Retries only sees what escapes the actor (shutdown signals), never our failures.
         middleware=[
-            TimeLimit(time_limit=10 * 60_000),
             Retries(max_retries=20, min_backoff=1000, max_backoff=300_000),
             CurrentMessage(),
         ],

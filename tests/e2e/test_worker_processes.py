@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import redis
 
-from handlers import username_for
 from handlers import examples as f
+from handlers import username_for
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import WorkerProcess, free_port, wait_until
 from worker import keys
@@ -49,7 +49,8 @@ def test_worker_killed_mid_call_completes_once_on_another(
     found = wait_for_outcomes(redis_client, [paid["id"]], timeout_s=40)
     assert found[paid["id"]]["outcome"] == "applied"
     grants = [e for e in sandbox.journal(operation="add_credits") if e["applied"]]
-    assert len(grants) == 1 and grants[0]["amount"] == 120
+    assert len(grants) == 1
+    assert grants[0]["amount"] == 120
     assert sandbox.state()["subaccounts"][username_for("kim")]["balance"] == 120
 
 
@@ -108,10 +109,11 @@ def test_metrics_merge_both_worker_processes(
         except httpx.HTTPError:
             return ""
 
-    wait_until(lambda: 'saw_events_total{event_type="client.onboarded",outcome="applied"} 12.0' in scrape(),
-               timeout_s=15, what="merged counters")  # fmt: skip
+    applied = 'saw_events_total{event_type="client.onboarded",outcome="applied"} 12.0'
+    wait_until(lambda: applied in scrape(), timeout_s=15, what="merged counters")
     text = scrape()
     pids = {line.split('pid="')[1].split('"')[0] for line in text.splitlines()
             if line.startswith("saw_worker_up{")}  # fmt: skip
     assert len(pids) == 2
-    assert "saw_queue_depth 0.0" in text and "saw_api_call_seconds_bucket" in text
+    assert "saw_queue_depth 0.0" in text
+    assert "saw_api_call_seconds_bucket" in text

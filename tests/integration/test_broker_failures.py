@@ -1,4 +1,4 @@
-"""Failures of the broker itself: Redis down mid-flight, and dead letters outliving Dramatiq's XQ."""
+"""Failures of the broker itself: Redis down mid-flight; dead letters outliving Dramatiq's XQ."""
 
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ def test_dead_letters_outlive_dramatiq_dead_message_ttl(
         wait_until(lambda: redis_client.zcard(xq) == 1, what="Dramatiq's XQ entry")
         wait_until(lambda: redis_client.zcard(xq) == 0, what="Dramatiq's XQ expiry")
         (letter,) = runtime.dead_letters.list()
-        assert letter.reason == "permanent_error" and letter.event["id"] == onboard["id"]
+        assert letter.reason == "permanent_error"
+        assert letter.event["id"] == onboard["id"]
     finally:
         worker.stop()
         runtime.close()

@@ -75,7 +75,8 @@ def test_every_operation_round_trips(api: SubaccountClient, sandbox: SandboxAdmi
     updated = api.update(UpdateSubaccount(username="acme-1", email="new@acme.example"))
     assert updated.email == "new@acme.example"
     assert api.change_credits(ChangeCredits(username="acme-1", amount=300)).balance == 300
-    assert api.change_credits(ChangeCredits(username="acme-1", action="decrease", amount=100)).balance == 200  # fmt: skip
+    taken = api.change_credits(ChangeCredits(username="acme-1", action="decrease", amount=100))
+    assert taken.balance == 200
     recurring = Recurring(amount=50, period=Period.MONTHLY, start_date="2026-02-01")  # type: ignore[arg-type]
     assert api.set_recurring(SetRecurring(username="acme-1", recurring=recurring)) == recurring
     assert api.set_disabled(SetDisabled(username="acme-1", disabled=True)).disabled is True
@@ -83,7 +84,8 @@ def test_every_operation_round_trips(api: SubaccountClient, sandbox: SandboxAdmi
     assert (details.balance, details.disabled, details.recurring) == (200, True, recurring)
     _create(api, "acme-2")
     page = api.list_subaccounts(ListPage(limit=1, offset=1))
-    assert page.total == 2 and [s.username for s in page.subaccounts] == ["acme-2"]
+    assert page.total == 2
+    assert [s.username for s in page.subaccounts] == ["acme-2"]
     assert api.delete("acme-1").returned_credits == 200
     ops = [(e["operation"], e["surface"]) for e in sandbox.journal() if e["applied"]]
     surface = api.surface.value
@@ -98,7 +100,7 @@ def test_every_operation_round_trips(api: SubaccountClient, sandbox: SandboxAdmi
             "disable",
             "create",
             "delete",
-        ]  # fmt: skip
+        ]
     ]
 
 
@@ -126,7 +128,8 @@ def test_wrong_key_is_permanent_and_never_quoted(
         pytest.raises(Permanent) as caught,
     ):
         api.list_subaccounts()
-    assert caught.value.status == 401 and wrong not in str(caught.value)
+    assert caught.value.status == 401
+    assert wrong not in str(caught.value)
 
 
 def test_server_errors_and_429_are_transient_with_retry_after(
@@ -141,7 +144,8 @@ def test_server_errors_and_429_are_transient_with_retry_after(
     api.list_subaccounts()
     with pytest.raises(Transient) as limited:
         api.list_subaccounts()
-    assert limited.value.status == 429 and limited.value.retry_after == 3.0
+    assert limited.value.status == 429
+    assert limited.value.retry_after == 3.0
 
 
 def test_commit_then_drop_is_ambiguous_while_the_effect_applied(
@@ -154,7 +158,8 @@ def test_commit_then_drop_is_ambiguous_while_the_effect_applied(
         api.change_credits(ChangeCredits(username="acme-1", amount=25))
     assert "may have been applied" in str(caught.value)
     (entry,) = sandbox.journal(operation="add_credits")
-    assert entry["applied"] is True and entry["fault"] == "drop"
+    assert entry["applied"] is True
+    assert entry["fault"] == "drop"
     assert api.get_credit_details("acme-1").balance == 25
 
 
@@ -199,7 +204,8 @@ def test_shared_rate_limiter_keeps_eight_callers_under_the_429_threshold(
         return statuses
 
     limited = hammer(RedisTokenBucket(redis_client, "test:bucket", rate=40, burst=10))
-    assert len(limited) == 80 and 429 not in limited
+    assert len(limited) == 80
+    assert 429 not in limited
     sandbox.reset()
     sandbox.set_faults({"rate_limit": {"rps": 50, "retry_after_s": 1}})
     assert 429 in hammer(Unlimited())  # the control: the load does exceed the limit

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import redis
 
-from handlers import username_for
 from handlers import examples as f
+from handlers import username_for
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import pipeline_settings, running_pipeline, wait_for_outcomes
 from tests.servers import ThreadedUvicorn
@@ -55,7 +55,8 @@ def test_each_catalogue_event_makes_exactly_its_calls(
         f.onboarded("acme", t=0, credits=500, recurring=recurring),
         f.updated("acme", t=1, email="billing@acme.example"),
         f.invoice_paid("acme", "INV-1", 250, t=2),
-        f.plan_changed("acme", t=3, credit_type="unlimited", recurring={"amount": 50, "period": "weekly"}),
+        f.plan_changed("acme", t=3, credit_type="unlimited",
+                       recurring={"amount": 50, "period": "weekly"}),
         f.suspended("acme", t=4),
         f.reactivated("acme", t=5),
         f.churned("acme", t=6),
@@ -111,7 +112,9 @@ def test_out_of_order_toggles_and_early_invoice_converge(
     found = wait_for_outcomes(redis_client, stale)
     assert found[stale[0]]["outcome"] == "superseded"
     account = _account(sandbox, username_for("carol"))
-    assert account is not None and account["disabled"] is False and account["balance"] == 70
+    assert account is not None
+    assert account["disabled"] is False
+    assert account["balance"] == 70
 
 
 def test_commit_then_drop_never_grants_twice(
@@ -124,7 +127,7 @@ def test_commit_then_drop_never_grants_twice(
     journal = sandbox.journal(operation="add_credits", username=username_for("dave"))
     applied = [e for e in journal if e["applied"]]
     assert [e["fault"] for e in applied] == ["drop"]  # the dropped call is the only grant
-    assert list(found.values())[0]["outcome"] == "applied"  # resolved by evidence
+    assert next(iter(found.values()))["outcome"] == "applied"  # resolved by evidence
     assert _account(sandbox, username_for("dave"))["balance"] == 90  # type: ignore[index]
 
 
@@ -138,8 +141,10 @@ def test_permanent_error_dead_letters_at_once(
     found = wait_for_outcomes(redis_client, _send(pipeline, event))
     assert found[event["id"]]["outcome"] == "dead_lettered"
     (letter,) = pipeline.dead_letters.list()
-    assert letter.reason == "permanent_error" and letter.attempts == 1
-    assert letter.step == "add_credits" and "HTTP 400" in letter.detail
+    assert letter.reason == "permanent_error"
+    assert letter.attempts == 1
+    assert letter.step == "add_credits"
+    assert "HTTP 400" in letter.detail
     assert letter.event["id"] == event["id"]
 
 
@@ -197,12 +202,15 @@ def test_no_secret_reaches_redis_logs_or_dead_letters(
     (password,) = generated
     assert sandbox.journal(operation="create")[0]["args"]["password"] == "***"
     dump = _dump_redis(redis_client)
-    assert TEST_API_KEY.encode() not in dump and password.encode() not in dump
+    assert TEST_API_KEY.encode() not in dump
+    assert password.encode() not in dump
     (letter,) = pipeline.dead_letters.list()
-    assert TEST_API_KEY not in letter.encode() and password not in letter.encode()
+    assert TEST_API_KEY not in letter.encode()
+    assert password not in letter.encode()
     logs = capsys.readouterr()
     assert "step.done" in logs.out  # the logs were captured ...
-    assert TEST_API_KEY not in logs.out + logs.err and password not in logs.out + logs.err
+    assert TEST_API_KEY not in logs.out + logs.err
+    assert password not in logs.out + logs.err
 
 
 def _dump_redis(client: redis.Redis) -> bytes:

@@ -59,7 +59,8 @@ def test_status_codes_map_to_error_classes(status: int, body: object, expected: 
     with pytest.raises(expected) as caught:
         _grant(_answer(status, body))
     assert type(caught.value) is expected
-    assert "acme-1" in str(caught.value) and "add_credits" in str(caught.value)
+    assert "acme-1" in str(caught.value)
+    assert "add_credits" in str(caught.value)
 
 
 def test_retry_after_is_carried() -> None:
@@ -123,7 +124,8 @@ def test_error_text_never_holds_the_key_or_password() -> None:
         _client(echo).create(req)
     text = str(caught.value) + repr(caught.value)
     assert "Invalid Parameters" in text
-    assert KEY not in text and PASSWORD not in text
+    assert KEY not in text
+    assert PASSWORD not in text
 
 
 def test_v5_speaks_the_sdk_dialect() -> None:
@@ -144,5 +146,6 @@ def test_v5_speaks_the_sdk_dialect() -> None:
     )
     assert rec.period == Period.MONTHLY
     assert seen[0].url.path == "/v5/setrecurringcreditddetails"
-    assert seen[0].headers["api_key"] == KEY and b'"monhtly"' in seen[0].content
+    assert seen[0].headers["api_key"] == KEY
+    assert b'"monhtly"' in seen[0].content
     assert client.surface == ApiSurface.V5

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handlers import Context, decide, parse_event
+from handlers import examples as f
 from handlers.events import Event
 from handlers.plan import (
     AddCredits,
@@ -28,7 +29,6 @@ from handlers.plan import (
     Update,
     Wait,
 )
-from handlers import examples as f
 
 CLIENT = "client-1"
 
@@ -139,5 +139,6 @@ def test_out_of_order_toggle_example() -> None:
         parse_event(f.reactivated(CLIENT, t=2)),
     ]
     world = fold([history[0], history[2], history[1]])
-    assert world.account is not None and world.account["disabled"] is False
+    assert world.account is not None
+    assert world.account["disabled"] is False
     assert world.state.lifecycle == Lifecycle.ACTIVE

@@ -7,6 +7,8 @@ import datetime as dt
 import pytest
 
 from handlers import Context, decide, parse_event, username_for
+from handlers import examples as f
+from handlers.examples import T0
 from handlers.plan import (
     AddCredits,
     Apply,
@@ -21,8 +23,6 @@ from handlers.plan import (
     Update,
     Wait,
 )
-from handlers import examples as f
-from handlers.examples import T0
 
 V6 = Context(needs_password=True)
 V5 = Context(needs_password=False)
@@ -53,11 +53,15 @@ def test_onboarding_creates_then_grants_then_sets_recurring() -> None:
     decision = decide(parse_event(raw), ClientState(client_id="acme"), V6)
     assert isinstance(decision, Apply)
     create, grant, recurring = decision.steps
-    assert isinstance(create, Create) and create.request.username == "acme1"
-    assert create.generate_password and create.request.password is None
-    assert isinstance(grant, AddCredits) and grant.request.amount == 500
+    assert isinstance(create, Create)
+    assert create.request.username == "acme1"
+    assert create.generate_password
+    assert create.request.password is None
+    assert isinstance(grant, AddCredits)
+    assert grant.request.amount == 500
     assert grant.business_key == "onboarding:acme"
-    assert isinstance(recurring, SetRecurringCredits) and recurring.request.recurring.amount == 100
+    assert isinstance(recurring, SetRecurringCredits)
+    assert recurring.request.recurring.amount == 100
     assert decision.state.lifecycle == Lifecycle.ACTIVE
 
 
@@ -66,7 +70,8 @@ def test_onboarding_on_v5_asks_for_no_password() -> None:
     decision = decide(parse_event(f.onboarded("acme")), ClientState(client_id="acme"), V5)
     assert isinstance(decision, Apply)
     (create,) = decision.steps
-    assert isinstance(create, Create) and not create.generate_password
+    assert isinstance(create, Create)
+    assert not create.generate_password
 
 
 # Rows: (event builder, the decision class expected for a client that is not onboarded yet)
@@ -102,10 +107,12 @@ def test_toggles_apply_only_when_newer(t: float, status_at: float, expected: typ
     assert isinstance(decision, expected)
     if isinstance(decision, Apply):
         (step,) = decision.steps
-        assert isinstance(step, SetStatus) and step.request.disabled
+        assert isinstance(step, SetStatus)
+        assert step.request.disabled
         assert decision.state.lifecycle == Lifecycle.SUSPENDED
     else:
-        assert isinstance(decision, Skip) and decision.outcome == "superseded"
+        assert isinstance(decision, Skip)
+        assert decision.outcome == "superseded"
 
 
 def test_update_changes_only_fields_no_newer_event_set() -> None:
@@ -118,7 +125,8 @@ def test_update_changes_only_fields_no_newer_event_set() -> None:
     assert isinstance(decision, Apply)
     (step,) = decision.steps
     assert isinstance(step, Update)
-    assert step.request.email == "new@example.com" and step.request.credit_type is None
+    assert step.request.email == "new@example.com"
+    assert step.request.credit_type is None
     assert decision.state.credit_type == "unlimited"
 
 
@@ -126,7 +134,8 @@ def test_fully_superseded_update_calls_nothing() -> None:
     """An update older than every field it touches is recorded superseded."""
     state = _onboarded_state(t=100)
     decision = decide(parse_event(f.updated("acme", t=50, email="x@example.com")), state, V6)
-    assert isinstance(decision, Skip) and decision.outcome == "superseded"
+    assert isinstance(decision, Skip)
+    assert decision.outcome == "superseded"
 
 
 def test_churn_deletes_and_leaves_a_tombstone() -> None:
@@ -138,11 +147,14 @@ def test_churn_deletes_and_leaves_a_tombstone() -> None:
     tomb = decision.state
     assert tomb.lifecycle == Lifecycle.CHURNED
     ignored = decide(parse_event(f.reactivated("acme", t=1)), tomb, V6)
-    assert isinstance(ignored, Skip) and ignored.outcome == "ignored"
+    assert isinstance(ignored, Skip)
+    assert ignored.outcome == "ignored"
     paid = decide(parse_event(f.invoice_paid("acme", "INV-9", 5, t=9)), tomb, V6)
-    assert isinstance(paid, Reject) and paid.reason == "client_churned"
+    assert isinstance(paid, Reject)
+    assert paid.reason == "client_churned"
     again = decide(parse_event(f.onboarded("acme", t=10)), tomb, V6)
-    assert isinstance(again, Skip) and again.outcome == "ignored"
+    assert isinstance(again, Skip)
+    assert again.outcome == "ignored"
 
 
 def test_invoice_grant_is_keyed_by_invoice_id() -> None:
@@ -150,12 +162,15 @@ def test_invoice_grant_is_keyed_by_invoice_id() -> None:
     state = _onboarded_state()
     one = decide(parse_event(f.invoice_paid("acme", "INV-7", 30)), state, V6)
     two = decide(parse_event(f.invoice_paid("acme", "INV-7", 30, t=99)), state, V6)
-    assert isinstance(one, Apply) and isinstance(two, Apply)
+    assert isinstance(one, Apply)
+    assert isinstance(two, Apply)
     assert one.steps[0] == two.steps[0]
-    assert isinstance(one.steps[0], AddCredits) and one.steps[0].business_key == "invoice:INV-7"
+    assert isinstance(one.steps[0], AddCredits)
+    assert one.steps[0].business_key == "invoice:INV-7"
 
 
 def test_second_onboarding_is_ignored() -> None:
     """An onboarding for a client already onboarded (another event id) changes nothing."""
     decision = decide(parse_event(f.onboarded("acme", t=3)), _onboarded_state(), V6)
-    assert isinstance(decision, Skip) and decision.outcome == "ignored"
+    assert isinstance(decision, Skip)
+    assert decision.outcome == "ignored"

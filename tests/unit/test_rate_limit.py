@@ -1,4 +1,4 @@
-"""The in-process token bucket, driven by a fake clock (real-Redis sharing is an integration test)."""
+"""The in-process token bucket on a fake clock (the shared Redis bucket: an integration test)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def test_burst_then_paced() -> None:
     bucket = TokenBucket(10, 3, clock=clock, sleep=clock.sleep)
     waits = [bucket.reserve() for _ in range(5)]
     assert waits[:3] == [0.0, 0.0, 0.0]
-    assert waits[3] == pytest.approx(0.1) and waits[4] == pytest.approx(0.2)
+    assert waits[3] == pytest.approx(0.1)
+    assert waits[4] == pytest.approx(0.2)
 
 
 def test_refills_over_time_up_to_burst() -> None:

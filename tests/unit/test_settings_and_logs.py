@@ -37,17 +37,28 @@ def test_secrets_are_hidden_when_settings_are_printed(monkeypatch: pytest.Monkey
         "tok-bbbb2222",
     ]
     shown = settings.model_dump_json() + repr(settings)
-    assert KEY not in shown and "tok-aaaa1111" not in shown
+    assert KEY not in shown
+    assert "tok-aaaa1111" not in shown
 
 
 def test_redactor_hides_values_and_secret_keys() -> None:
     """Known secret values vanish anywhere in a line; secret-named keys are masked whole."""
     redact = SecretRedactor([KEY])
-    line = redact(None, "info", {"event": "call", "url": f"http://x/?k={KEY}",
-                                  "password": "hunter2", "nested": {"api_key": "x", "n": [KEY]}})  # fmt: skip
+    line = redact(
+        None,
+        "info",
+        {
+            "event": "call",
+            "url": f"http://x/?k={KEY}",
+            "password": "hunter2",
+            "nested": {"api_key": "x", "n": [KEY]},
+        },
+    )
     dumped = json.dumps(line)
-    assert KEY not in dumped and "hunter2" not in dumped
-    assert line["password"] == "[REDACTED]" and line["nested"]["api_key"] == "[REDACTED]"
+    assert KEY not in dumped
+    assert "hunter2" not in dumped
+    assert line["password"] == "[REDACTED]"
+    assert line["nested"]["api_key"] == "[REDACTED]"
     assert line["event"] == "call"
 
 
@@ -63,7 +74,8 @@ def test_json_logs_carry_event_context_and_no_secrets(monkeypatch: pytest.Monkey
         structlog.contextvars.clear_contextvars()
         structlog.reset_defaults()
     record = json.loads(stream.getvalue().strip().splitlines()[-1])
-    assert record["event"] == "step.done" and record["step"] == "create"
+    assert record["event"] == "step.done"
+    assert record["step"] == "create"
     assert (record["event_id"], record["client_id"], record["event_type"]) == ("e1", "c1", "t")
     assert KEY not in stream.getvalue()
 

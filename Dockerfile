@@ -1,0 +1,92 @@
+# syntax=docker/dockerfile:1
+#
+# subaccount-worker: one image for every role, chosen by the command.
+#
+#   docker build -t subaccount-worker .
+#   docker run --rm subaccount-worker check-config
+#   docker run ... subaccount-worker                      # worker (the default CMD)
+#   docker run ... subaccount-worker ingress --host 0.0.0.0 --port 8080
+#   docker run ... subaccount-worker sandbox --host 0.0.0.0 --port 8025
+#
+# Settings come only from SUBACCOUNT_WORKER_* environment variables (worker/settings.py); nothing
+# is baked into the image. See deploy/README.md.
+
+# Both stages must use the same Python: the venv's interpreter is a symlink to the base image's.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- builder: resolve and install into /opt/venv -------------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+
+# Dependencies first, read from pyproject.toml alone, so this layer is rebuilt only when the
+# dependency list changes, not on every source edit. Every dependency ships wheels, so the slim
+# image needs no compiler. (pyproject.toml pins lower bounds only: two builds at different times
+# may resolve different versions; add a constraints/lock file if that matters to you.)
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+# The project itself: a regular (non-editable) install, no dev extras. pyproject names
+# README.md as the long description; it is optional here (a missing one is only a build
+# warning), and listing it beside pyproject.toml keeps COPY valid when the wildcard matches
+# nothing, on BuildKit and the classic builder alike.
+COPY pyproject.toml README* ./
+COPY worker ./worker
+COPY handlers ./handlers
+RUN pip install --no-deps . \
+    && pip check \
+    && python -c "import worker.cli, worker.runtime, worker.ingress, worker.sandbox, handlers" \
+    && subaccount-worker --help > /dev/null
+
+# --- runtime: the venv and nothing else ------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+LABEL org.opencontainers.image.title="subaccount-worker" \
+      org.opencontainers.image.description="Turns CRM and billing events into Netcore email Subaccount API calls"
+
+# PYTHONDONTWRITEBYTECODE: pip compiled every module at install time, so the root filesystem
+# can be mounted read-only. PYTHONUNBUFFERED: log lines reach `docker logs` at once.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# A fixed numeric uid/gid so Kubernetes can check runAsNonRoot and volumes can be chowned to it.
+RUN groupadd --system --gid 10001 saw \
+    && useradd --system --uid 10001 --gid saw --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin saw
+
+COPY --from=builder /opt/venv /opt/venv
+
+# Nothing is written here; the only writable path the processes need is /tmp (the worker keeps
+# its per-run Prometheus multiprocess files under /tmp unless SUBACCOUNT_WORKER_METRICS_DIR says
+# otherwise). With a read-only root filesystem, mount a tmpfs/emptyDir on /tmp.
+WORKDIR /app
+USER 10001:10001
+
+# 8080: ingress (webhooks, /healthz, /readyz, /metrics)
+# 9191: worker metrics (SUBACCOUNT_WORKER_METRICS_PORT; served by the `worker` supervisor)
+# 8025: sandbox of the Subaccount API (staging/demo only; its /_sandbox admin has no auth)
+EXPOSE 8080 9191 8025
+
+# `subaccount-worker worker` traps SIGTERM, forwards it to Dramatiq, which stops taking messages
+# and lets in-flight ones finish (up to the orchestrator's grace period); the ingress and sandbox
+# (uvicorn) also shut down gracefully on SIGTERM. The process runs as PID 1: every long-running
+# command installs its own SIGTERM handler, so exec-form ENTRYPOINT is enough. For zombie reaping
+# of orphaned grandchildren, Compose uses `init: true`; it is not needed for correct shutdown.
+STOPSIGNAL SIGTERM
+
+# No HEALTHCHECK here on purpose: one image serves three roles on three ports, and a check that
+# is right for one is wrong for the others. Kubernetes ignores HEALTHCHECK anyway. Compose
+# declares per-service checks (ingress: /healthz; worker: its metrics port), Kubernetes probes
+# (ingress: /readyz, /healthz); see deploy/.
+ENTRYPOINT ["subaccount-worker"]
+CMD ["worker"]
