@@ -190,6 +190,13 @@ class Services:
         for proc in self.procs:
             proc.check_alive()
 
+    def server_cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by the sandbox and the Redis server."""
+        used = {"sandbox": process_cpu_s(self.procs[0].pid)}
+        if self.redis is not None and self.redis.proc is not None:
+            used["redis"] = process_cpu_s(self.redis.proc.pid)
+        return used
+
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")

@@ -21,6 +21,7 @@ kept as evidence, then the grant) and one onboarded run at INFO with JSON logs t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -46,6 +47,7 @@ from bench.common import (
     Proc,
     Services,
     base_parser,
+    group_cpu_s,
     print_table,
     progress,
     run_main,
@@ -59,6 +61,7 @@ from worker.api.models import CreditType
 from worker.publish import Publisher
 from worker.settings import ENV_PREFIX, load_settings
 
+CpuUse = dict[str, float]
 PREFIX = "saw"
 PUBLISH_BATCH = 500
 STARTUP_TIMEOUT_S = 30.0
@@ -91,7 +94,11 @@ class RunResult:
     done: int
     seconds: float
     partial: bool  # the cap ended the run before every message completed
+    cpu_ms: dict[str, float]  # CPU ms per completion, by process, over the same interval
     detail: str = ""  # outcomes seen, errors, cross-checks
+
+    def with_detail(self, detail: str) -> RunResult:
+        return dataclasses.replace(self, detail=detail)
 
 
 @dataclass
@@ -109,29 +116,35 @@ class Row:
 # --- completion watching ----------------------------------------------------------------------
 
 
-def watch(count: Callable[[], int], total: int, proc: Proc, limits: Limits) -> RunResult:
+def watch(
+    count: Callable[[], int], total: int, proc: Proc, limits: Limits, cpu: Callable[[], CpuUse]
+) -> RunResult:
     """Poll `count` until it reaches `total`; the rate from the first completion seen to the last.
 
     Completions before the first poll that sees any are not counted in the rate (n_first), so a
-    slow start-up never dilutes it.
+    slow start-up never dilutes it; `cpu` is sampled at the same two moments.
     """
     started = time.perf_counter()
     first_t = 0.0
     first_n = 0
+    cpu_first: CpuUse = {}
     while True:
         n = count()
         now = time.perf_counter()
         if n and not first_t:
-            first_t, first_n = now, n
+            first_t, first_n, cpu_first = now, n, cpu()
         if n >= total or (first_t and now - first_t > limits.cap_s):
             break
         if not first_t and now - started > STARTUP_TIMEOUT_S:
             raise RuntimeError(f"{proc.name}: no completion after {STARTUP_TIMEOUT_S:.0f}s")
         proc.check_alive()
         time.sleep(0.005)
+    cpu_last = cpu()
     seconds = now - first_t
-    rate = (n - first_n) / seconds if seconds > 0 else float("nan")
-    return RunResult(rate, n, seconds, partial=n < total)
+    counted = n - first_n
+    rate = counted / seconds if seconds > 0 else float("nan")
+    per_event = {k: 1000 * (cpu_last[k] - cpu_first[k]) / max(counted, 1) for k in cpu_last}
+    return RunResult(rate, n, seconds, partial=n < total, cpu_ms=per_event)
 
 
 # --- the two sides ----------------------------------------------------------------------------
@@ -149,6 +162,10 @@ class Bench:
         )
         self.publisher = Publisher(self.redis, self.settings)
         self.runs = 0
+
+    def cpu(self, proc: Proc) -> Callable[[], CpuUse]:
+        """A probe of the CPU seconds used so far by the worker's processes and the servers."""
+        return lambda: {"worker": group_cpu_s(proc.pid), **self.svc.server_cpu_s()}
 
     def reset(self, latency_ms: int) -> None:
         """Empty Redis (ours: started by this benchmark) and the sandbox; set the latency."""
@@ -187,7 +204,9 @@ class Bench:
         )
         stream = keys.outcomes(PREFIX)
         with running(proc):
-            result = watch(lambda: int(self.redis.xlen(stream)), case.events, proc, self.limits)
+            result = watch(
+                lambda: int(self.redis.xlen(stream)), case.events, proc, self.limits, self.cpu(proc)
+            )
         return self.check_outcomes(result, proc)
 
     def worker_env(self, log_level: str, name: str) -> dict[str, str]:
@@ -233,7 +252,7 @@ class Bench:
             detail += f"; at_ms rate {at_rate:.0f}/s"
         if set(outcomes) != {"applied"}:
             detail += f"; NOT ALL APPLIED (see {proc.output})"
-        return RunResult(result.rate, result.done, result.seconds, result.partial, detail)
+        return result.with_detail(detail)
 
     # --- bare ---------------------------------------------------------------------------------
 
@@ -260,11 +279,11 @@ class Bench:
             return int(done or 0) + int(failed or 0)
 
         with running(proc):
-            result = watch(count, case.events, proc, self.limits)
+            result = watch(count, case.events, proc, self.limits, self.cpu(proc))
         failed = int(self.redis.get(BARE_FAILED_KEY) or 0)
         journal = len(self.svc.admin.journal(operation="create"))
         detail = f"sandbox journal {journal} creates" + (f"; {failed} FAILED" if failed else "")
-        return RunResult(result.rate, result.done, result.seconds, result.partial, detail)
+        return result.with_detail(detail)
 
 
 def enqueue_bare(client: redis.Redis, usernames: Sequence[str]) -> None:
@@ -326,6 +345,7 @@ def run_case(bench: Bench, case: Case, runs: int) -> Row:
 def describe(result: RunResult) -> str:
     text = f"{result.rate:.0f}/s ({result.done} in {result.seconds:.1f} s"
     text += ", PARTIAL)" if result.partial else ")"
+    text += "; CPU ms/event " + ", ".join(f"{k} {v:.2f}" for k, v in result.cpu_ms.items())
     return f"{text}; {result.detail}" if result.detail else text
 
 

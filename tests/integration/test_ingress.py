@@ -325,13 +325,14 @@ def test_unmapped_stripe_type_is_acknowledged_and_ignored(
     [
         (invoice(client_id=None, credits="10"), "data.object.metadata.client_id"),
         (invoice(lines=(("price_unknown", 3),)), "data.object.metadata.credits"),
+        (invoice(client_id="has space", credits="10"), "data.object.metadata.client_id"),
     ],
-    ids=["no-client-id", "no-credits"],
+    ids=["no-client-id", "no-credits", "client-id-not-catalogue-shaped"],
 )
 def test_unmappable_stripe_invoice_is_422(
     ingress: RunningIngress, redis_client: redis.Redis, obj: dict[str, Any], field: str
 ) -> None:
-    """An invoice without a client id, or whose credits cannot be found, is 422 naming why."""
+    """An invoice without a usable client id, or whose credits cannot be found, is 422 naming why."""
     response = post_stripe(ingress.http, stripe_event("invoice.paid", obj))
     assert response.status_code == 422
     assert response.json()["reasons"][0].startswith(field)

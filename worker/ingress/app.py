@@ -147,7 +147,11 @@ class Ingress:
 
 
 def create_app(settings: Settings, redis_client: redis.Redis | None = None) -> Starlette:
-    """The ingress ASGI app; it opens its own Redis client from settings unless given one."""
+    """The ingress ASGI app, on its own Redis client from settings unless given one.
+
+    A given client should not retry on its own (see `redis_for_ingress`): a retried MULTI/EXEC
+    whose first reply was lost would enqueue twice.
+    """
     client = redis_client if redis_client is not None else redis_for_ingress(settings)
     metrics = IngressMetrics()
     ingress = Ingress(settings, client, metrics)

@@ -1,0 +1,125 @@
+"""Operators' tools: list, filter, replay and purge dead letters, safely."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from handlers import examples as f
+from handlers import username_for
+from tests.conftest import TEST_API_KEY
+from tests.pipeline_support import (
+    outcomes,
+    pipeline_settings,
+    running_pipeline,
+    wait_for_outcomes,
+)
+from tests.servers import ThreadedUvicorn, wait_until
+from worker.replay import ReplayError, replay
+from worker.runtime import Runtime
+from worker.sandbox import SandboxAdmin
+
+
+@pytest.fixture
+def pipeline(
+    redis_url: str, sandbox: SandboxAdmin, sandbox_server: ThreadedUvicorn
+) -> Iterator[Runtime]:
+    settings = pipeline_settings(redis_url, f"{sandbox_server.url}/v6", TEST_API_KEY)
+    with running_pipeline(settings) as runtime:
+        yield runtime
+
+
+def _replay(runtime: Runtime, key: str, **kwargs: object) -> None:
+    replay(runtime.redis, runtime.publisher, runtime.dead_letters, "saw", key, **kwargs)  # type: ignore[arg-type]
+
+
+def test_replay_resumes_after_the_steps_already_done(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """An onboarding that died at its grant is replayed: no second create, one grant."""
+    sandbox.set_state({"master_balance": 0})
+    onboard = f.onboarded("ivy", credits=100)
+    pipeline.publisher.publish(onboard)
+    wait_for_outcomes(redis_client, [onboard["id"]])
+    (letter,) = pipeline.dead_letters.list(reason="permanent_error")
+    assert letter.step == "add_credits"
+    sandbox.set_state({"master_balance": 1000})
+    _replay(pipeline, letter.key)
+    wait_until(lambda: _outcomes_of(redis_client, onboard["id"]) == ["dead_lettered", "applied"],
+               what="the replay's outcome")  # fmt: skip
+    applied = [
+        e["operation"] for e in sandbox.journal(username=username_for("ivy")) if e["applied"]
+    ]
+    assert applied == ["create", "add_credits"]
+    assert pipeline.dead_letters.count() == 0
+    assert pipeline.dead_letters.counts_by_reason() == {}
+
+
+def test_ambiguous_dead_letter_replays_with_the_operators_verdict(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """Undecidable evidence dead-letters `ambiguous_outcome`; `resolve="applied"` then finishes
+    the event without sending the grant again."""
+    wait_for_outcomes(redis_client, [_publish(pipeline, f.onboarded("jon"))])
+    user = username_for("jon")
+    sandbox.set_faults(
+        {"operations": {"add_credits": {"drop_next": 1}, "get_credits": {"latency_ms": 400}}}
+    )
+    paid = f.invoice_paid("jon", "INV-1", 30)
+    pipeline.publisher.publish(paid)
+    # While the worker reads the balance to judge the dropped grant, the balance moves:
+    wait_until(lambda: sandbox.journal(operation="add_credits") != [], what="the dropped grant")
+    sandbox.set_state({"subaccounts": {user: {"balance": 999}}})
+    wait_for_outcomes(redis_client, [paid["id"]])
+    (letter,) = pipeline.dead_letters.list(reason="ambiguous_outcome")
+    assert letter.step == "add_credits"
+    assert letter.readings == {"balance_before": 0, "balance_after": 999, "amount": 30}
+    _replay(pipeline, letter.key, resolve="applied")
+    wait_until(lambda: _outcomes_of(redis_client, paid["id"]) == ["dead_lettered", "applied"],
+               what="the replay's outcome")  # fmt: skip
+    grants = [e for e in sandbox.journal(operation="add_credits") if e["applied"]]
+    assert len(grants) == 1
+    with pytest.raises(ReplayError, match="no dead letter"):
+        _replay(pipeline, letter.key)
+
+
+def test_cli_lists_filters_and_purges(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis, redis_url: str
+) -> None:
+    """`dead-letters list --reason` prints JSON lines; `purge` removes one for good."""
+    sandbox.set_state({"master_balance": 0})
+    wait_for_outcomes(redis_client, [_publish(pipeline, f.onboarded("kay", credits=5))])
+    env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url}
+    listed = _cli(env, "dead-letters", "list", "--reason", "permanent_error")
+    (row,) = [json.loads(line) for line in listed.splitlines()]
+    assert row["client_id"] == "kay"
+    assert row["step"] == "add_credits"
+    assert _cli(env, "dead-letters", "list", "--reason", "client_unknown") == ""
+    assert json.loads(_cli(env, "dead-letters", "purge", row["key"])) == {"purged": row["key"]}
+    assert pipeline.dead_letters.count() == 0
+
+
+def _outcomes_of(client: redis.Redis, event_id: str) -> list[str]:
+    return [o["outcome"] for o in outcomes(client) if o.get("event_id") == event_id]
+
+
+def _publish(runtime: Runtime, event: dict[str, object]) -> str:
+    runtime.publisher.publish(event)
+    return str(event["id"])
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
