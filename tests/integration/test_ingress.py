@@ -332,7 +332,7 @@ def test_unmapped_stripe_type_is_acknowledged_and_ignored(
 def test_unmappable_stripe_invoice_is_422(
     ingress: RunningIngress, redis_client: redis.Redis, obj: dict[str, Any], field: str
 ) -> None:
-    """An invoice without a usable client id, or whose credits cannot be found, is 422 naming why."""
+    """An invoice without a usable client id, or without findable credits, is 422 naming why."""
     response = post_stripe(ingress.http, stripe_event("invoice.paid", obj))
     assert response.status_code == 422
     assert response.json()["reasons"][0].startswith(field)

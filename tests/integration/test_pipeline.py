@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,15 +15,6 @@ from tests.servers import ThreadedUvicorn
 from worker import steps
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
-
-
-@pytest.fixture
-def pipeline(
-    redis_url: str, sandbox: SandboxAdmin, sandbox_server: ThreadedUvicorn
-) -> Iterator[Runtime]:
-    settings = pipeline_settings(redis_url, f"{sandbox_server.url}/v6", TEST_API_KEY)
-    with running_pipeline(settings) as runtime:
-        yield runtime
 
 
 def _send(runtime: Runtime, *events: dict[str, Any]) -> list[str]:

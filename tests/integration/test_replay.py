@@ -6,33 +6,20 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 import redis
 
 from handlers import examples as f
 from handlers import username_for
-from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import (
     outcomes,
-    pipeline_settings,
-    running_pipeline,
     wait_for_outcomes,
 )
-from tests.servers import ThreadedUvicorn, wait_until
+from tests.servers import wait_until
 from worker.replay import ReplayError, replay
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
-
-
-@pytest.fixture
-def pipeline(
-    redis_url: str, sandbox: SandboxAdmin, sandbox_server: ThreadedUvicorn
-) -> Iterator[Runtime]:
-    settings = pipeline_settings(redis_url, f"{sandbox_server.url}/v6", TEST_API_KEY)
-    with running_pipeline(settings) as runtime:
-        yield runtime
 
 
 def _replay(runtime: Runtime, key: str, **kwargs: object) -> None:

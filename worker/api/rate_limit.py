@@ -29,7 +29,27 @@ class Unlimited:
         return None
 
 
-class TokenBucket:
+class _Bucket:
+    """What both buckets share: validated rate and burst, and waiting for a reserved slot."""
+
+    def __init__(self, rate: float, burst: int, sleep: Callable[[float], None]) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._sleep = sleep
+
+    def reserve(self) -> float:
+        """Take one token now or in the future; return how long the caller must wait (s)."""
+        raise NotImplementedError
+
+    def acquire(self) -> None:
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+
+
+class TokenBucket(_Bucket):
     """A thread-safe token bucket: `rate` tokens per second, at most `burst` saved up.
 
     Each caller reserves its slot under the lock, then sleeps outside it, so waiting callers are
@@ -44,12 +64,8 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
+        super().__init__(rate, burst, sleep)
         self._clock = clock
-        self._sleep = sleep
         self._lock = threading.Lock()
         self._tokens = float(burst)
         self._stamp = clock()
@@ -62,11 +78,6 @@ class TokenBucket:
             self._stamp = now
             self._tokens -= 1
             return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-    def acquire(self) -> None:
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
 
 
 # KEYS[1] = bucket hash; ARGV = rate per second, burst. Returns the wait in microseconds.
@@ -87,7 +98,7 @@ return math.ceil(-tokens * 1000000 / rate)
 """
 
 
-class RedisTokenBucket:
+class RedisTokenBucket(_Bucket):
     """A token bucket kept in Redis, shared by every process that names the same key."""
 
     def __init__(
@@ -99,12 +110,8 @@ class RedisTokenBucket:
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
+        super().__init__(rate, burst, sleep)
         self._key = key
-        self._sleep = sleep
         self._script = client.register_script(_BUCKET_LUA)
 
     def reserve(self) -> float:
@@ -114,8 +121,3 @@ class RedisTokenBucket:
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"rate limiter could not reach Redis: {exc}") from exc
         return int(wait_us) / 1_000_000
-
-    def acquire(self) -> None:
-        wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
