@@ -265,6 +265,7 @@ class Bench:
             sys.executable, "-m", "dramatiq", "bench.bare_actor",
             "--processes", str(case.processes), "--threads", str(case.threads),
             "--queues", BARE_QUEUE,
+            "--skip-logging",  # as the pipeline's supervisor does (else httpx logs every call)
         ]  # fmt: skip
         env = {
             "BENCH_BARE_REDIS_URL": self.svc.redis_url,

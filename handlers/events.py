@@ -189,6 +189,16 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+_TYPES = frozenset(t.value for t in EventType)
+EVENT_CLASSES = (
+    ClientOnboarded,
+    ClientUpdated,
+    InvoicePaid,
+    PlanChanged,
+    ClientSuspended,
+    ClientReactivated,
+    ClientChurned,
+)
 MAX_EVENT_BYTES = 64 * 1024
 
 
@@ -199,11 +209,11 @@ def parse_event(raw: dict[str, Any] | str | bytes) -> Event:
             raise InvalidEvent([f"event: larger than {MAX_EVENT_BYTES} bytes"])
         try:
             raw = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidEvent([f"event: not valid JSON ({exc})"]) from None
+        except (ValueError, RecursionError) as exc:  # JSON, encoding, depth, huge integers
+            raise InvalidEvent([f"event: not valid JSON ({type(exc).__name__})"]) from None
     if not isinstance(raw, dict):
         raise InvalidEvent(["event: must be a JSON object"])
-    if raw.get("type") not in {t.value for t in EventType}:
+    if not isinstance(raw.get("type"), str) or raw["type"] not in _TYPES:
         known = ", ".join(t.value for t in EventType)
         raise InvalidEvent([f"type: unknown event type {raw.get('type')!r} (known: {known})"])
     try:
@@ -217,7 +227,7 @@ def _reasons(exc: ValidationError) -> list[str]:
     reasons = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in err["loc"]]
-        if loc and loc[0] in {t.value for t in EventType}:
+        if loc and loc[0] in _TYPES:
             loc = loc[1:]
         message = err["msg"].removeprefix("Value error, ")
         reasons.append(f"{'.'.join(loc) or 'event'}: {message}")

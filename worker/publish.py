@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 import redis
 
-from handlers.events import Event, parse_event
+from handlers.events import EVENT_CLASSES, Event, parse_event
 from worker import keys
 from worker.errors import BrokerUnavailable, InvalidEvent
 from worker.settings import Settings
@@ -97,11 +97,11 @@ def validate_all(events: Sequence[Event | Mapping[str, Any]]) -> list[Event]:
     parsed: list[Event] = []
     reasons: list[str] = []
     for index, raw in enumerate(events):
-        if not isinstance(raw, Mapping):
+        if isinstance(raw, EVENT_CLASSES):
             parsed.append(raw)
             continue
         try:
-            parsed.append(parse_event(dict(raw)))
+            parsed.append(parse_event(dict(raw) if isinstance(raw, Mapping) else raw))
         except InvalidEvent as exc:
             prefix = f"[{index}] " if len(events) > 1 else ""
             reasons.extend(prefix + reason for reason in exc.reasons)

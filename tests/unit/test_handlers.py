@@ -23,6 +23,7 @@ from handlers.plan import (
     Update,
     Wait,
 )
+from worker.errors import InvalidEvent
 
 V6 = Context(needs_password=True)
 V5 = Context(needs_password=False)
@@ -174,3 +175,20 @@ def test_second_onboarding_is_ignored() -> None:
     decision = decide(parse_event(f.onboarded("acme", t=3)), _onboarded_state(), V6)
     assert isinstance(decision, Skip)
     assert decision.outcome == "ignored"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": []},  # an unhashable type
+        "1" * 5000,  # an integer too long for Python's JSON reader
+        "[" * 100_000,  # nesting deeper than the recursion limit
+        b"\xff\xfe",  # not UTF-8
+        [1],  # not an object
+    ],
+)
+def test_hostile_input_is_rejected_with_a_reason(raw: object) -> None:
+    """Whatever arrives, parse_event answers InvalidEvent, never a stray exception."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)  # type: ignore[arg-type]
+    assert caught.value.reasons
