@@ -144,7 +144,52 @@ def group_cpu_s(pgid: int) -> float:
     return ticks / _CLOCK_TICKS
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, from /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
+
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds used so far: by each of our processes, and by the whole machine."""
+
+    at: float
+    ours: dict[str, float]
+    machine: float
+
+
+class CpuMeter:
+    """Samples the CPU time of named processes of ours, and of everything else on the machine."""
+
+    def __init__(self, probes: dict[str, Callable[[], float]]) -> None:
+        self.probes = {**probes, "bench": lambda: process_cpu_s(os.getpid())}
+
+    def sample(self) -> CpuSample:
+        ours = {name: probe() for name, probe in self.probes.items()}
+        return CpuSample(time.perf_counter(), ours, machine_busy_s())
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU between two samples: ms per unit of work for each process of ours, and the load of
+    everything else on the machine in cores (other engineers' jobs make figures noisy)."""
+
+    ms_per_unit: dict[str, float]
+    other_cores: float
+
+    @staticmethod
+    def between(first: CpuSample, last: CpuSample, units: int) -> CpuUse:
+        used = {k: last.ours[k] - first.ours[k] for k in last.ours}
+        wall = max(last.at - first.at, 1e-9)
+        other = max(0.0, (last.machine - first.machine) - sum(used.values())) / wall
+        per_unit = {k: 1000 * v / max(units, 1) for k, v in used.items() if k != "bench"}
+        return CpuUse(per_unit, other)
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -190,12 +235,14 @@ class Services:
         for proc in self.procs:
             proc.check_alive()
 
-    def server_cpu_s(self) -> dict[str, float]:
-        """CPU seconds used so far by the sandbox and the Redis server."""
-        used = {"sandbox": process_cpu_s(self.procs[0].pid)}
+    def cpu_probes(self) -> dict[str, Callable[[], float]]:
+        """Probes of the CPU seconds used so far by the sandbox (and the Redis server)."""
+        sandbox = self.procs[0].pid
+        probes: dict[str, Callable[[], float]] = {"sandbox": lambda: process_cpu_s(sandbox)}
         if self.redis is not None and self.redis.proc is not None:
-            used["redis"] = process_cpu_s(self.redis.proc.pid)
-        return used
+            redis_pid = self.redis.proc.pid
+            probes["redis"] = lambda: process_cpu_s(redis_pid)
+        return probes
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

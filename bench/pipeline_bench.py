@@ -10,25 +10,26 @@ process) and one Redis server, all started here on loopback:
   enqueued first, then `python -m dramatiq bench.bare_actor -p P -t T` consumes them.
 
 The rate is measured from the first completion to the last (worker start-up is not counted), by
-the same polling loop for both sides. Runs of the two sides alternate, so a noisy neighbour hurts
-both. Also shown: `invoice.paid` for pre-onboarded clients (two calls: the credit-details read
-kept as evidence, then the grant) and one onboarded run at INFO with JSON logs to /dev/null.
+the same polling loop for both sides, with the CPU each process spent per event over the same
+interval. Runs of the two sides alternate, so a noisy neighbour hurts both. Also shown:
+`invoice.paid` for pre-onboarded clients (two calls: the credit-details read kept as evidence,
+then the grant) and one `client.onboarded` run at INFO with JSON logs to /dev/null.
 
     python -m bench.pipeline_bench            # ~2 minutes
-    python -m bench.pipeline_bench --quick    # a smoke run of a few seconds
+    python -m bench.pipeline_bench --quick    # a smoke run of ~10 s
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
+import statistics
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ from bench.common import (
     BARE_FAILED_KEY,
     BARE_NAMESPACE,
     BARE_QUEUE,
-    REPO,
+    CpuMeter,
+    CpuUse,
     Figure,
     Proc,
     Services,
@@ -61,10 +63,10 @@ from worker.api.models import CreditType
 from worker.publish import Publisher
 from worker.settings import ENV_PREFIX, load_settings
 
-CpuUse = dict[str, float]
 PREFIX = "saw"
 PUBLISH_BATCH = 500
 STARTUP_TIMEOUT_S = 30.0
+KINDS = ("bare", "onboarded", "invoice", "info")
 
 
 @dataclass(frozen=True)
@@ -72,20 +74,19 @@ class Case:
     latency_ms: int
     processes: int
     threads: int
-    events: int  # K: sized so a bare run lasts ~5 s
+    events: int  # K: a bare run lasts ~4 s, a pipeline run ~6-8 s
 
     @property
     def label(self) -> str:
         return f"{self.latency_ms} ms, {self.processes}x{self.threads}"
 
+    def count(self, kind: str) -> int:
+        """Events of a run of `kind`: invoice.paid makes two calls, so fewer of them."""
+        return self.events * 2 // 3 if kind == "invoice" else self.events
 
-CASES = (Case(0, 1, 8, 4000), Case(100, 1, 64, 2500))
-QUICK_CASES = (Case(0, 1, 8, 300), Case(100, 1, 64, 300))
 
-
-@dataclass(frozen=True)
-class Limits:
-    cap_s: float  # a run stops counting this long after its first completion
+CASES = (Case(0, 1, 8, 3000), Case(100, 1, 64, 2000))
+QUICK_CASES = (Case(0, 1, 8, 200),)
 
 
 @dataclass(frozen=True)
@@ -93,58 +94,93 @@ class RunResult:
     rate: float  # completions per second, first to last
     done: int
     seconds: float
-    partial: bool  # the cap ended the run before every message completed
-    cpu_ms: dict[str, float]  # CPU ms per completion, by process, over the same interval
+    partial: bool  # the time cap ended the run before every message completed
+    cpu: CpuUse  # CPU per completion, by process, over the same interval
     detail: str = ""  # outcomes seen, errors, cross-checks
 
-    def with_detail(self, detail: str) -> RunResult:
-        return dataclasses.replace(self, detail=detail)
+    def describe(self) -> str:
+        text = f"{self.rate:.0f}/s ({self.done} in {self.seconds:.1f} s"
+        text += ", PARTIAL: time cap)" if self.partial else ")"
+        text += "; CPU ms/event " + ", ".join(
+            f"{k} {v:.2f}" for k, v in self.cpu.ms_per_unit.items()
+        )
+        text += f"; other load {self.cpu.other_cores:.1f} cores"
+        return f"{text}; {self.detail}" if self.detail else text
 
 
 @dataclass
 class Row:
-    """The figures of one case."""
+    """Every run of one case, by kind."""
 
     case: Case
-    bare: Figure = field(default_factory=Figure)
-    pipeline: Figure = field(default_factory=Figure)
-    invoice: Figure = field(default_factory=Figure)
-    info: Figure = field(default_factory=Figure)
-    ratios: list[float] = field(default_factory=list)
+    results: dict[str, list[RunResult]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    def figure(self, kind: str) -> Figure:
+        figure = Figure()
+        for result in self.results[kind]:
+            figure.add(result.rate, "partial (time cap)" if result.partial else "")
+        return figure
+
+    def cpu(self, kind: str, process: str) -> float:
+        values = [r.cpu.ms_per_unit.get(process, float("nan")) for r in self.results[kind]]
+        return statistics.median(values) if values else float("nan")
+
+    def other_load(self) -> float:
+        return max(r.cpu.other_cores for runs in self.results.values() for r in runs)
+
+    def ratios(self) -> list[float]:
+        pairs = zip(self.results["onboarded"], self.results["bare"], strict=False)
+        return [pipeline.rate / bare.rate for pipeline, bare in pairs]
 
 
 # --- completion watching ----------------------------------------------------------------------
 
 
 def watch(
-    count: Callable[[], int], total: int, proc: Proc, limits: Limits, cpu: Callable[[], CpuUse]
+    count: Callable[[], int], total: int, proc: Proc, cap_s: float, meter: CpuMeter
 ) -> RunResult:
     """Poll `count` until it reaches `total`; the rate from the first completion seen to the last.
 
-    Completions before the first poll that sees any are not counted in the rate (n_first), so a
-    slow start-up never dilutes it; `cpu` is sampled at the same two moments.
+    Completions before the first poll that sees any are left out of the rate, so a slow start-up
+    never dilutes it; CPU is sampled at the same two moments.
     """
     started = time.perf_counter()
-    first_t = 0.0
     first_n = 0
-    cpu_first: CpuUse = {}
+    first = None
     while True:
         n = count()
+        if n and first is None:
+            first, first_n = meter.sample(), n
         now = time.perf_counter()
-        if n and not first_t:
-            first_t, first_n, cpu_first = now, n, cpu()
-        if n >= total or (first_t and now - first_t > limits.cap_s):
+        if n >= total or (first is not None and now - first.at > cap_s):
             break
-        if not first_t and now - started > STARTUP_TIMEOUT_S:
+        if first is None and now - started > STARTUP_TIMEOUT_S:
             raise RuntimeError(f"{proc.name}: no completion after {STARTUP_TIMEOUT_S:.0f}s")
         proc.check_alive()
         time.sleep(0.005)
-    cpu_last = cpu()
-    seconds = now - first_t
+    last = meter.sample()
+    if first is None:
+        raise RuntimeError(f"{proc.name}: nothing completed")
+    seconds = last.at - first.at
     counted = n - first_n
     rate = counted / seconds if seconds > 0 else float("nan")
-    per_event = {k: 1000 * (cpu_last[k] - cpu_first[k]) / max(counted, 1) for k in cpu_last}
-    return RunResult(rate, n, seconds, partial=n < total, cpu_ms=per_event)
+    cpu = CpuUse.between(first, last, counted)
+    return RunResult(rate, n, seconds, partial=n < total, cpu=cpu)
+
+
+@contextlib.contextmanager
+def running(proc: Proc) -> Iterator[Proc]:
+    """Start `proc`; stop its process group on the way out, whatever happened."""
+    try:
+        yield proc.start()
+    finally:
+        proc.stop()
+
+
+def cli() -> list[str]:
+    """`subaccount-worker` as installed beside this interpreter (or the module, if not)."""
+    script = Path(sys.executable).with_name("subaccount-worker")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
 
 
 # --- the two sides ----------------------------------------------------------------------------
@@ -153,19 +189,24 @@ def watch(
 class Bench:
     """The shared servers and what every run needs from them."""
 
-    def __init__(self, svc: Services, limits: Limits) -> None:
+    def __init__(self, svc: Services, cap_s: float) -> None:
         self.svc = svc
-        self.limits = limits
+        self.cap_s = cap_s
         self.redis = redis.Redis.from_url(svc.redis_url)
-        self.settings = load_settings(
+        settings = load_settings(
             redis_url=svc.redis_url, api_base_url=svc.api_url, api_key=API_KEY, key_prefix=PREFIX
         )
-        self.publisher = Publisher(self.redis, self.settings)
+        self.publisher = Publisher(self.redis, settings)
         self.runs = 0
 
-    def cpu(self, proc: Proc) -> Callable[[], CpuUse]:
-        """A probe of the CPU seconds used so far by the worker's processes and the servers."""
-        return lambda: {"worker": group_cpu_s(proc.pid), **self.svc.server_cpu_s()}
+    def close(self) -> None:
+        self.redis.close()
+
+    def run(self, kind: str, case: Case) -> RunResult:
+        self.reset(case.latency_ms)
+        if kind == "bare":
+            return self.bare(case)
+        return self.pipeline(case, kind)
 
     def reset(self, latency_ms: int) -> None:
         """Empty Redis (ours: started by this benchmark) and the sandbox; set the latency."""
@@ -174,40 +215,35 @@ class Bench:
         self.svc.latency(latency_ms)
         self.runs += 1
 
-    def client_ids(self, count: int) -> list[str]:
-        return [f"bench-{self.runs}-{i:05d}" for i in range(count)]
-
-    def publish(self, events: Sequence[dict[str, Any]]) -> None:
-        for start in range(0, len(events), PUBLISH_BATCH):
-            self.publisher.publish_many(events[start : start + PUBLISH_BATCH])
+    def meter(self, proc: Proc) -> CpuMeter:
+        return CpuMeter({"worker": lambda: group_cpu_s(proc.pid), **self.svc.cpu_probes()})
 
     # --- pipeline -----------------------------------------------------------------------------
 
-    def pipeline(
-        self, case: Case, *, kind: str = "onboarded", log_level: str = "WARNING"
-    ) -> RunResult:
-        self.reset(case.latency_ms)
-        clients = self.client_ids(case.events)
-        if kind == "onboarded":
-            events = [factories.onboarded(cid) for cid in clients]
-        else:
+    def pipeline(self, case: Case, kind: str) -> RunResult:
+        count = case.count(kind)
+        clients = [f"bench-{self.runs}-{i:05d}" for i in range(count)]
+        if kind == "invoice":
             self.onboard_directly(clients)
             events = [factories.invoice_paid(cid, f"inv-{cid}", 10) for cid in clients]
-        self.publish(events)
+        else:
+            events = [factories.onboarded(cid) for cid in clients]
+        for start in range(0, count, PUBLISH_BATCH):
+            self.publisher.publish_many(events[start : start + PUBLISH_BATCH])
         name = f"worker-{self.runs}"
-        quiet = log_level == "WARNING"
+        at_info = kind == "info"
         proc = Proc(
             name,
             [*cli(), "worker", "--processes", str(case.processes), "--threads", str(case.threads)],
-            env=self.worker_env(log_level, name),
-            output=self.svc.workdir / f"{name}.log" if quiet else None,  # INFO: to /dev/null
+            env=self.worker_env("INFO" if at_info else "WARNING", name),
+            output=None if at_info else self.svc.workdir / f"{name}.log",  # INFO: to /dev/null
         )
         stream = keys.outcomes(PREFIX)
         with running(proc):
             result = watch(
-                lambda: int(self.redis.xlen(stream)), case.events, proc, self.limits, self.cpu(proc)
+                lambda: int(self.redis.xlen(stream)), count, proc, self.cap_s, self.meter(proc)
             )
-        return self.check_outcomes(result, proc)
+        return replace(result, detail=self.outcomes_seen(proc))
 
     def worker_env(self, log_level: str, name: str) -> dict[str, str]:
         values = {
@@ -224,7 +260,7 @@ class Bench:
 
     def onboard_directly(self, clients: Sequence[str]) -> None:
         """Clients known to both sides already: a subaccount in the sandbox, state in Redis."""
-        accounts = {}
+        accounts: dict[str, Any] = {}
         pipe = self.redis.pipeline(transaction=False)
         for cid in clients:
             username = username_for(cid)
@@ -241,23 +277,21 @@ class Bench:
         pipe.execute()
         self.svc.admin.set_state({"subaccounts": accounts})
 
-    def check_outcomes(self, result: RunResult, proc: Proc) -> RunResult:
-        """Every outcome should be `applied`; cross-check the rate with the records' `at_ms`."""
+    def outcomes_seen(self, proc: Proc) -> str:
+        """Outcomes by kind (all should be `applied`), and the rate their `at_ms` stamps give."""
         entries = self.redis.xrange(keys.outcomes(PREFIX))
         outcomes = Counter(fields[b"outcome"].decode() for _id, fields in entries)
         stamps = sorted(int(fields[b"at_ms"]) for _id, fields in entries)
         detail = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
         if len(stamps) > 1 and stamps[-1] > stamps[0]:
-            at_rate = (len(stamps) - 1) * 1000 / (stamps[-1] - stamps[0])
-            detail += f"; at_ms rate {at_rate:.0f}/s"
+            detail += f"; at_ms rate {(len(stamps) - 1) * 1000 / (stamps[-1] - stamps[0]):.0f}/s"
         if set(outcomes) != {"applied"}:
-            detail += f"; NOT ALL APPLIED (see {proc.output})"
-        return result.with_detail(detail)
+            detail += f"; NOT ALL APPLIED (worker log: {proc.output or 'none'})"
+        return detail
 
     # --- bare ---------------------------------------------------------------------------------
 
     def bare(self, case: Case) -> RunResult:
-        self.reset(case.latency_ms)
         usernames = [f"bare-{self.runs}-{i:05d}" for i in range(case.events)]
         enqueue_bare(self.redis, usernames)
         name = f"bare-{self.runs}"
@@ -275,16 +309,16 @@ class Bench:
         }
         proc = Proc(name, argv, env=env, output=self.svc.workdir / f"{name}.log")
 
-        def count() -> int:
+        def completed() -> int:
             done, failed = self.redis.mget(BARE_DONE_KEY, BARE_FAILED_KEY)
             return int(done or 0) + int(failed or 0)
 
         with running(proc):
-            result = watch(count, case.events, proc, self.limits, self.cpu(proc))
+            result = watch(completed, case.events, proc, self.cap_s, self.meter(proc))
         failed = int(self.redis.get(BARE_FAILED_KEY) or 0)
-        journal = len(self.svc.admin.journal(operation="create"))
-        detail = f"sandbox journal {journal} creates" + (f"; {failed} FAILED" if failed else "")
-        return result.with_detail(detail)
+        creates = len(self.svc.admin.journal(operation="create"))
+        detail = f"sandbox journal: {creates} creates" + (f"; {failed} FAILED" if failed else "")
+        return replace(result, detail=detail)
 
 
 def enqueue_bare(client: redis.Redis, usernames: Sequence[str]) -> None:
@@ -293,120 +327,104 @@ def enqueue_bare(client: redis.Redis, usernames: Sequence[str]) -> None:
     for start in range(0, len(usernames), PUBLISH_BATCH):
         pipe = client.pipeline(transaction=False)
         for username in usernames[start : start + PUBLISH_BATCH]:
+            redis_id = str(uuid.uuid4())
             message = dramatiq.Message(
                 queue_name=BARE_QUEUE,
                 actor_name=BARE_ACTOR,
                 args=(username,),
                 kwargs={},
-                options={"redis_message_id": str(uuid.uuid4())},
+                options={"redis_message_id": redis_id},
             )
-            redis_id = message.options["redis_message_id"]
             pipe.hset(f"{queue}.msgs", redis_id, message.encode())
             pipe.rpush(queue, redis_id)
         pipe.execute()
 
 
-def cli() -> list[str]:
-    """`subaccount-worker` as installed beside this interpreter (or the module, if not)."""
-    script = Path(sys.executable).with_name("subaccount-worker")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "worker.cli"]
+# --- the run and the report -------------------------------------------------------------------
 
-
-@contextlib.contextmanager
-def running(proc: Proc) -> Iterator[Proc]:
-    """Start `proc`; stop its process group on the way out, whatever happened."""
-    try:
-        yield proc.start()
-    finally:
-        proc.stop()
-
-
-# --- the run ----------------------------------------------------------------------------------
+LABELS = {
+    "bare": "bare",
+    "onboarded": "pipeline onboarded",
+    "invoice": "pipeline invoice.paid",
+    "info": "pipeline onboarded at INFO",
+}
 
 
 def run_case(bench: Bench, case: Case, runs: int) -> Row:
+    """Alternate bare and pipeline runs; one more run at INFO at the end."""
     row = Row(case)
-    for run in range(runs):
-        bare = bench.bare(case)
-        row.bare.add(bare.rate, note_of(bare))
-        progress(f"{case.label} run {run + 1}: bare {describe(bare)}")
-        onboarded = bench.pipeline(case)
-        row.pipeline.add(onboarded.rate, note_of(onboarded))
-        row.ratios.append(onboarded.rate / bare.rate)
-        progress(f"{case.label} run {run + 1}: pipeline onboarded {describe(onboarded)}")
-        invoice = bench.pipeline(case, kind="invoice")
-        row.invoice.add(invoice.rate, note_of(invoice))
-        progress(f"{case.label} run {run + 1}: pipeline invoice.paid {describe(invoice)}")
-    info = bench.pipeline(case, log_level="INFO")
-    row.info.add(info.rate, note_of(info))
-    progress(f"{case.label}: pipeline onboarded at INFO {describe(info)}")
+    plan = [kind for _ in range(runs) for kind in ("bare", "onboarded", "invoice")] + ["info"]
+    for kind in plan:
+        result = bench.run(kind, case)
+        row.results[kind].append(result)
+        progress(f"{case.label}: {LABELS[kind]} {result.describe()}")
     return row
-
-
-def describe(result: RunResult) -> str:
-    text = f"{result.rate:.0f}/s ({result.done} in {result.seconds:.1f} s"
-    text += ", PARTIAL)" if result.partial else ")"
-    text += "; CPU ms/event " + ", ".join(f"{k} {v:.2f}" for k, v in result.cpu_ms.items())
-    return f"{text}; {result.detail}" if result.detail else text
-
-
-def note_of(result: RunResult) -> str:
-    return "partial (time cap)" if result.partial else ""
 
 
 def report(rows: Sequence[Row]) -> None:
     headers = [
-        "case", "bare ev/s", "runs", "pipeline ev/s", "runs", "ratio", "per-run ratios",
+        "case", "bare ev/s", "runs", "pipeline ev/s", "runs", "ratio", "run ratios",
         "invoice ev/s", "runs", "INFO ev/s",
     ]  # fmt: skip
     table = []
     for row in rows:
+        bare, pipeline, invoice = row.figure("bare"), row.figure("onboarded"), row.figure("invoice")
         table.append(
             [
                 row.case.label,
-                f"{row.bare.median:.0f}",
-                row.bare.runs(),
-                f"{row.pipeline.median:.0f}",
-                row.pipeline.runs(),
-                f"{row.pipeline.median / row.bare.median:.2f}x",
-                " / ".join(f"{r:.2f}" for r in row.ratios),
-                f"{row.invoice.median:.0f}",
-                row.invoice.runs(),
-                f"{row.info.median:.0f}",
+                f"{bare.median:.0f}",
+                bare.runs(),
+                f"{pipeline.median:.0f}",
+                pipeline.runs(),
+                f"{pipeline.median / bare.median:.2f}x",
+                " / ".join(f"{r:.2f}" for r in row.ratios()),
+                f"{invoice.median:.0f}",
+                invoice.runs(),
+                f"{row.figure('info').median:.0f}",
             ]
         )
-    print_table(
-        "Full pipeline vs bare Dramatiq actor (events/s, first to last completion)", headers, table
-    )
+    title = "Full pipeline vs bare Dramatiq actor: events/s, first to last completion"
+    print_table(title, headers, table)
     print(
-        "\nbare = one httpx create per message (bench.bare_actor); pipeline = client.onboarded,"
-        "\none create each, log level WARNING; invoice = invoice.paid for onboarded clients"
-        "\n(credit-details read + grant: 2 calls); INFO = pipeline onboarded, JSON logs to"
-        "\n/dev/null. ratio = pipeline median / bare median (goal >= 0.80)."
+        "bare: one httpx create per message (bench.bare_actor). pipeline: client.onboarded, one\n"
+        "create each, logs at WARNING. invoice: invoice.paid for onboarded clients (read + grant:\n"
+        "2 calls). INFO: pipeline onboarded with JSON logs to /dev/null. ratio: pipeline median /\n"
+        "bare median (goal >= 0.80); run ratios pair each pipeline run with the bare run before it."
     )
+    cpu_headers = ["case", "side", "worker", "sandbox", "redis"]
+    cpu_rows = [
+        [row.case.label, LABELS[kind]]
+        + [f"{row.cpu(kind, process):.2f}" for process in ("worker", "sandbox", "redis")]
+        for row in rows
+        for kind in KINDS
+    ]
+    print_table("CPU ms per event (median of runs), by process", cpu_headers, cpu_rows)
     for row in rows:
-        for label, figure in (("bare", row.bare), ("pipeline", row.pipeline)):
-            if figure.notes:
-                print(f"note: {row.case.label} {label}: {', '.join(figure.notes)}")
+        print(f"{row.case.label}: other load on the machine up to {row.other_load():.1f} cores")
+        for kind in KINDS:
+            notes = row.figure(kind).notes
+            if notes:
+                print(f"note: {row.case.label} {LABELS[kind]}: {', '.join(notes)}")
 
 
 def main() -> int:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else "pipeline benchmark")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 2)
-    limits = Limits(cap_s=3.0 if args.quick else 12.0)
+    cap_s = 3.0 if args.quick else 12.0
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         del os.environ[key]  # the workers get exactly the settings given here
     started = time.monotonic()
     with services(with_redis=True) as svc:
-        bench = Bench(svc, limits)
-        rows = [run_case(bench, case, runs) for case in (QUICK_CASES if args.quick else CASES)]
-        bench.redis.close()
+        bench = Bench(svc, cap_s)
+        try:
+            rows = [run_case(bench, case, runs) for case in (QUICK_CASES if args.quick else CASES)]
+        finally:
+            bench.close()
     report(rows)
-    print(f"\n{runs} run(s) per figure (1 at INFO); took {time.monotonic() - started:.0f} s")
+    print(f"\n{runs} run(s) per figure, 1 at INFO; took {time.monotonic() - started:.0f} s")
     return 0
 
 
 if __name__ == "__main__":
-    os.chdir(REPO)
     run_main(main)

@@ -74,6 +74,7 @@ def worker(
     from worker import supervisor
 
     settings = _settings()
+    _guard(settings.require_api_key)
     _configure_logging(settings)
     procs = processes or settings.worker_processes
     code = supervisor.run(settings, procs, threads or settings.worker_threads, module)
@@ -119,7 +120,9 @@ def demo() -> None:
 def check_config() -> None:
     """Validate the settings and print them (secrets hidden)."""
     settings = _settings()
-    typer.echo(settings.model_dump_json(indent=2))
+    shown = json.loads(settings.model_dump_json())
+    shown["redis_url"] = settings.redis_url_for_display()
+    typer.echo(json.dumps(shown, indent=2))
 
 
 @dead.command("list")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -75,7 +76,7 @@ class Settings(BaseSettings):
     worker_processes: int = Field(1, ge=1)
     worker_threads: int = Field(8, ge=1)
     lock_ttl_ms: int = Field(
-        60_000, ge=100, description="Per-client lease, renewed before every step"
+        90_000, ge=100, description="Per-client lease, renewed before every step"
     )
     lock_busy_delay_ms: int = Field(200, ge=1)
     retry_max_attempts: int = Field(8, ge=1)
@@ -124,24 +125,50 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @property
+    def max_call_s(self) -> float:
+        """The longest one API call can take: waiting for a connection, then each phase."""
+        return (
+            self.api_pool_timeout_s
+            + self.api_connect_timeout_s
+            + self.api_write_timeout_s
+            + self.api_read_timeout_s
+        )
+
     @model_validator(mode="after")
     def _lease_outlives_a_step(self) -> Settings:
-        # A step is at most two calls (an evidence read, then the call); the lease is renewed
-        # before each step, so it must outlast two calls or a live call could lose it.
-        floor_ms = 2000 * (self.api_connect_timeout_s + self.api_read_timeout_s)
+        # The lease is renewed before every step. Between two renewals run at most three calls
+        # (a step's call, a read to resolve it, the next step's evidence read), so the lease must
+        # outlast three of the longest calls or a live call could lose it.
+        floor_ms = 3000 * self.max_call_s
         if self.lock_ttl_ms < floor_ms:
             raise ValueError(
-                f"{ENV_PREFIX}LOCK_TTL_MS ({self.lock_ttl_ms}) must be at least 2 x"
-                f" ({ENV_PREFIX}API_CONNECT_TIMEOUT_S + {ENV_PREFIX}API_READ_TIMEOUT_S)"
-                f" = {floor_ms:.0f} ms, or a live call could lose its lease"
+                f"{ENV_PREFIX}LOCK_TTL_MS ({self.lock_ttl_ms}) must be at least 3 x the longest"
+                f" call (pool + connect + write + read timeouts) = {floor_ms:.0f} ms,"
+                " or a live call could lose its lease"
             )
         return self
+
+    def require_api_key(self) -> None:
+        """Processes that call the API refuse to start without a key (every call would 401)."""
+        if not self.api_key.get_secret_value():
+            raise ConfigError(f"{ENV_PREFIX}API_KEY is required to call the Subaccount API")
+
+    def redis_url_for_display(self) -> str:
+        """The Redis URL with any password masked, for printing."""
+        parts = urlsplit(self.redis_url)
+        if not parts.password:
+            return self.redis_url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
 
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
-        return [v.get_secret_value() for v in values if v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v.get_secret_value()]
+        redis_password = urlsplit(self.redis_url).password
+        return [*found, redis_password] if redis_password else found
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -9,6 +9,7 @@ also owns the per-run metrics directory and serves the merged view of all proces
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +41,14 @@ def dramatiq_command(settings: Settings, processes: int, threads: int, module: s
 def run(settings: Settings, processes: int, threads: int, module: str = "worker.actors") -> int:
     """Run the worker processes until SIGTERM/SIGINT; return the exit code."""
     run_dir = metrics.prepare_run_dir(settings.metrics_dir or None)
+    try:
+        return _supervise(settings, processes, threads, module, run_dir)
+    finally:
+        if not settings.metrics_dir:  # ours alone: leave nothing behind in /tmp
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _supervise(settings: Settings, processes: int, threads: int, module: str, run_dir: str) -> int:
     env = {
         **os.environ,
         metrics.MULTIPROC_ENV: run_dir,

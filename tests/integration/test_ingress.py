@@ -481,11 +481,11 @@ def test_metrics_count_requests_and_time_enqueues(redis_url: str) -> None:
         post_structured(app.http, factories.suspended("C1"), token="wrong")
         app.http.get("/nowhere/at/all")
         text = app.http.get("/metrics").text
-    requests = "subaccount_worker_ingress_requests_total"
+    requests = "saw_ingress_requests_total"
     assert f'{requests}{{route="/events",status="202"}} 1.0' in text
     assert f'{requests}{{route="/events",status="401"}} 1.0' in text
     assert f'{requests}{{route="other",status="404"}} 1.0' in text
-    assert 'subaccount_worker_ingress_enqueue_seconds_count{route="/events"} 1.0' in text
+    assert 'saw_ingress_enqueue_seconds_count{route="/events"} 1.0' in text
 
 
 def test_openapi_documents_every_route_and_answer(ingress: RunningIngress) -> None:

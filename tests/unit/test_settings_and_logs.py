@@ -83,5 +83,19 @@ def test_json_logs_carry_event_context_and_no_secrets(monkeypatch: pytest.Monkey
 def test_lease_must_outlive_a_step() -> None:
     """A lock TTL shorter than two calls' timeouts is refused, naming the variables."""
     with pytest.raises(ConfigError, match="SUBACCOUNT_WORKER_LOCK_TTL_MS"):
-        load_settings(lock_ttl_ms=5000, api_read_timeout_s=10)
-    assert load_settings(lock_ttl_ms=5000, api_read_timeout_s=1, api_connect_timeout_s=1)
+        load_settings(lock_ttl_ms=60_000)  # 3 x (5 + 3 + 5 + 10) s = 69 s needed
+    fast = {"api_pool_timeout_s": 1, "api_connect_timeout_s": 1, "api_write_timeout_s": 1}
+    assert load_settings(lock_ttl_ms=12_000, api_read_timeout_s=1, **fast)
+
+
+def test_redis_password_is_masked_and_redacted() -> None:
+    """A password in the Redis URL is never printed and is known to the log redactor."""
+    settings = load_settings(redis_url="redis://:s3cretpw@redis:6379/0")
+    assert settings.redis_url_for_display() == "redis://:***@redis:6379/0"
+    assert "s3cretpw" in settings.secrets()
+
+
+def test_workers_refuse_to_start_without_an_api_key() -> None:
+    """Without a key every call would be a 401 dead letter: refuse at start instead."""
+    with pytest.raises(ConfigError, match="SUBACCOUNT_WORKER_API_KEY"):
+        load_settings(api_key="").require_api_key()

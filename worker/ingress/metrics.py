@@ -1,7 +1,7 @@
 """Prometheus metrics of one ingress app, in a registry of its own (several apps, no collisions).
 
-subaccount_worker_ingress_requests_total{route, status}   every answer, 404s as route="other"
-subaccount_worker_ingress_enqueue_seconds{route}          time to enqueue an accepted request
+saw_ingress_requests_total{route, status}   every answer, 404s as route="other"
+saw_ingress_enqueue_seconds{route}          time to enqueue an accepted request
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ class IngressMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "subaccount_worker_ingress_requests",
+            "saw_ingress_requests",
             "HTTP requests answered by the ingress, by route and status.",
             ["route", "status"],
             registry=self.registry,
         )
         self.enqueue_seconds = Histogram(
-            "subaccount_worker_ingress_enqueue_seconds",
+            "saw_ingress_enqueue_seconds",
             "Time to enqueue the events of one accepted request on Redis.",
             ["route"],
             buckets=ENQUEUE_BUCKETS_S,
