@@ -27,7 +27,7 @@ from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, 
 from worker.idempotency import Ledger, StepRecord, StepState
 from worker.log import get_logger, redactor
 from worker.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
-from worker.steps import Applied, NotApplied, StepRunner, Undecidable
+from worker.steps import Applied, StepRunner, Undecidable
 from worker.store import AttemptStore, Finish, Opened
 
 log = get_logger(__name__)
@@ -206,10 +206,14 @@ class Executor:
             if self._resolve(a, step, evidence):
                 return "done"
             self._store.clear_step(a.event.key, name)  # proven not applied: send again later
+            # (the business key stays ours: this event will send it again)
             retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
             raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
         except ApiError as exc:
-            self._store.clear_step(a.event.key, name)  # refused or not sent: nothing happened
+            # Refused or never sent: nothing happened. A permanent refusal also frees the
+            # business key, so another report of the same invoice is not skipped as a duplicate.
+            business = None if isinstance(exc, Transient) else getattr(step, "business_key", None)
+            self._store.clear_step(a.event.key, name, business)
             raise StepFailed(name, exc, classify_permanent(exc), {}) from None
         self._done(a, name, result)
         return "done"
@@ -243,7 +247,7 @@ class Executor:
             return True
         if isinstance(resolution, Undecidable):
             raise StepFailed(name, None, Reason.AMBIGUOUS_OUTCOME, resolution.readings)
-        return not isinstance(resolution, NotApplied)
+        return False  # NotApplied
 
     def _call(self, step: Step, name: str, fn: Callable[[], Any]) -> Any:
         """Run a read (evidence, resolution); a failure there leaves the ledger as it was."""

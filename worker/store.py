@@ -88,6 +88,13 @@ return 1
 
 # KEYS: lock, deliveries. A controlled early release also resets the delivery count: the
 # count measures deliveries that died before any ending.
+# KEYS: ledger, business key (or the ledger again). ARGV: step field, event key.
+_CLEAR = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
@@ -138,6 +145,7 @@ class AttemptStore:
         self._begin = client.register_script(_BEGIN_STEP)
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
+        self._clear = client.register_script(_CLEAR)
 
     @staticmethod
     def new_token() -> str:
@@ -203,12 +211,16 @@ class AttemptStore:
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not record step {step}: {exc}") from exc
 
-    def clear_step(self, event_key: str, step: str) -> None:
-        """Forget an in-progress step proven not applied, so the next attempt runs it afresh."""
-        try:
-            self._redis.hdel(keys.ledger(self._prefix, event_key), step)
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"could not clear step {step}: {exc}") from exc
+    def clear_step(self, event_key: str, step: str, business_key: str | None = None) -> None:
+        """Forget a step proven not applied, and give back its business key if we hold it, so
+        the next attempt (or another event for the same invoice) can run it afresh."""
+        ledger_key = keys.ledger(self._prefix, event_key)
+        business = self._business(business_key) if business_key else ledger_key
+        self._run(self._clear, [ledger_key, business], [step, event_key])
+
+    def _business(self, business_key: str) -> str:
+        kind, _, business_id = business_key.partition(":")
+        return keys.business(self._prefix, kind, business_id)
 
     def finish(
         self, event_key: str, client_id: str, token: str, finish: Finish, now_ms: int

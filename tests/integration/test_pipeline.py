@@ -222,3 +222,21 @@ def _dump_redis(client: redis.Redis) -> bytes:
             blob += [repr(e).encode() for e in client.xrange(key)]
         blob.append(key)
     return b"\n".join(blob)
+
+
+def test_a_refused_grant_frees_its_invoice_for_another_report(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """If the first report of an invoice is refused, a later report of it is granted."""
+    wait_for_outcomes(redis_client, _send(pipeline, f.onboarded("lea")))
+    sandbox.set_state({"master_balance": 0})
+    first = f.invoice_paid("lea", "INV-5", 20)
+    assert wait_for_outcomes(redis_client, _send(pipeline, first))[first["id"]]["outcome"] == (
+        "dead_lettered"
+    )
+    sandbox.set_state({"master_balance": 100})
+    second = {**f.invoice_paid("lea", "INV-5", 20), "source": "urn:stripe"}
+    found = wait_for_outcomes(redis_client, _send(pipeline, second))
+    assert found[second["id"]]["outcome"] == "applied"
+    grants = [e for e in sandbox.journal(operation="add_credits") if e["applied"]]
+    assert [e["amount"] for e in grants] == [20]
