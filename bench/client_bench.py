@@ -15,11 +15,14 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.common import (
     API_KEY,
+    CpuMeter,
+    CpuUse,
     Figure,
     Services,
     base_parser,
@@ -52,14 +55,15 @@ class Caller:
 
     ends: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # error class name -> count
 
 
 @dataclass(frozen=True)
 class Window:
     rate: float
     latencies_ms: list[float]
-    errors: int
+    errors: Counter[str]
+    cpu: CpuUse  # per request: "bench" is the client side (this process), "sandbox" the server
 
 
 def usernames(count: int) -> list[str]:
@@ -99,15 +103,17 @@ def call_loop(call: Callable[[], object], tally: Caller, stop: threading.Event) 
         started = clock()
         try:
             call()
-        except ApiError:
-            tally.errors += 1
+        except ApiError as exc:
+            tally.errors[type(exc).__name__] += 1
             continue
         ended = clock()
         tally.ends.append(ended)
         tally.latencies.append(ended - started)
 
 
-def measure(client: SubaccountClient, op: str, callers: int, timing: Timing) -> Window:
+def measure(
+    client: SubaccountClient, op: str, callers: int, timing: Timing, meter: CpuMeter
+) -> Window:
     """Run `callers` threads for warm-up + window; the rate of calls completed in the window."""
     stop = threading.Event()
     tallies = [Caller() for _ in range(callers)]
@@ -121,21 +127,23 @@ def measure(client: SubaccountClient, op: str, callers: int, timing: Timing) -> 
         thread.start()
     try:
         time.sleep(timing.warmup_s)
-        begin = time.perf_counter()
+        first = meter.sample()
         time.sleep(timing.window_s)
-        end = time.perf_counter()
+        last = meter.sample()
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
-    done = 0
-    latencies: list[float] = []
-    for tally in tallies:
-        for ended, latency in zip(tally.ends, tally.latencies, strict=True):
-            if begin <= ended < end:
-                done += 1
-                latencies.append(latency * 1000)
-    return Window(done / (end - begin), latencies, sum(t.errors for t in tallies))
+    latencies = [
+        latency * 1000
+        for tally in tallies
+        for ended, latency in zip(tally.ends, tally.latencies, strict=True)
+        if first.at <= ended < last.at
+    ]
+    done = len(latencies)
+    cpu = CpuUse.between(first, last, done)
+    errors = sum((t.errors for t in tallies), Counter[str]())
+    return Window(done / (last.at - first.at), latencies, errors, cpu)
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -147,18 +155,24 @@ def percentile(values: list[float], pct: float) -> float:
 
 def run_case(svc: Services, latency_ms: int, callers: int, op: str, timing: Timing) -> list[str]:
     figure = Figure()
-    latencies: list[float] = []
-    errors = 0
+    windows: list[Window] = []
     client = make_client(svc, callers)
+    meter = CpuMeter(svc.cpu_probes())
     try:
         for _ in range(timing.runs):
             svc.check()
-            window = measure(client, op, callers, timing)
+            window = measure(client, op, callers, timing, meter)
             figure.add(window.rate)
-            latencies += window.latencies_ms
-            errors += window.errors
+            windows.append(window)
     finally:
         client.close()
+    latencies = [ms for window in windows for ms in window.latencies_ms]
+    counted = sum((w.errors for w in windows), Counter[str]())
+    errors = " ".join(f"{name}:{n}" for name, n in sorted(counted.items()))
+
+    def cpu(process: str) -> str:
+        return f"{statistics.median(w.cpu.ms_per_unit[process] for w in windows):.2f}"
+
     ideal = f"{callers * 1000 / latency_ms:.0f}" if latency_ms else "-"
     progress(f"{latency_ms} ms, {callers} callers, {op}: {figure.runs()} req/s")
     return [
@@ -171,7 +185,10 @@ def run_case(svc: Services, latency_ms: int, callers: int, op: str, timing: Timi
         ideal,
         f"{statistics.median(latencies):.1f}" if latencies else "-",
         f"{percentile(latencies, 99):.1f}",
-        str(errors),
+        errors or "0",
+        cpu("bench"),
+        cpu("sandbox"),
+        f"{max(w.cpu.other_cores for w in windows):.1f}",
     ]
 
 
@@ -190,8 +207,8 @@ def main() -> int:
                 for op in OPERATIONS:
                     rows.append(run_case(svc, latency_ms, callers, op, timing))
     headers = [
-        "latency", "callers", "op", "req/s", "runs", "spread",
-        "ideal", "p50 ms", "p99 ms", "errors",
+        "latency", "callers", "op", "req/s", "runs", "spread", "ideal",
+        "p50 ms", "p99 ms", "errors", "client cpu", "sandbox cpu", "other load",
     ]  # fmt: skip
     print_table(
         "Subaccount API client against the sandbox (one shared client, pool sized by settings)",
@@ -199,7 +216,9 @@ def main() -> int:
         rows,
     )
     print(
-        f"\nread = get_credit_details, write = change_credits; ideal = callers / latency; "
+        "read = get_credit_details, write = change_credits; ideal = callers / latency;\n"
+        "cpu = CPU ms per request of the client process and of the sandbox; other load = cores\n"
+        "busy with processes not ours during the window (a noisy neighbour makes figures noisy).\n"
         f"{timing.window_s:.1f} s windows, {runs} run(s) each; "
         f"took {time.monotonic() - started:.0f} s"
     )

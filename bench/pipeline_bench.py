@@ -17,6 +17,10 @@ then the grant) and one `client.onboarded` run at INFO with JSON logs to /dev/nu
 
     python -m bench.pipeline_bench            # ~2 minutes
     python -m bench.pipeline_bench --quick    # a smoke run of ~10 s
+    python -m bench.pipeline_bench --pin      # workers on CPU 0, everything else on the rest
+
+On 2 cores a worker process's threads bounce between the cores, which costs both sides 30-45%
+more CPU per event (GIL hand-offs) and makes runs bimodal; `--pin` shows the figures without it.
 """
 
 from __future__ import annotations
@@ -54,10 +58,10 @@ from bench.common import (
     progress,
     run_main,
     services,
+    split_cpus,
 )
-from handlers import username_for
+from handlers import examples, username_for
 from handlers.plan import ClientState, Lifecycle
-from tests import factories
 from worker import keys
 from worker.api.models import CreditType
 from worker.publish import Publisher
@@ -189,9 +193,10 @@ def cli() -> list[str]:
 class Bench:
     """The shared servers and what every run needs from them."""
 
-    def __init__(self, svc: Services, cap_s: float) -> None:
+    def __init__(self, svc: Services, cap_s: float, worker_cpus: set[int] | None = None) -> None:
         self.svc = svc
         self.cap_s = cap_s
+        self.worker_cpus = worker_cpus  # --pin: the workers of both sides on these CPUs
         self.redis = redis.Redis.from_url(svc.redis_url)
         settings = load_settings(
             redis_url=svc.redis_url, api_base_url=svc.api_url, api_key=API_KEY, key_prefix=PREFIX
@@ -225,9 +230,9 @@ class Bench:
         clients = [f"bench-{self.runs}-{i:05d}" for i in range(count)]
         if kind == "invoice":
             self.onboard_directly(clients)
-            events = [factories.invoice_paid(cid, f"inv-{cid}", 10) for cid in clients]
+            events = [examples.invoice_paid(cid, f"inv-{cid}", 10) for cid in clients]
         else:
-            events = [factories.onboarded(cid) for cid in clients]
+            events = [examples.onboarded(cid) for cid in clients]
         for start in range(0, count, PUBLISH_BATCH):
             self.publisher.publish_many(events[start : start + PUBLISH_BATCH])
         name = f"worker-{self.runs}"
@@ -237,6 +242,7 @@ class Bench:
             [*cli(), "worker", "--processes", str(case.processes), "--threads", str(case.threads)],
             env=self.worker_env("INFO" if at_info else "WARNING", name),
             output=None if at_info else self.svc.workdir / f"{name}.log",  # INFO: to /dev/null
+            cpus=self.worker_cpus,
         )
         stream = keys.outcomes(PREFIX)
         with running(proc):
@@ -307,7 +313,9 @@ class Bench:
             "BENCH_BARE_API_KEY": API_KEY,
             "BENCH_BARE_THREADS": str(case.threads),
         }
-        proc = Proc(name, argv, env=env, output=self.svc.workdir / f"{name}.log")
+        proc = Proc(
+            name, argv, env=env, output=self.svc.workdir / f"{name}.log", cpus=self.worker_cpus
+        )
 
         def completed() -> int:
             done, failed = self.redis.mget(BARE_DONE_KEY, BARE_FAILED_KEY)
@@ -409,20 +417,29 @@ def report(rows: Sequence[Row]) -> None:
 
 def main() -> int:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else "pipeline benchmark")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the workers of both sides on CPU 0, the sandbox, Redis and this on the rest",
+    )
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 2)
     cap_s = 3.0 if args.quick else 12.0
+    split = split_cpus() if args.pin else None
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         del os.environ[key]  # the workers get exactly the settings given here
     started = time.monotonic()
     with services(with_redis=True) as svc:
-        bench = Bench(svc, cap_s)
+        if split is not None:
+            svc.pin_servers(split[1])
+        bench = Bench(svc, cap_s, split[0] if split else None)
         try:
             rows = [run_case(bench, case, runs) for case in (QUICK_CASES if args.quick else CASES)]
         finally:
             bench.close()
     report(rows)
-    print(f"\n{runs} run(s) per figure, 1 at INFO; took {time.monotonic() - started:.0f} s")
+    pinned = f"; workers pinned to CPU {sorted(split[0])}" if split else ""
+    print(f"\n{runs} run(s) per figure, 1 at INFO{pinned}; took {time.monotonic() - started:.0f} s")
     return 0
 
 
