@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -132,7 +133,7 @@ class _Envelope(BaseModel):
     def client_id(self) -> str:
         return self.subject
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Stable identity for dedupe: CloudEvents ids are unique per source, so hash both."""
         digest = hashlib.sha256(f"{self.source}\n{self.id}".encode()).hexdigest()

@@ -29,6 +29,7 @@ from worker.log import get_logger, redactor
 from worker.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
 from worker.steps import Applied, StepRunner, Undecidable
 from worker.store import AttemptStore, Finish, Opened
+from worker.store import Done as PendingDone
 
 log = get_logger(__name__)
 
@@ -88,6 +89,13 @@ class _Attempt:
     state: ClientState
     ledger: Ledger
     now_ms: int
+    # The last finished step's record, written by the attempt's next Redis call (one round
+    # trip fewer per step); `_flush` writes it on paths that make no such call.
+    pending: PendingDone | None = None
+
+    def take_pending(self) -> PendingDone | None:
+        pending, self.pending = self.pending, None
+        return pending
 
 
 class Executor:
@@ -177,6 +185,7 @@ class Executor:
             return self._step_failed(a, failed)
         except LeaseLost:
             log.warning("event.lease_lost")
+            self._flush(a)
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
         duplicate = bool(statuses) and all(s == "duplicate" for s in statuses.values())
         outcome = "duplicate" if duplicate else "applied"
@@ -231,10 +240,11 @@ class Executor:
             StepRecord(
                 StepState.DONE, a.token, self._now_ms(), result={"duplicate_of": "__OWNER__"}
             ),
+            a.take_pending(),
         )
         if not held:
             raise LeaseLost()
-        log.info("step.started", step=name)
+        log.debug("step.started", step=name)
         return owner
 
     def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any]) -> bool:
@@ -257,9 +267,16 @@ class Executor:
             raise StepFailed(name, exc, classify_permanent(exc), {}) from None
 
     def _done(self, a: _Attempt, name: str, result: dict[str, Any]) -> None:
-        record = StepRecord(StepState.DONE, a.token, self._now_ms(), result=result)
-        self._store.step_done(a.event.key, name, record)
+        """Note a finished step; its record rides on the attempt's next Redis call."""
+        self._flush(a)
+        a.pending = (name, StepRecord(StepState.DONE, a.token, self._now_ms(), result=result))
         log.info("step.done", step=name)
+
+    def _flush(self, a: _Attempt) -> None:
+        """Write a finished step's record now, on a path that makes no other Redis call."""
+        pending = a.take_pending()
+        if pending is not None:
+            self._store.step_done(a.event.key, pending)
 
     # --- endings ----------------------------------------------------------------------------
 
@@ -271,6 +288,7 @@ class Executor:
             )
             if isinstance(verdict, GiveUp):
                 return self._dead_letter(a, verdict.reason, verdict.detail, step=failed.step)
+            self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
             log.info(
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
@@ -336,7 +354,10 @@ class Executor:
             "at_ms": self._now_ms(),
         }
         finish = Finish(record, state, dead.encode() if dead else None)
-        if not self._store.finish(a.event.key, a.event.client_id, a.token, finish, self._now_ms()):
+        done = a.take_pending()
+        if not self._store.finish(
+            a.event.key, a.event.client_id, a.token, finish, self._now_ms(), done
+        ):
             log.warning("event.lease_lost", at="finish")
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
         log.info("event.finished", outcome=outcome, reason=reason, steps=steps)
@@ -398,6 +419,7 @@ class Executor:
 
     def _release_quietly(self, a: _Attempt) -> None:
         try:
+            self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
         except Exception as exc:  # the lease expires by itself; the original error matters more
             log.warning("event.release_failed", error=str(exc))

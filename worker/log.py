@@ -100,6 +100,8 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO; our own step lines already say what was called.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 
 def get_logger(name: str) -> Any:

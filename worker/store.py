@@ -1,12 +1,14 @@
 """The Redis side of one event attempt, batched into as few round trips as the promises allow.
 
-An attempt costs three round trips plus one per step:
+An attempt costs two round trips plus one per step:
 1. `open`: count the delivery, take the client's lease lock, read the client state and the
    event's ledger: one Lua call.
-2. `begin_step` (per step): check and renew the lease, mark the step in progress, claim the
-   business key (e.g. an invoice id): one Lua call. `step_done` records the result.
-3. `finish`: only while the lease is still ours, write the client state, the outcome, the dead
-   letter if any, and release the lease: one Lua call.
+2. `begin_step` (per step): record the previous step's result, check and renew the lease, mark
+   the step in progress, claim the business key (e.g. an invoice id): one Lua call.
+3. `finish`: record the last step's result; then, only while the lease is still ours, write the
+   client state, the outcome, the dead letter if any, and release the lease: one Lua call.
+A step's result is always written, lease or not: the effect did happen. (`step_done` writes it
+alone on the rare paths that make no further call.)
 
 The lock is a lease (token + expiry), renewed before every step and released only by its holder.
 It keeps two workers off one client; the ledger, not the lock, is what makes a step safe to redo.
@@ -46,8 +48,10 @@ return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEY
 """
 
 # KEYS: lock, ledger, business (or ledger again when none). ARGV: token, lock ttl, step field,
-# in-progress record, event key, ledger ttl (s), has business key, duplicate record.
+# in-progress record, event key, ledger ttl (s), has business key, duplicate record, then the
+# previous step's done record (field, record; '' for none), written whatever the lease says.
 _BEGIN_STEP = """
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local owner = ARGV[5]
@@ -66,8 +70,10 @@ return {1, owner}
 
 # KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index, dead counts.
 # ARGV: token, outcome json, state json or '', ledger ttl, stream maxlen, event key,
-#       dead letter json or '', now ms, dead reason, then stream field/value pairs.
+#       dead letter json or '', now ms, dead reason, the last step's done record (field,
+#       record; '' for none; written whatever the lease says), then stream field/value pairs.
 _FINISH = """
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[2], ARGV[10], ARGV[11]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
 redis.call('HSET', KEYS[2], '_outcome', ARGV[2])
@@ -80,14 +86,12 @@ if ARGV[7] ~= '' then
   redis.call('ZADD', KEYS[7], ARGV[8], ARGV[6])
 end
 local fields = {}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
 redis.call('DEL', KEYS[1])
 return 1
 """
 
-# KEYS: lock, deliveries. A controlled early release also resets the delivery count: the
-# count measures deliveries that died before any ending.
 # KEYS: ledger, business key (or the ledger again). ARGV: step field, event key.
 _CLEAR = """
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -95,6 +99,8 @@ if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call(
 return 1
 """
 
+# KEYS: lock, deliveries. A controlled early release also resets the delivery count: the
+# count measures deliveries that died before any ending.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
@@ -102,6 +108,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+# A finished step's ledger record, waiting to ride on the attempt's next Redis call.
+Done = tuple[str, StepRecord]
+
+
+def _done_args(done: Done | None) -> list[str]:
+    return [done[0], done[1].encode()] if done else ["", ""]
 
 
 @dataclass(frozen=True)
@@ -184,12 +198,12 @@ class AttemptStore:
         record: StepRecord,
         business_key: str | None,
         duplicate: StepRecord,
+        done: Done | None = None,
     ) -> tuple[bool, str]:
-        """Renew the lease and mark `step` in progress; return (lease held, business owner)."""
+        """Record the previous step's `done`, renew the lease and mark `step` in progress;
+        return (lease held, business owner)."""
         ledger_key = keys.ledger(self._prefix, event_key)
-        business = (
-            keys.business(self._prefix, *business_key.split(":", 1)) if business_key else None
-        )
+        business = self._business(business_key) if business_key else None
         keys_ = [keys.lock(self._prefix, client_id), ledger_key, business or ledger_key]
         args = [
             token,
@@ -200,12 +214,14 @@ class AttemptStore:
             self._ledger_ttl_s,
             "1" if business else "0",
             duplicate.encode(),
+            *_done_args(done),
         ]
         held, owner = self._run(self._begin, keys_, args)
         return bool(held), _text(owner)
 
-    def step_done(self, event_key: str, step: str, record: StepRecord) -> None:
-        """Record a finished step (whatever happens to the lease: the effect did happen)."""
+    def step_done(self, event_key: str, done: Done) -> None:
+        """Record a finished step on its own (whatever happens to the lease: it did happen)."""
+        step, record = done
         try:
             self._redis.hset(keys.ledger(self._prefix, event_key), step, record.encode())
         except redis.RedisError as exc:
@@ -223,9 +239,16 @@ class AttemptStore:
         return keys.business(self._prefix, kind, business_id)
 
     def finish(
-        self, event_key: str, client_id: str, token: str, finish: Finish, now_ms: int
+        self,
+        event_key: str,
+        client_id: str,
+        token: str,
+        finish: Finish,
+        now_ms: int,
+        done: Done | None = None,
     ) -> bool:
-        """Write the outcome (and state, dead letter) and release; False if the lease was lost."""
+        """Record the last step's `done`, then, while the lease is ours, write the outcome (and
+        state, dead letter) and release; False if the lease was lost."""
         keys_ = [
             keys.lock(self._prefix, client_id),
             keys.ledger(self._prefix, event_key),
@@ -246,6 +269,7 @@ class AttemptStore:
             finish.dead_letter or "",
             now_ms,
             finish.outcome.get("reason") or "",
+            *_done_args(done),
             *[item for pair in _stream_fields(finish.outcome).items() for item in pair],
         ]
         return bool(self._run(self._finish, keys_, args))

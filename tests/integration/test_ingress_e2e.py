@@ -46,5 +46,6 @@ def test_each_route_reaches_the_sandbox_once(
         for e in sandbox.journal(username=username_for("C9"))
         if e["applied"]
     ]
-    assert applied == [("create", None), ("add_credits", 100), ("add_credits", 40),
-                       ("disable", None)]  # fmt: skip
+    # The invoice and the suspension both waited for the onboarding; they commute.
+    assert applied[:2] == [("create", None), ("add_credits", 100)]
+    assert sorted(applied[2:], key=str) == [("add_credits", 40), ("disable", None)]

@@ -100,7 +100,8 @@ class SubaccountClient:
         self._observe = observer
         self._api_key = api_key
         self._surface = surface_for(surface) if isinstance(surface, ApiSurface) else surface
-        self._auth = self._surface.auth_headers(api_key)
+        # Set once on the pooled client rather than merged into every request.
+        http.headers.update(self._surface.auth_headers(api_key))
         self._limiter = limiter or Unlimited()
 
     @classmethod
@@ -208,7 +209,6 @@ class SubaccountClient:
                 request.path,
                 json=request.json,
                 params=request.params or None,
-                headers=self._auth,
             )
         except httpx.HTTPError as exc:
             raise _transport_error(exc, op, username, request.is_read) from None
