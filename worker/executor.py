@@ -27,7 +27,7 @@ from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, 
 from worker.idempotency import Ledger, StepRecord, StepState
 from worker.log import get_logger, redactor
 from worker.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
-from worker.steps import Applied, StepRunner, Undecidable
+from worker.steps import Applied, StepRunner, Undecidable, journaled
 from worker.store import AttemptStore, Finish, Opened
 from worker.store import Done as PendingDone
 
@@ -92,6 +92,7 @@ class _Attempt:
     # The last finished step's record, written by the attempt's next Redis call (one round
     # trip fewer per step); `_flush` writes it on paths that make no such call.
     pending: PendingDone | None = None
+    stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
 
     def take_pending(self) -> PendingDone | None:
         pending, self.pending = self.pending, None
@@ -204,10 +205,14 @@ class Executor:
         if unfinished is not None and self._resolve(a, step, unfinished.evidence):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
-        owner = self._begin(a, step, name, evidence)
-        if owner != a.event.key:
-            log.info("step.duplicate", step=name, duplicate_of=owner)
-            return "duplicate"
+        if journaled(step):
+            owner = self._begin(a, step, name, evidence)
+            if owner != a.event.key:
+                log.info("step.duplicate", step=name, duplicate_of=owner)
+                return "duplicate"
+        elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
+            self._renew(a)
+        a.stepped = True
         try:
             result = self._runner.run(step)
         except Ambiguous as exc:
@@ -246,6 +251,10 @@ class Executor:
             raise LeaseLost()
         log.debug("step.started", step=name)
         return owner
+
+    def _renew(self, a: _Attempt) -> None:
+        if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
+            raise LeaseLost()
 
     def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any]) -> bool:
         """Judge an unanswered step; True if it took effect. Raises StepFailed if undecidable."""

@@ -48,6 +48,18 @@ class Undecidable:
 Resolution = Applied | NotApplied | Undecidable
 
 
+def journaled(step: Step) -> bool:
+    """Must the ledger mark this step in progress before its call?
+
+    Only for grants: sending one twice doubles credits, so an unanswered grant must leave a
+    record (with the balance read before it) for the next attempt to judge. Every other step
+    is safe to send again: a create that finds its username taken checks the email, settings
+    (update, recurring, enable/disable) are idempotent, and a delete that finds nothing is done.
+    Skipping the record saves a Redis call on those steps.
+    """
+    return isinstance(step, AddCredits)
+
+
 def generate_password(length: int = 24) -> str:
     """A strong random password meeting the API policy (upper, lower, digit; ≥ 8 characters)."""
     while True:

@@ -27,7 +27,7 @@ from redis.typing import EncodableT, FieldT
 from handlers.plan import ClientState
 from worker import keys
 from worker.errors import BrokerUnavailable
-from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord
+from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord, StepState
 
 # KEYS: ledger, lock, client, deliveries. ARGV: token, lock ttl, outcome field, deliveries ttl.
 _OPEN = """
@@ -54,6 +54,7 @@ _BEGIN_STEP = """
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] == '' then return {1, ARGV[5]} end  -- a renewal only: no step to mark
 local owner = ARGV[5]
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6])
@@ -218,6 +219,12 @@ class AttemptStore:
         ]
         held, owner = self._run(self._begin, keys_, args)
         return bool(held), _text(owner)
+
+    def renew(self, event_key: str, client_id: str, token: str, done: Done | None) -> bool:
+        """Record the previous step's `done` and renew the lease; False if it was lost."""
+        unused = StepRecord(StepState.DONE, token, 0)
+        held, _ = self.begin_step(event_key, client_id, token, "", unused, None, unused, done)
+        return held
 
     def step_done(self, event_key: str, done: Done) -> None:
         """Record a finished step on its own (whatever happens to the lease: it did happen)."""
