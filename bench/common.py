@@ -219,15 +219,6 @@ def _signal_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
 @dataclass
 class Services:
     """What a benchmark runs against: the sandbox (and a Redis server, if asked for)."""
@@ -280,7 +271,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str]:
     """The sandbox under uvicorn in its own process (no access log: it would cost the server)."""
-    from worker.devservers import free_port
+    from worker.devservers import free_port, wait_until
 
     port = free_port()
     argv = [
@@ -301,7 +292,7 @@ def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str
             proc.check_alive()
             return probe.health()
 
-        wait_for(ready, 20, f"the sandbox on port {port}")
+        wait_until(ready, 20, f"the sandbox on port {port}")
     return proc, url
 
 
