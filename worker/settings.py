@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # --- Worker behaviour -------------------------------------------------------------------
     worker_processes: int = Field(1, ge=1)
     worker_threads: int = Field(8, ge=1)
+    worker_shutdown_timeout_ms: int = Field(
+        50_000, ge=1000, description="How long SIGTERM waits for in-flight messages"
+    )
     lock_ttl_ms: int = Field(
         90_000, ge=100, description="Per-client lease, renewed before every step"
     )

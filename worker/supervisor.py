@@ -34,6 +34,7 @@ def dramatiq_command(settings: Settings, processes: int, threads: int, module: s
         "--processes", str(processes),
         "--threads", str(threads),
         "--queues", settings.queue_name,
+        "--worker-shutdown-timeout", str(settings.worker_shutdown_timeout_ms),
         "--skip-logging",
     ]  # fmt: skip
 
