@@ -8,6 +8,7 @@ subaccount that the plan's steps act on. Only the handlers' rules are under test
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,7 @@ class World:
 
 def fold(events: list[Event]) -> World:
     """Deliver events in the given order; waiting events go to the back of the queue."""
-    world = World()
+    world = World(state=ClientState(client_id=events[0].client_id))
     queue = deque(events)
     waits = 0
     while queue and waits <= len(queue):
@@ -90,35 +91,42 @@ def fold(events: list[Event]) -> World:
     return world
 
 
+KINDS = ["paid", "paid_again", "suspend", "reactivate", "update", "plan", "churn"]
+# Picks one of the options: hypothesis's draw here, a seeded random.choice end to end.
+Choose = Callable[[list[Any]], Any]
+
+
+def history(kinds: list[str], choose: Choose, client: str = CLIENT) -> list[Event]:
+    """An onboarding at t=0, then one event per kind at distinct, increasing times."""
+    events = [parse_event(f.onboarded(client, t=0, credits=10))]
+    for i, kind in enumerate(kinds, start=1):
+        events.append(parse_event(_raw(kind, float(i), choose, client)))
+    return events
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> list[Event]:
     """An onboarding at t=0 followed by 0-12 events at distinct, increasing times."""
-    kinds = st.sampled_from(["paid", "paid_again", "suspend", "reactivate", "update", "plan",
-                             "churn"])  # fmt: skip
-    history = [parse_event(f.onboarded(CLIENT, t=0, credits=10))]
-    for i, kind in enumerate(draw(st.lists(kinds, max_size=12)), start=1):
-        t = float(i)
-        history.append(parse_event(_raw(kind, t, draw)))
-    return history
+    kinds = draw(st.lists(st.sampled_from(KINDS), max_size=12))
+    return history(kinds, lambda options: draw(st.sampled_from(options)))
 
 
-def _raw(kind: str, t: float, draw: st.DrawFn) -> dict[str, Any]:
+def _raw(kind: str, t: float, choose: Choose, client: str) -> dict[str, Any]:
     if kind in {"paid", "paid_again"}:
-        invoice = f"INV-{draw(st.integers(0, 3))}"  # a few ids, so one invoice comes twice
-        return f.invoice_paid(CLIENT, invoice, 5, t=t)
+        invoice = choose(["INV-0", "INV-1", "INV-2", "INV-3"])  # few ids: some come twice
+        return f.invoice_paid(client, f"{client}-{invoice}", 5, t=t)
     if kind == "suspend":
-        return f.suspended(CLIENT, t=t)
+        return f.suspended(client, t=t)
     if kind == "reactivate":
-        return f.reactivated(CLIENT, t=t)
+        return f.reactivated(client, t=t)
     if kind == "update":
-        email = draw(st.sampled_from(["a@example.com", "b@example.com"]))
-        return f.updated(CLIENT, t=t, email=email)
+        return f.updated(client, t=t, email=choose(["a@example.com", "b@example.com"]))
     if kind == "plan":
-        credit = draw(st.sampled_from(["unlimited", "one_time_credit"]))
+        credit = choose(["unlimited", "one_time_credit"])
         return f.plan_changed(
-            CLIENT, t=t, credit_type=credit, recurring={"amount": int(t), "period": "weekly"}
+            client, t=t, credit_type=credit, recurring={"amount": int(t), "period": "weekly"}
         )
-    return f.churned(CLIENT, t=t)
+    return f.churned(client, t=t)
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,49 @@
+"""The convergence property end to end: shuffled, duplicated histories through Redis + sandbox."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import redis
+
+from handlers import username_for
+from tests.pipeline_support import wait_for_outcomes
+from tests.unit.test_convergence import KINDS, fold, history
+from worker.runtime import Runtime
+from worker.sandbox import SandboxAdmin
+
+
+def _observed(account: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What both the model and the sandbox say of a subaccount, in one shape."""
+    if account is None:
+        return None
+    recurring = account["recurring"]
+    if recurring is not None and not isinstance(recurring, dict):
+        recurring = recurring.model_dump(mode="json")
+    plan = (recurring["amount"], recurring["period"]) if recurring else None
+    return (account["email"], str(account["credit_type"]), account["balance"],
+            account["disabled"], plan)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [11, 22, 33])
+def test_shuffled_histories_reach_the_in_order_result(
+    seed: int, pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """Three clients' histories, duplicated and shuffled, published at once to 4 worker threads,
+    leave each subaccount as the in-order fold of its history says."""
+    rng = random.Random(seed)
+    expected: dict[str, Any] = {}
+    deliveries = []
+    for i in range(3):
+        client = f"conv-{seed}-{i}"
+        events = history([rng.choice(KINDS) for _ in range(8)], rng.choice, client=client)
+        expected[client] = _observed(fold(events).account)
+        deliveries += events + [rng.choice(events) for _ in range(3)]
+    rng.shuffle(deliveries)
+    pipeline.publisher.publish_many(deliveries)
+    wait_for_outcomes(redis_client, {e.id for e in deliveries}, timeout_s=60)
+    accounts = sandbox.state()["subaccounts"]
+    for client, want in expected.items():
+        assert _observed(accounts.get(username_for(client))) == want, client
