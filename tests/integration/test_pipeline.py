@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -240,3 +241,29 @@ def test_a_refused_grant_frees_its_invoice_for_another_report(
     assert found[second["id"]]["outcome"] == "applied"
     grants = [e for e in sandbox.journal(operation="add_credits") if e["applied"]]
     assert [e["amount"] for e in grants] == [20]
+
+
+def test_retry_after_is_honoured(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """A 429 with Retry-After: 1 delays the next try by at least a second, then it applies."""
+    wait_for_outcomes(redis_client, _send(pipeline, f.onboarded("max")))
+    sandbox.set_faults({"rate_limit": {"rps": 1, "retry_after_s": 1}})
+    with httpx.Client(base_url=sandbox.base_url) as http:  # spend the bucket's one token
+        http.get("/v6/subaccounts", headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+    event = f.suspended("max", t=5)
+    found = wait_for_outcomes(redis_client, _send(pipeline, event))
+    assert found[event["id"]]["outcome"] == "applied"
+    calls = sandbox.journal(operation="disable")
+    limited = [c for c in calls if c["status"] == 429]
+    assert limited, "the load did meet the rate limit"
+    done = [c for c in calls if c["applied"]]
+    assert len(done) == 1
+    gap = _seconds(done[0]["time"]) - _seconds(limited[-1]["time"])
+    assert gap >= 1.0
+
+
+def _seconds(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso).timestamp()

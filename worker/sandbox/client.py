@@ -16,7 +16,8 @@ class SandboxAdmin:
     """Reset, read the journal, set faults and read or set state of a sandbox at `base_url`."""
 
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, f"/_sandbox{path}", **kwargs)
