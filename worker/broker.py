@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
@@ -25,9 +26,11 @@ from worker.settings import Settings
 from worker.store import AttemptStore
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 ATTEMPT = "saw_attempt"
 FIRST_FAILURE = "saw_first_failure_ms"
+LEASE = "saw_lease"  # the lease kept for a retry (an id, not a secret)
 # While Redis is down nothing can be recorded, so the thread waits for it rather than letting
 # Dramatiq retry (its retry enqueue would fail too and the message would be acked and lost).
 OUTAGE_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -70,24 +73,31 @@ def declare_actor(
         if message is None:
             raise RuntimeError("process_event runs only inside a Dramatiq worker")
         info = attempt_info(message.options)
-        token = AttemptStore.new_token()
-        for pause in itertools.chain(OUTAGE_BACKOFF_S, itertools.repeat(OUTAGE_BACKOFF_S[-1])):
-            try:
-                result = executor.handle(event, info, token)
-                if isinstance(result, Requeue):
-                    requeue(broker, message, info, result)
-                return
-            except BrokerUnavailable as exc:
-                log.warning("redis.unavailable", error=str(exc), retry_in_s=pause)
-                sleep(pause)
+        # A retry of a partly applied event comes back with the lease it kept.
+        token = message.options.get(LEASE) or AttemptStore.new_token()
+        result = _while_redis_is_down(lambda: executor.handle(event, info, token), sleep)
+        if isinstance(result, Requeue):
+            _while_redis_is_down(lambda: requeue(broker, message, info, result), sleep)
 
     declare = dramatiq.actor(broker=broker, actor_name=ACTOR_NAME, queue_name=settings.queue_name)
     return declare(process_event)
 
 
+def _while_redis_is_down(fn: Callable[[], T], sleep: Callable[[float], None]) -> T:
+    """Run `fn` until it gets past a Redis outage: nothing can be recorded meanwhile, so the
+    message must stay unacknowledged (a Dramatiq retry would fail to enqueue and be acked)."""
+    for pause in itertools.chain(OUTAGE_BACKOFF_S, itertools.repeat(OUTAGE_BACKOFF_S[-1])):
+        try:
+            return fn()
+        except BrokerUnavailable as exc:
+            log.warning("redis.unavailable", error=str(exc), retry_in_s=pause)
+            sleep(pause)
+    raise AssertionError("unreachable: the backoff never ends")
+
+
 def requeue(broker: RedisBroker, message: Any, info: AttemptInfo, result: Requeue) -> None:
     """Enqueue the message again after `result.delay_ms`; failures count against the limits."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {LEASE: result.lease_token}
     if result.counts:
         options[ATTEMPT] = info.attempt + 1
         options[FIRST_FAILURE] = info.first_failure_ms or int(time.time() * 1000)

@@ -29,7 +29,7 @@ from worker.log import get_logger, redactor
 from worker.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
 from worker.steps import Applied, StepRunner, Undecidable, journaled
 from worker.store import AttemptStore, Finish, Opened
-from worker.store import Done as PendingDone
+from worker.store import StepDone as PendingDone
 
 log = get_logger(__name__)
 
@@ -53,6 +53,7 @@ class Requeue:
     delay_ms: int
     reason: str
     counts: bool  # True: a failed attempt (counts against the limits); False: just waiting
+    lease_token: str | None = None  # the client's lease, kept for the retry to take back
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,18 @@ class StepFailed(Exception):
     """A step could not complete in this attempt; carries the dead-letter reason or the retry."""
 
     def __init__(
-        self, step: str, error: ApiError | None, reason: Reason, readings: dict[str, Any]
+        self,
+        step: str,
+        error: ApiError | None,
+        reason: Reason,
+        readings: dict[str, Any],
+        business_key: str | None = None,
     ) -> None:
         self.step = step
         self.error = error
         self.reason = reason
         self.readings = readings
+        self.business_key = business_key  # held by a step that was proven not applied
         super().__init__(f"step {step} failed: {reason}")
 
 
@@ -93,6 +100,13 @@ class _Attempt:
     # trip fewer per step); `_flush` writes it on paths that make no such call.
     pending: PendingDone | None = None
     stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
+    did_steps: bool = False  # a step took effect in this attempt
+
+    @property
+    def partly_applied(self) -> bool:
+        """Some step of this event took effect (in this attempt or an earlier one)."""
+        earlier = any(record.state == StepState.DONE for record in self.ledger.steps.values())
+        return self.did_steps or earlier
 
     def take_pending(self) -> PendingDone | None:
         pending, self.pending = self.pending, None
@@ -215,20 +229,16 @@ class Executor:
         a.stepped = True
         try:
             result = self._runner.run(step)
-        except Ambiguous as exc:
-            log.warning("step.ambiguous", step=name, error=str(exc))
-            if self._resolve(a, step, evidence):
-                return "done"
-            self._store.clear_step(a.event.key, name)  # proven not applied: send again later
-            # (the business key stays ours: this event will send it again)
-            retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
-            raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
         except ApiError as exc:
+            if _maybe_applied(step, exc):
+                return self._unanswered(a, step, name, evidence, exc)
             # Refused or never sent: nothing happened. A permanent refusal also frees the
             # business key, so another report of the same invoice is not skipped as a duplicate.
             business = None if isinstance(exc, Transient) else getattr(step, "business_key", None)
             self._store.clear_step(a.event.key, name, business)
-            raise StepFailed(name, exc, classify_permanent(exc), {}) from None
+            raise StepFailed(
+                name, exc, classify_permanent(exc), {}, getattr(step, "business_key", None)
+            ) from None
         self._done(a, name, result)
         return "done"
 
@@ -251,6 +261,17 @@ class Executor:
             raise LeaseLost()
         log.debug("step.started", step=name)
         return owner
+
+    def _unanswered(
+        self, a: _Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError
+    ) -> str:
+        """A call that may have been applied: judge it by evidence, never send it blindly."""
+        log.warning("step.ambiguous", step=name, error=str(exc))
+        if self._resolve(a, step, evidence):
+            return "done"
+        self._store.clear_step(a.event.key, name)  # proven not applied: send again later
+        retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
+        raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
 
     def _renew(self, a: _Attempt) -> None:
         if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
@@ -278,6 +299,7 @@ class Executor:
     def _done(self, a: _Attempt, name: str, result: dict[str, Any]) -> None:
         """Note a finished step; its record rides on the attempt's next Redis call."""
         self._flush(a)
+        a.did_steps = True  # (set before the record is written: that write may still fail)
         a.pending = (name, StepRecord(StepState.DONE, a.token, self._now_ms(), result=result))
         log.info("step.done", step=name)
 
@@ -296,17 +318,31 @@ class Executor:
                 self._policy, failed.error, attempt=a.info.attempt, age_ms=age, rng=self._rng
             )
             if isinstance(verdict, GiveUp):
+                if failed.business_key:  # never applied: let another report of it through
+                    self._store.clear_step(a.event.key, failed.step, failed.business_key)
                 return self._dead_letter(a, verdict.reason, verdict.detail, step=failed.step)
-            self._flush(a)
-            self._store.release(a.event.key, a.event.client_id, a.token)
             log.info(
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
             )
-            return Requeue(verdict.delay_ms, verdict.reason, counts=True)
+            return self._retry_later(a, verdict.delay_ms, verdict.reason)
         detail = str(failed.error) if failed.error else "the outcome of the call is unknown"
         return self._dead_letter(
             a, failed.reason, detail, step=failed.step, readings=failed.readings
         )
+
+    def _retry_later(self, a: _Attempt, delay_ms: int, reason: str) -> Requeue:
+        """Re-queue after a failure. An event already partly applied keeps the client's lease
+        through the delay: no other event of the client may act on the half-changed subaccount
+        (or decide from state this event has not recorded yet) before this one finishes."""
+        if a.partly_applied:
+            if self._store.hold(
+                a.event.key, a.event.client_id, a.token, a.take_pending(), delay_ms
+            ):
+                return Requeue(delay_ms, reason, counts=True, lease_token=a.token)
+        else:
+            self._flush(a)
+            self._store.release(a.event.key, a.event.client_id, a.token)
+        return Requeue(delay_ms, reason, counts=True)
 
     def _wait(self, a: _Attempt) -> Done | Requeue:
         waited = self._now_ms() - (a.info.published_ms or a.now_ms)
@@ -435,3 +471,12 @@ class Executor:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _maybe_applied(step: Step, exc: ApiError) -> bool:
+    """Could this failed call have taken effect? Always when no answer came; and for a grant,
+    also on a 5xx: a proxy's 502 or a server error after the commit may hide an applied grant,
+    and the balance read before it can tell."""
+    if isinstance(exc, Ambiguous):
+        return True
+    return journaled(step) and isinstance(exc, Transient) and (exc.status or 0) >= 500

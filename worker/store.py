@@ -27,7 +27,7 @@ from redis.typing import EncodableT, FieldT
 from handlers.plan import ClientState
 from worker import keys
 from worker.errors import BrokerUnavailable
-from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord, StepState
+from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord
 
 # KEYS: ledger, lock, client, deliveries. ARGV: token, lock ttl, outcome field, deliveries ttl.
 _OPEN = """
@@ -35,15 +35,13 @@ local outcome = redis.call('HGET', KEYS[1], ARGV[3])
 if outcome then return {'finished', outcome} end
 local n
 if redis.call('GET', KEYS[2]) == ARGV[1] then
-  -- our own lease, from before a Redis outage: take it back; this is not a new delivery
+  -- our own lease: kept for this retry, or from before a Redis outage; take it back
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  n = tonumber(redis.call('GET', KEYS[4]) or '1')
-elseif redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  n = redis.call('INCR', KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], ARGV[4])
-else
+elseif not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'busy', 0}
 end
+n = redis.call('INCR', KEYS[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
 return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}
 """
 
@@ -54,7 +52,6 @@ _BEGIN_STEP = """
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[3] == '' then return {1, ARGV[5]} end  -- a renewal only: no step to mark
 local owner = ARGV[5]
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6])
@@ -93,6 +90,17 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# KEYS: lock, ledger, deliveries. ARGV: token, ttl ms, done field or '', done record, '1' to
+# reset the delivery count (a controlled ending of this delivery: the lease is kept for the
+# retry). The done record is written whatever the lease says.
+_RENEW = """
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
+return 1
+"""
+
 # KEYS: ledger, business key (or the ledger again). ARGV: step field, event key.
 _CLEAR = """
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -112,10 +120,10 @@ return 0
 
 
 # A finished step's ledger record, waiting to ride on the attempt's next Redis call.
-Done = tuple[str, StepRecord]
+StepDone = tuple[str, StepRecord]
 
 
-def _done_args(done: Done | None) -> list[str]:
+def _done_args(done: StepDone | None) -> list[str]:
     return [done[0], done[1].encode()] if done else ["", ""]
 
 
@@ -161,6 +169,7 @@ class AttemptStore:
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
         self._clear = client.register_script(_CLEAR)
+        self._renew = client.register_script(_RENEW)
 
     @staticmethod
     def new_token() -> str:
@@ -199,7 +208,7 @@ class AttemptStore:
         record: StepRecord,
         business_key: str | None,
         duplicate: StepRecord,
-        done: Done | None = None,
+        done: StepDone | None = None,
     ) -> tuple[bool, str]:
         """Record the previous step's `done`, renew the lease and mark `step` in progress;
         return (lease held, business owner)."""
@@ -220,13 +229,35 @@ class AttemptStore:
         held, owner = self._run(self._begin, keys_, args)
         return bool(held), _text(owner)
 
-    def renew(self, event_key: str, client_id: str, token: str, done: Done | None) -> bool:
+    def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
         """Record the previous step's `done` and renew the lease; False if it was lost."""
-        unused = StepRecord(StepState.DONE, token, 0)
-        held, _ = self.begin_step(event_key, client_id, token, "", unused, None, unused, done)
-        return held
+        return self._renew_for(event_key, client_id, token, done, self._lock_ttl_ms, False)
 
-    def step_done(self, event_key: str, done: Done) -> None:
+    def hold(
+        self, event_key: str, client_id: str, token: str, done: StepDone | None, delay_ms: int
+    ) -> bool:
+        """Keep the lease through a retry's delay (the retry comes back with `token`)."""
+        ttl = delay_ms + self._lock_ttl_ms
+        return self._renew_for(event_key, client_id, token, done, ttl, True)
+
+    def _renew_for(
+        self,
+        event_key: str,
+        client_id: str,
+        token: str,
+        done: StepDone | None,
+        ttl_ms: int,
+        ending: bool,
+    ) -> bool:
+        keys_ = [
+            keys.lock(self._prefix, client_id),
+            keys.ledger(self._prefix, event_key),
+            keys.deliveries(self._prefix, event_key),
+        ]
+        args = [token, ttl_ms, *_done_args(done), "1" if ending else "0"]
+        return bool(self._run(self._renew, keys_, args))
+
+    def step_done(self, event_key: str, done: StepDone) -> None:
         """Record a finished step on its own (whatever happens to the lease: it did happen)."""
         step, record = done
         try:
@@ -252,7 +283,7 @@ class AttemptStore:
         token: str,
         finish: Finish,
         now_ms: int,
-        done: Done | None = None,
+        done: StepDone | None = None,
     ) -> bool:
         """Record the last step's `done`, then, while the lease is ours, write the outcome (and
         state, dead letter) and release; False if the lease was lost."""

@@ -23,7 +23,7 @@ OperationName = Literal[
     "enable", "disable", "delete", "get_credits", "list",
 ]  # fmt: skip
 MUTATING: frozenset[str] = frozenset(get_args(OperationName)) - {"get_credits", "list"}
-Triggered = Literal["error", "hang", "drop"]
+Triggered = Literal["error", "hang", "drop", "fail_after_commit"]
 
 
 class _Config(BaseModel):
@@ -43,6 +43,10 @@ class FaultSpec(_Config):
     hang_s: float = Field(30, ge=0)
     drop_rate: float = Field(0, ge=0, le=1, description="apply, then close without a response")
     drop_next: int = Field(0, ge=0)
+    fail_after_commit_rate: float = Field(
+        0, ge=0, le=1, description="apply, then answer error_status (a server error after commit)"
+    )
+    fail_after_commit_next: int = Field(0, ge=0)
 
 
 class RateLimit(_Config):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Fault = Literal["error", "rate_limited", "hang", "drop"]
+Fault = Literal["error", "rate_limited", "hang", "drop", "fail_after_commit"]
 SurfaceName = Literal["v5", "v6"]
 MASK = "***"
 

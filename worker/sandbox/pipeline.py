@@ -2,7 +2,8 @@
 
 Order per call: (1) auth → 401, master inactive → 403; (2) latency + jitter; (3) rate limit →
 429; (4) injected error → 500/502/503, not applied; (5) hang → sleep, close, not applied;
-(6) apply; (7) drop → applied and journaled, then the connection closes with no response.
+(6) apply; (7) drop → applied and journaled, then the connection closes with no response;
+or fail-after-commit → applied and journaled, then answered `error_status` anyway.
 """
 
 from __future__ import annotations
@@ -144,10 +145,14 @@ def _apply(request: Request, sandbox: Sandbox, call: Call, spec: FaultSpec) -> R
             result = failure
         status = result.status
         dropped = sandbox.faults.take(spec, "drop")
-        _record(sandbox, call, status, result, "drop" if dropped else None)
+        late = not dropped and sandbox.faults.take(spec, "fail_after_commit")
+        fault: Fault | None = "drop" if dropped else "fail_after_commit" if late else None
+        _record(sandbox, call, status, result, fault)
     if dropped:
         drop_connection(request.scope)
         return Response()
+    if late:
+        return failure_response(ApiFailure(spec.error_status, SERVER_ERROR))
     if isinstance(result, ApiFailure):
         return failure_response(result)
     return success(result.data, result.status)
