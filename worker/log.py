@@ -63,7 +63,8 @@ def _secret_key(key: object) -> bool:
     return isinstance(key, str) and bool(SECRET_KEYS.search(key))
 
 
-# One redactor per process: the client registers generated passwords with it.
+# One redactor per process, knowing the configured secrets. Generated passwords never reach a
+# log line (they live in one request model, a SecretStr); secret-named keys are masked anyway.
 redactor = SecretRedactor()
 
 

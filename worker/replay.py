@@ -8,7 +8,7 @@ subaccount can say what happened to the unresolved step (`resolve="applied"` or 
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 
@@ -35,7 +35,26 @@ def replay(
     *,
     resolve: Resolve | None = None,
 ) -> Published:
-    """Re-enqueue dead letter `key`; its record is removed in the same transaction."""
+    """Re-enqueue dead letter `key`; its record is removed in the same transaction, which fails
+    (ReplayError) if the dead letters changed meanwhile: two replays never both happen."""
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(keys.dead_letters(prefix))  # type: ignore[no-untyped-call]
+            return _replay(pipe, publisher, dead_letters, prefix, key, resolve)
+        except redis.WatchError:
+            raise ReplayError(f"dead letter {key!r} changed while replaying: try again") from None
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"replay of {key!r} not done: {exc}") from exc
+
+
+def _replay(
+    pipe: Any,
+    publisher: Publisher,
+    dead_letters: DeadLetters,
+    prefix: str,
+    key: str,
+    resolve: Resolve | None,
+) -> Published:
     letter = dead_letters.get(key)
     if letter is None:
         raise ReplayError(f"no dead letter {key!r}: list them with `dead-letters list`")
@@ -44,7 +63,7 @@ def replay(
     event = parse_event(letter.event)  # an invalid event cannot be replayed; send a fixed one
     message = build_message(event, publisher.queue_name)
     ledger = keys.ledger(prefix, key)
-    pipe = client.pipeline(transaction=True)
+    pipe.multi()
     pipe.hdel(ledger, OUTCOME_FIELD)
     if resolve == "applied" and letter.step:
         now = int(time.time() * 1000)
@@ -54,8 +73,5 @@ def replay(
         pipe.hdel(ledger, letter.step)
     dead_letters.remove_in(pipe, letter)
     publisher.add_to(pipe, [message])
-    try:
-        pipe.execute()
-    except redis.RedisError as exc:
-        raise BrokerUnavailable(f"replay of {key!r} not done: {exc}") from exc
+    pipe.execute()
     return Published(key=event.key, event_id=event.id, message_id=message.message_id)

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 
 from worker.dead_letters import Reason
-from worker.errors import Ambiguous, ApiError, Conflict, NotFound, Permanent, Transient
+from worker.errors import Ambiguous, ApiError, Conflict, NotFound, Transient
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,4 @@ def classify_permanent(error: ApiError) -> Reason:
         return Reason.CONFLICT
     if isinstance(error, Ambiguous):
         return Reason.AMBIGUOUS_OUTCOME
-    if isinstance(error, Permanent):
-        return Reason.PERMANENT_ERROR
     return Reason.PERMANENT_ERROR

@@ -108,6 +108,22 @@ if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call(
 return 1
 """
 
+# KEYS: dead hash, dead index, dead counts, ledger, outcomes. ARGV: event key, dead letter,
+# now ms, reason, outcome json, ledger ttl, stream maxlen, then stream field/value pairs.
+# Counts a reason once per dead letter, and marks the event finished like `_FINISH` does.
+_DEAD_UNLOCKED = """
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[4], '_outcome', ARGV[5])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', unpack(fields))
+return 1
+"""
+
 # KEYS: lock, deliveries. A controlled early release also resets the delivery count: the
 # count measures deliveries that died before any ending.
 _RELEASE = """
@@ -170,6 +186,7 @@ class AttemptStore:
         self._release = client.register_script(_RELEASE)
         self._clear = client.register_script(_CLEAR)
         self._renew = client.register_script(_RENEW)
+        self._dead_unlocked = client.register_script(_DEAD_UNLOCKED)
 
     @staticmethod
     def new_token() -> str:
@@ -191,12 +208,16 @@ class AttemptStore:
         if status == "busy":
             return Opened(status, deliveries=int(reply[1]))
         raw_state, flat = reply[2], reply[3]
-        state = (
-            ClientState.model_validate_json(raw_state)
-            if raw_state
-            else ClientState(client_id=client_id)
-        )
-        ledger = Ledger.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        try:
+            state = (
+                ClientState.model_validate_json(raw_state)
+                if raw_state
+                else ClientState(client_id=client_id)
+            )
+            ledger = Ledger.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        except (ValueError, KeyError, TypeError):
+            self.release(event_key, client_id, token)  # unreadable records: don't block the client
+            raise
         return Opened(status, deliveries=int(reply[1]), state=state, ledger=ledger)
 
     def begin_step(
@@ -331,20 +352,17 @@ class AttemptStore:
 
     def record_unlocked(self, event_key: str, outcome: dict[str, Any], dead_letter: str) -> None:
         """Dead-letter an event that has no valid client to lock (it failed validation)."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(keys.dead_letters(self._prefix), event_key, dead_letter)
-        pipe.hincrby(keys.dead_letter_counts(self._prefix), outcome["reason"], 1)
-        pipe.zadd(keys.dead_letter_index(self._prefix), {event_key: outcome["at_ms"]})
-        pipe.xadd(
+        keys_ = [
+            keys.dead_letters(self._prefix),
+            keys.dead_letter_index(self._prefix),
+            keys.dead_letter_counts(self._prefix),
+            keys.ledger(self._prefix, event_key),
             keys.outcomes(self._prefix),
-            _stream_fields(outcome),
-            maxlen=self._outcome_maxlen,
-            approximate=True,
-        )
-        try:
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"could not record a dead letter: {exc}") from exc
+        ]
+        args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], _json(outcome)]
+        args += [self._ledger_ttl_s, self._outcome_maxlen]
+        args += [item for pair in _stream_fields(outcome).items() for item in pair]
+        self._run(self._dead_unlocked, keys_, args)
 
     def _run(self, script: Any, keys_: list[str], args: list[Any]) -> Any:
         try:

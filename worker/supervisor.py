@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from types import FrameType
 
 import redis
@@ -59,25 +59,28 @@ def _supervise(settings: Settings, processes: int, threads: int, module: str, ru
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
         collector = metrics.QueueCollector(client, settings.key_prefix, settings.queue_name)
         metrics.serve_metrics(settings.metrics_host, settings.metrics_port, run_dir, collector)
-    stopping = False
+    stopping = threading.Event()
     child: subprocess.Popen[bytes] | None = None
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    command = dramatiq_command(settings, processes, threads, module)
     delay = 0.5
-    while True:
-        child = subprocess.Popen(dramatiq_command(settings, processes, threads, module), env=env)  # noqa: S603
+    while not stopping.is_set():
+        child = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module
+        if stopping.is_set():  # the signal came while it was starting
+            child.send_signal(signal.SIGTERM)
         log.info("worker.started", pid=child.pid, processes=processes, threads=threads)
         code = child.wait()
-        if stopping or code == 0:
+        if stopping.is_set() or code == 0:
             log.info("worker.stopped", code=code)
             return code
         log.error("worker.crashed", code=code, restart_in_s=delay)
-        time.sleep(delay)
+        stopping.wait(delay)  # a stop during the pause ends it at once
         delay = min(delay * 2, MAX_RESTART_DELAY_S)
+    return 0  # asked to stop between two runs of the child

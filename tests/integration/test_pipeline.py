@@ -11,8 +11,8 @@ import redis
 from handlers import examples as f
 from handlers import username_for
 from tests.conftest import TEST_API_KEY
-from tests.pipeline_support import pipeline_settings, running_pipeline, wait_for_outcomes
-from tests.servers import ThreadedUvicorn
+from tests.pipeline_support import outcomes, pipeline_settings, running_pipeline, wait_for_outcomes
+from tests.servers import ThreadedUvicorn, wait_until
 from worker import steps
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
@@ -267,3 +267,23 @@ def _seconds(iso: str) -> float:
     import datetime as dt
 
     return dt.datetime.fromisoformat(iso).timestamp()
+
+
+def test_an_invalid_message_is_dead_lettered_once_however_often_delivered(
+    pipeline: Runtime, redis_client: redis.Redis
+) -> None:
+    """A message that skipped validation is dead-lettered `invalid_event`, counted once."""
+    import dramatiq
+
+    bad = {"specversion": "1.0", "id": "bad-1", "type": "client.exploded"}
+    for _ in range(2):
+        message = dramatiq.Message(
+            queue_name=pipeline.settings.queue_name, actor_name="process_event",
+            args=(bad,), kwargs={}, options={"redis_message_id": f"m-{_}"},
+        )  # fmt: skip
+        pipeline.publisher.enqueue_messages([message])
+    wait_until(lambda: len(outcomes(redis_client)) == 2, what="two outcomes")
+    (letter,) = pipeline.dead_letters.list()
+    assert letter.reason == "invalid_event"
+    assert "type" in letter.detail
+    assert pipeline.dead_letters.counts_by_reason() == {"invalid_event": 1}
