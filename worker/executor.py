@@ -387,17 +387,8 @@ class Executor:
         steps: dict[str, str] | None = None,
         dead: DeadLetter | None = None,
     ) -> Done | Requeue:
-        record = {
-            "key": a.event.key,
-            "event_id": a.event.id,
-            "client_id": a.event.client_id,
-            "event_type": a.event.type.value,
-            "outcome": outcome,
-            "reason": reason or "",
-            "steps": steps or {},
-            "attempt": a.info.attempt,
-            "at_ms": self._now_ms(),
-        }
+        record = self._outcome_record(a.event.key, a.raw, outcome, reason or "")
+        record.update(steps=steps or {}, attempt=a.info.attempt)
         finish = Finish(record, state, dead.encode() if dead else None)
         done = a.take_pending()
         if not self._store.finish(
@@ -411,16 +402,9 @@ class Executor:
 
     def _duplicate(self, event: Event, opened: Opened) -> Done:
         first = opened.outcome or {}
+        reason = f"already {first.get('outcome', 'finished')}"
         self._store.record_duplicate(
-            {
-                "key": event.key,
-                "event_id": event.id,
-                "client_id": event.client_id,
-                "event_type": event.type.value,
-                "outcome": "duplicate",
-                "reason": f"already {first.get('outcome', 'finished')}",
-                "at_ms": self._now_ms(),
-            }
+            self._outcome_record(event.key, event.to_message(), "duplicate", reason)
         )
         log.info("event.duplicate", first_outcome=first.get("outcome"))
         metrics.record_outcome("duplicate", event.type.value)
@@ -450,17 +434,25 @@ class Executor:
         detail = redactor.scrub(str(exc))
         first = info.first_failure_ms or now
         letter = DeadLetter(key, event, reason.value, detail, info.attempt, first, now)
-        outcome = {
-            "key": key,
-            "event_id": str(event.get("id", "")),
-            "outcome": "dead_lettered",
-            "reason": reason.value,
-            "at_ms": now,
-        }
+        outcome = self._outcome_record(key, event, "dead_lettered", reason.value)
         self._store.record_unlocked(key, outcome, letter.encode())
         log.warning("event.dead_lettered", reason=reason.value, detail=detail)
         metrics.record_outcome("dead_lettered", str(event.get("type", "")))
         return Done("dead_lettered")
+
+    def _outcome_record(
+        self, key: str, event: dict[str, Any], outcome: str, reason: str
+    ) -> dict[str, Any]:
+        """The outcome stream's record of an event: one shape for every ending."""
+        return {
+            "key": key,
+            "event_id": str(event.get("id", "")),
+            "client_id": str(event.get("subject", "")),
+            "event_type": str(event.get("type", "")),
+            "outcome": outcome,
+            "reason": reason,
+            "at_ms": self._now_ms(),
+        }
 
     def _release_quietly(self, a: _Attempt) -> None:
         try:
