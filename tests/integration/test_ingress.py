@@ -14,7 +14,7 @@ import redis
 import structlog
 
 import worker.ingress.app
-from tests import factories
+from handlers import examples as factories
 from tests.integration.test_ingress_support import (
     BATCH,
     JSON,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests import factories
+from handlers import examples as factories
 from tests.integration.test_ingress_support import (
     BATCH,
     JSON,
