@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
-from tests import factories
+from handlers import examples as factories
 from worker.ingress.body import parse_json
 from worker.ingress.cloudevents import BATCH, BINARY, STRUCTURED, parse_request
 from worker.ingress.mapping import rename
