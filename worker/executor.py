@@ -170,7 +170,7 @@ class Executor:
             log.debug("event.client_busy")
             return Requeue(self._limits.lock_busy_delay_ms, "client_busy", counts=False)
         state = opened.state or ClientState(client_id=event.client_id)
-        ledger = opened.ledger or Ledger(steps={}, outcome=None)
+        ledger = opened.ledger or Ledger(steps={})
         attempt = _Attempt(event, raw, info, token, state, ledger, self._now_ms())
         try:
             if opened.deliveries > self._limits.max_deliveries:

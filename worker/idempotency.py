@@ -59,22 +59,19 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class Ledger:
-    """The ledger of one event as read at the start of an attempt."""
+    """The step records of one event as read at the start of an attempt (an event with an
+    `_outcome` never gets this far: `open` reports it finished)."""
 
     steps: dict[str, StepRecord]
-    outcome: dict[str, Any] | None
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes] | dict[str, str]) -> Ledger:
         steps: dict[str, StepRecord] = {}
-        outcome = None
         for key, value in raw.items():
             name = key.decode() if isinstance(key, bytes) else key
-            if name == OUTCOME_FIELD:
-                outcome = json.loads(value)
-            else:
+            if name != OUTCOME_FIELD:
                 steps[name] = StepRecord.decode(value)
-        return cls(steps=steps, outcome=outcome)
+        return cls(steps=steps)
 
     def is_done(self, step: str) -> bool:
         record = self.steps.get(step)
