@@ -1,6 +1,6 @@
 """Requests per second of the Subaccount API client against the sandbox, by latency and callers.
 
-N threads share one `SubaccountClient` whose httpx pool is built by `build_http_client` from
+N threads share one `SubaccountClient` whose HTTP session is built by `build_http_session` from
 settings with `worker_threads = N` (the worker's real sizing), and call one operation in a loop:
 a read (`get_credit_details`) or a write (`change_credits`). The sandbox runs in its own process
 with 0 ms or 100 ms of added latency. Each figure is the median of `--runs` windows, with the
@@ -32,7 +32,7 @@ from bench.common import (
     services,
 )
 from worker import metrics
-from worker.api.client import SubaccountClient, build_http_client
+from worker.api.client import SubaccountClient, build_http_session
 from worker.api.models import ChangeCredits
 from worker.errors import ApiError
 from worker.settings import load_settings
@@ -83,7 +83,7 @@ def make_client(svc: Services, callers: int) -> SubaccountClient:
     """A client exactly as a worker process with `callers` threads builds it."""
     settings = load_settings(api_base_url=svc.api_url, api_key=API_KEY, worker_threads=callers)
     return SubaccountClient(
-        build_http_client(settings),
+        build_http_session(settings),
         api_key=settings.api_key.get_secret_value(),
         surface=settings.api_surface,
         observer=metrics.observe_call,

@@ -401,12 +401,11 @@ class Executor:
         return Done(outcome)
 
     def _duplicate(self, event: Event, opened: Opened) -> Done:
-        first = opened.outcome or {}
-        reason = f"already {first.get('outcome', 'finished')}"
+        reason = f"already {opened.outcome or 'finished'}"
         self._store.record_duplicate(
             self._outcome_record(event.key, event.to_message(), "duplicate", reason)
         )
-        log.info("event.duplicate", first_outcome=first.get("outcome"))
+        log.info("event.duplicate", first_outcome=opened.outcome)
         metrics.record_outcome("duplicate", event.type.value)
         return Done("duplicate")
 

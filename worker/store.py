@@ -28,9 +28,10 @@ from handlers.plan import ClientState
 from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord
+from worker.scripts import LuaScript, ScriptRunner
 
 # KEYS: ledger, lock, client, deliveries. ARGV: token, lock ttl, outcome field, deliveries ttl.
-_OPEN = """
+_OPEN = LuaScript("""
 local outcome = redis.call('HGET', KEYS[1], ARGV[3])
 if outcome then return {'finished', outcome} end
 local n
@@ -43,12 +44,12 @@ end
 n = redis.call('INCR', KEYS[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
 return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}
-"""
+""")
 
 # KEYS: lock, ledger, business (or ledger again when none). ARGV: token, lock ttl, step field,
 # in-progress record, event key, ledger ttl (s), has business key, duplicate record, then the
 # previous step's done record (field, record; '' for none), written whatever the lease says.
-_BEGIN_STEP = """
+_BEGIN_STEP = LuaScript("""
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -64,13 +65,13 @@ else
 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {1, owner}
-"""
+""")
 
 # KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index, dead counts.
-# ARGV: token, outcome json, state json or '', ledger ttl, stream maxlen, event key,
+# ARGV: token, outcome (applied, ...), state json or '', ledger ttl, stream maxlen, event key,
 #       dead letter json or '', now ms, dead reason, the last step's done record (field,
 #       record; '' for none; written whatever the lease says), then stream field/value pairs.
-_FINISH = """
+_FINISH = LuaScript("""
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[2], ARGV[10], ARGV[11]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
@@ -88,30 +89,30 @@ for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
 redis.call('DEL', KEYS[1])
 return 1
-"""
+""")
 
 # KEYS: lock, ledger, deliveries. ARGV: token, ttl ms, done field or '', done record, '1' to
 # reset the delivery count (a controlled ending of this delivery: the lease is kept for the
 # retry). The done record is written whatever the lease says.
-_RENEW = """
+_RENEW = LuaScript("""
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
 return 1
-"""
+""")
 
 # KEYS: ledger, business key (or the ledger again). ARGV: step field, event key.
-_CLEAR = """
+_CLEAR = LuaScript("""
 redis.call('HDEL', KEYS[1], ARGV[1])
 if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return 1
-"""
+""")
 
 # KEYS: dead hash, dead index, dead counts, ledger, outcomes. ARGV: event key, dead letter,
-# now ms, reason, outcome json, ledger ttl, stream maxlen, then stream field/value pairs.
+# now ms, reason, outcome, ledger ttl, stream maxlen, then stream field/value pairs.
 # Counts a reason once per dead letter, and marks the event finished like `_FINISH` does.
-_DEAD_UNLOCKED = """
+_DEAD_UNLOCKED = LuaScript("""
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 end
@@ -122,17 +123,17 @@ local fields = {}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', unpack(fields))
 return 1
-"""
+""")
 
 # KEYS: lock, deliveries. A controlled early release also resets the delivery count: the
 # count measures deliveries that died before any ending.
-_RELEASE = """
+_RELEASE = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
   return redis.call('DEL', KEYS[1])
 end
 return 0
-"""
+""")
 
 
 # A finished step's ledger record, waiting to ride on the attempt's next Redis call.
@@ -151,14 +152,14 @@ class Opened:
     deliveries: int = 0
     state: ClientState | None = None
     ledger: Ledger | None = None
-    outcome: dict[str, Any] | None = None
+    outcome: str = ""  # 'finished': how the event ended the first time
 
 
 @dataclass(frozen=True)
 class Finish:
     """Everything the finishing transaction writes."""
 
-    outcome: dict[str, Any]  # stored in the ledger and appended to the outcome stream
+    outcome: dict[str, Any]  # appended to the outcome stream; its `outcome` marks the ledger
     state: ClientState | None  # None: client state unchanged
     dead_letter: str | None = None  # encoded DeadLetter, or None
 
@@ -180,13 +181,7 @@ class AttemptStore:
         self._lock_ttl_ms = lock_ttl_ms
         self._ledger_ttl_s = ledger_ttl_s
         self._outcome_maxlen = outcome_maxlen
-        self._open = client.register_script(_OPEN)
-        self._begin = client.register_script(_BEGIN_STEP)
-        self._finish = client.register_script(_FINISH)
-        self._release = client.register_script(_RELEASE)
-        self._clear = client.register_script(_CLEAR)
-        self._renew = client.register_script(_RENEW)
-        self._dead_unlocked = client.register_script(_DEAD_UNLOCKED)
+        self._scripts = ScriptRunner(client)
 
     @staticmethod
     def new_token() -> str:
@@ -201,10 +196,10 @@ class AttemptStore:
             keys.deliveries(self._prefix, event_key),
         ]
         args = [token, self._lock_ttl_ms, OUTCOME_FIELD, self._ledger_ttl_s * 1000]
-        reply = self._run(self._open, keys_, args)
+        reply = self._run(_OPEN, keys_, args)
         status = _text(reply[0])
         if status == "finished":
-            return Opened(status, outcome=json.loads(reply[1]))
+            return Opened(status, outcome=_text(reply[1]))
         if status == "busy":
             return Opened(status, deliveries=int(reply[1]))
         raw_state, flat = reply[2], reply[3]
@@ -247,7 +242,7 @@ class AttemptStore:
             duplicate.encode(),
             *_done_args(done),
         ]
-        held, owner = self._run(self._begin, keys_, args)
+        held, owner = self._run(_BEGIN_STEP, keys_, args)
         return bool(held), _text(owner)
 
     def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
@@ -276,7 +271,7 @@ class AttemptStore:
             keys.deliveries(self._prefix, event_key),
         ]
         args = [token, ttl_ms, *_done_args(done), "1" if ending else "0"]
-        return bool(self._run(self._renew, keys_, args))
+        return bool(self._run(_RENEW, keys_, args))
 
     def step_done(self, event_key: str, done: StepDone) -> None:
         """Record a finished step on its own (whatever happens to the lease: it did happen)."""
@@ -291,7 +286,7 @@ class AttemptStore:
         the next attempt (or another event for the same invoice) can run it afresh."""
         ledger_key = keys.ledger(self._prefix, event_key)
         business = self._business(business_key) if business_key else ledger_key
-        self._run(self._clear, [ledger_key, business], [step, event_key])
+        self._run(_CLEAR, [ledger_key, business], [step, event_key])
 
     def _business(self, business_key: str) -> str:
         kind, _, business_id = business_key.partition(":")
@@ -320,7 +315,7 @@ class AttemptStore:
         ]
         args: list[Any] = [
             token,
-            _json(finish.outcome),
+            finish.outcome["outcome"],
             finish.state.model_dump_json() if finish.state else "",
             self._ledger_ttl_s,
             self._outcome_maxlen,
@@ -331,7 +326,7 @@ class AttemptStore:
             *_done_args(done),
             *[item for pair in _stream_fields(finish.outcome).items() for item in pair],
         ]
-        return bool(self._run(self._finish, keys_, args))
+        return bool(self._run(_FINISH, keys_, args))
 
     def record_duplicate(self, outcome: dict[str, Any]) -> None:
         """Append a duplicate delivery's outcome to the stream (no lock: nothing else changes)."""
@@ -348,7 +343,7 @@ class AttemptStore:
     def release(self, event_key: str, client_id: str, token: str) -> None:
         """Give the lease back early (before a delayed retry); harmless if it already expired."""
         keys_ = [keys.lock(self._prefix, client_id), keys.deliveries(self._prefix, event_key)]
-        self._run(self._release, keys_, [token])
+        self._run(_RELEASE, keys_, [token])
 
     def record_unlocked(self, event_key: str, outcome: dict[str, Any], dead_letter: str) -> None:
         """Dead-letter an event that has no valid client to lock (it failed validation)."""
@@ -359,14 +354,14 @@ class AttemptStore:
             keys.ledger(self._prefix, event_key),
             keys.outcomes(self._prefix),
         ]
-        args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], _json(outcome)]
+        args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], outcome["outcome"]]
         args += [self._ledger_ttl_s, self._outcome_maxlen]
         args += [item for pair in _stream_fields(outcome).items() for item in pair]
-        self._run(self._dead_unlocked, keys_, args)
+        self._run(_DEAD_UNLOCKED, keys_, args)
 
-    def _run(self, script: Any, keys_: list[str], args: list[Any]) -> Any:
+    def _run(self, script: LuaScript, keys_: list[str], args: list[Any]) -> Any:
         try:
-            return script(keys=keys_, args=args)
+            return self._scripts(script, keys_, args)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"Redis failed during an attempt: {exc}") from exc
 
@@ -380,5 +375,13 @@ def _json(value: dict[str, Any]) -> str:
 
 
 def _stream_fields(outcome: dict[str, Any]) -> dict[FieldT, EncodableT]:
-    """An outcome as stream fields: strings as they are, anything else as JSON."""
-    return {k: v if isinstance(v, str) else _json(v) for k, v in outcome.items()}
+    """An outcome as stream fields: strings and whole numbers as text, anything else as JSON."""
+    return {k: _field(v) for k, v in outcome.items()}
+
+
+def _field(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if type(value) is int:  # (not bool: JSON spells those true/false)
+        return str(value)
+    return _json(value)

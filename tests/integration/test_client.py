@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from tests.conftest import TEST_API_KEY
 from tests.servers import ThreadedUvicorn
 from worker.api.client import SubaccountClient
+from worker.api.http import HttpSession
 from worker.api.models import (
     ChangeCredits,
     CreateSubaccount,
@@ -40,10 +41,10 @@ def _client(
     read_timeout: float = 5.0,
     limiter: RateLimiter | None = None,
 ) -> SubaccountClient:
-    http = httpx.Client(
-        base_url=f"{server.url}/{surface.value}",
+    http = HttpSession(
+        f"{server.url}/{surface.value}",
         timeout=httpx.Timeout(5.0, read=read_timeout),
-        limits=httpx.Limits(max_connections=16),
+        max_connections=16,
     )
     return SubaccountClient(http, api_key=key, surface=surface, limiter=limiter)
 

@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from worker.api.client import SubaccountClient, parse_retry_after
+from worker.api.http import HttpSession
 from worker.api.models import ChangeCredits, CreateSubaccount
 from worker.errors import (
     Ambiguous,
@@ -23,11 +24,16 @@ from worker.settings import ApiSurface
 
 KEY = "unit-key-abcdef123456"
 PASSWORD = "Sup3rSecretPass"
+TIMEOUT = httpx.Timeout(5.0)
 
 
 def _client(handler: Callable[[httpx.Request], httpx.Response]) -> SubaccountClient:
-    http = httpx.Client(base_url="http://api.test/v6", transport=httpx.MockTransport(handler))
-    return SubaccountClient(http, api_key=KEY, surface=ApiSurface.V6)
+    return SubaccountClient(_session("v6", handler), api_key=KEY, surface=ApiSurface.V6)
+
+
+def _session(version: str, handler: Callable[[httpx.Request], httpx.Response]) -> HttpSession:
+    transport = httpx.MockTransport(handler)
+    return HttpSession(f"http://api.test/{version}", timeout=TIMEOUT, transport=transport)
 
 
 def _answer(status: int, body: object = None, **headers: str) -> SubaccountClient:
@@ -137,8 +143,7 @@ def test_v5_speaks_the_sdk_dialect() -> None:
         data = {"username": "acme-1", "recurring_credit": 9, "timeperiod": "monhtly"}
         return httpx.Response(200, json={"status": "success", "data": data})
 
-    http = httpx.Client(base_url="http://api.test/v5", transport=httpx.MockTransport(record))
-    client = SubaccountClient(http, api_key=KEY, surface=ApiSurface.V5)
+    client = SubaccountClient(_session("v5", record), api_key=KEY, surface=ApiSurface.V5)
     from worker.api.models import Period, Recurring, SetRecurring
 
     rec = client.set_recurring(

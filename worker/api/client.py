@@ -1,4 +1,4 @@
-"""The Subaccount API client: one pooled httpx.Client per process, typed operations, typed errors.
+"""The Subaccount API client: one pooled HTTP session per process, typed operations, typed errors.
 
 Every outcome is classified at this boundary (see `worker.errors`): nothing from httpx leaks out.
 The surface (v5 or v6) is chosen once; `client.surface` says which one is spoken.
@@ -17,6 +17,7 @@ import redis
 from pydantic import BaseModel, ValidationError
 
 from worker import keys
+from worker.api.http import HttpSession
 from worker.api.models import (
     ChangeCredits,
     CreateSubaccount,
@@ -49,27 +50,24 @@ M = TypeVar("M", bound=BaseModel)
 # Called after every call with (operation, result class name or "ok", seconds): metrics hook.
 Observer = Callable[[str, str, float], None]
 
-USER_AGENT = "subaccount-worker/0.1"
 MAX_RETRY_AFTER_S = 3600.0
 
 
-def build_http_client(settings: Settings) -> httpx.Client:
-    """A keep-alive httpx.Client with explicit timeouts and a pool sized for the worker threads.
+def build_http_session(settings: Settings) -> HttpSession:
+    """A keep-alive session with explicit timeouts and a pool sized for the worker threads.
 
-    httpx's default pool (100) would silently throttle more threads than that, so the pool is
-    sized from `worker_threads` unless `api_max_connections` says otherwise.
+    A pool smaller than the threads would silently throttle them, so it is sized from
+    `worker_threads` unless `api_max_connections` says otherwise.
     """
-    size = settings.api_max_connections or settings.worker_threads + 4
-    return httpx.Client(
-        base_url=settings.api_base_url,
+    return HttpSession(
+        settings.api_base_url,
         timeout=httpx.Timeout(
             connect=settings.api_connect_timeout_s,
             read=settings.api_read_timeout_s,
             write=settings.api_write_timeout_s,
             pool=settings.api_pool_timeout_s,
         ),
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        max_connections=settings.api_max_connections or settings.worker_threads + 4,
     )
 
 
@@ -89,7 +87,7 @@ class SubaccountClient:
 
     def __init__(
         self,
-        http: httpx.Client,
+        http: HttpSession,
         *,
         api_key: str,
         surface: ApiSurface | Surface = ApiSurface.V6,
@@ -100,8 +98,7 @@ class SubaccountClient:
         self._observe = observer
         self._api_key = api_key
         self._surface = surface_for(surface) if isinstance(surface, ApiSurface) else surface
-        # Set once on the pooled client rather than merged into every request.
-        http.headers.update(self._surface.auth_headers(api_key))
+        http.set_headers(self._surface.auth_headers(api_key))
         self._limiter = limiter or Unlimited()
 
     @classmethod
@@ -112,7 +109,7 @@ class SubaccountClient:
         observer: Observer | None = None,
     ) -> SubaccountClient:
         return cls(
-            build_http_client(settings),
+            build_http_session(settings),
             api_key=settings.api_key.get_secret_value(),
             surface=settings.api_surface,
             limiter=build_rate_limiter(settings, redis_client),
@@ -204,11 +201,8 @@ class SubaccountClient:
         self, op: str, username: str | None, request: HttpRequest, secrets: list[str] | None
     ) -> Any:
         try:
-            response = self._http.request(
-                request.method,
-                request.path,
-                json=request.json,
-                params=request.params or None,
+            response = self._http.send(
+                request.method, request.path, body=request.json, params=request.params or None
             )
         except httpx.HTTPError as exc:
             raise _transport_error(exc, op, username, request.is_read) from None

@@ -1,0 +1,59 @@
+"""Lua scripts on per-thread connections (worker.scripts) against a real Redis server."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import redis
+
+from worker.scripts import LuaScript, ScriptRunner
+
+ECHO = LuaScript("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
+CLIENT_ID = LuaScript("return redis.call('CLIENT', 'ID')")
+
+
+def test_a_script_runs_with_its_keys_and_args(redis_client: redis.Redis) -> None:
+    run = ScriptRunner(redis_client)
+    assert run(ECHO, ["k"], ["v"]) == [b"k", b"v", 1]
+    assert run(ECHO, ["k"], [7]) == [b"k", b"7", 2]
+
+
+def test_a_flushed_script_cache_is_reloaded(redis_client: redis.Redis) -> None:
+    """NOSCRIPT (a restarted or failed-over Redis) runs the source again instead of failing."""
+    run = ScriptRunner(redis_client)
+    run(ECHO, ["k"], ["v"])
+    redis_client.script_flush()
+    assert run(ECHO, ["k"], ["v"])[2] == 2
+    assert redis_client.script_exists(ECHO.sha) == [True]
+
+
+def _runner_connections(client: redis.Redis) -> int:
+    """Connections open on the server, other than the test's own."""
+    return len(client.client_list()) - 1
+
+
+def test_each_thread_keeps_one_connection(redis_url: str, redis_client: redis.Redis) -> None:
+    run = ScriptRunner(redis.Redis.from_url(redis_url))
+    threads = [
+        threading.Thread(target=lambda: [run(ECHO, ["k"], ["v"]) for _ in range(5)])
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert redis_client.get("k") == b"15"
+    assert _runner_connections(redis_client) == 3  # one per thread, reused for its 5 calls
+
+
+def test_a_killed_connection_is_reopened_by_the_next_call(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    run = ScriptRunner(redis.Redis.from_url(redis_url))
+    run(ECHO, ["k"], ["v"])
+    redis_client.client_kill_filter(skipme=True)  # every connection but the test's own
+    with contextlib.suppress(redis.ConnectionError):
+        run(ECHO, ["k"], ["v"])  # the call that meets the closed socket may fail (callers retry)
+    assert run(ECHO, ["k"], ["v"])[2] >= 2
+    assert _runner_connections(redis_client) == 1
