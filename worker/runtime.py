@@ -32,6 +32,7 @@ class Runtime:
     redis: redis.Redis
     broker: RedisBroker
     api: SubaccountClient
+    store: AttemptStore
     executor: Executor
     actor: Any
     publisher: Publisher
@@ -40,6 +41,7 @@ class Runtime:
     def close(self) -> None:
         self.api.close()
         self.broker.close()
+        self.store.close()
         self.redis.close()
 
 
@@ -55,14 +57,17 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
-def build_executor(settings: Settings, client: redis.Redis, api: SubaccountClient) -> Executor:
-    store = AttemptStore(
+def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
+    return AttemptStore(
         client,
         settings.key_prefix,
         lock_ttl_ms=settings.lock_ttl_ms,
         ledger_ttl_s=settings.ledger_ttl_s,
         outcome_maxlen=settings.outcome_stream_maxlen,
     )
+
+
+def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClient) -> Executor:
     policy = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
         max_age_ms=int(settings.retry_max_age_s * 1000),
@@ -84,13 +89,15 @@ def build_runtime(settings: Settings) -> Runtime:
     client = redis_client(settings)
     broker = build_broker(settings, client)
     api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
-    executor = build_executor(settings, client, api)
+    store = build_store(settings, client)
+    executor = build_executor(settings, store, api)
     actor = declare_actor(broker, executor, settings)
     return Runtime(
         settings=settings,
         redis=client,
         broker=broker,
         api=api,
+        store=store,
         executor=executor,
         actor=actor,
         publisher=Publisher(client, settings),

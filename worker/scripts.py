@@ -3,22 +3,23 @@
 redis-py's `Script` checks a connection out of the shared pool and back in on every call, inside
 its retry wrapper: about 30 µs of CPU a call, a third of a loopback round trip, and an event
 makes two to four such calls from the same thread. So each thread keeps one connection of the
-client's pool for itself (same address, auth, TLS, timeouts and health checks) and sends EVALSHA
-on it directly. A connection that fails is closed by redis-py and opened again by the next call;
-NOSCRIPT (a restarted or failed-over Redis) runs the script's source once, which loads it again.
+client's pool settings for itself (same address, auth, TLS, timeouts and health checks) and
+sends EVALSHA on it directly. A connection that fails is closed by redis-py and opened again by
+the next call; NOSCRIPT (a restarted or failed-over Redis) runs the script's source once, which
+loads it again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from redis.connection import ConnectionInterface
 from redis.exceptions import NoScriptError
+
+from worker.per_thread import PerThread
 
 
 @dataclass(frozen=True)
@@ -34,26 +35,28 @@ class ScriptRunner:
     """Runs Lua scripts for many threads, each on its own long-lived connection."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
-        self._local = threading.local()
+        pool = client.connection_pool  # its settings; the connections stay out of it
+        self._connections: PerThread[ConnectionInterface] = PerThread(
+            lambda: pool.connection_class(**pool.connection_kwargs), _disconnect
+        )
 
     def __call__(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA `script`; raises `redis.RedisError` (the connection is then reopened)."""
-        conn = self._connection()
+        conn = self._connections.get()
         try:
             return _execute(conn, "EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
             return _execute(conn, "EVAL", script.source, len(keys), *keys, *args)
 
-    def _connection(self) -> ConnectionInterface:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():  # first call, or in a forked child
-            # Checked out for the thread's lifetime: the pool is sized for threads x 2 + 8.
-            local.conn, local.pid = self._pool.get_connection(), os.getpid()
-        conn: ConnectionInterface = local.conn
-        return conn
+    def close(self) -> None:
+        """Close every thread's connection (a later call opens a new one)."""
+        self._connections.close_all()
 
 
 def _execute(conn: ConnectionInterface, *command: Any) -> Any:
     conn.send_command(*command)  # type: ignore[no-untyped-call]  # (untyped in redis-py)
     return conn.read_response()
+
+
+def _disconnect(conn: ConnectionInterface) -> None:
+    conn.disconnect()  # type: ignore[no-untyped-call]

@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     api_read_timeout_s: float = Field(10.0, gt=0)
     api_write_timeout_s: float = Field(5.0, gt=0)
     api_pool_timeout_s: float = Field(5.0, gt=0)
-    api_max_connections: int = Field(0, ge=0, description="0 = sized from worker threads")
     api_rate_limit_rps: float = Field(0.0, ge=0, description="0 disables client-side limiting")
     api_rate_limit_burst: int = Field(0, ge=0, description="0 = one second of rate")
     api_rate_limit_scope: RateLimitScope = RateLimitScope.REDIS

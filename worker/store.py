@@ -183,6 +183,10 @@ class AttemptStore:
         self._outcome_maxlen = outcome_maxlen
         self._scripts = ScriptRunner(client)
 
+    def close(self) -> None:
+        """Close the worker threads' own connections (the shared pool is the client's)."""
+        self._scripts.close()
+
     @staticmethod
     def new_token() -> str:
         """A fresh lease token: only its holder can renew or release the lock."""

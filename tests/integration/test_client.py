@@ -44,7 +44,6 @@ def _client(
     http = HttpSession(
         f"{server.url}/{surface.value}",
         timeout=httpx.Timeout(5.0, read=read_timeout),
-        max_connections=16,
     )
     return SubaccountClient(http, api_key=key, surface=surface, limiter=limiter)
 

@@ -7,6 +7,7 @@ import threading
 
 import redis
 
+from worker.devservers import wait_until
 from worker.scripts import LuaScript, ScriptRunner
 
 ECHO = LuaScript("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
@@ -33,18 +34,31 @@ def _runner_connections(client: redis.Redis) -> int:
     return len(client.client_list()) - 1
 
 
-def test_each_thread_keeps_one_connection(redis_url: str, redis_client: redis.Redis) -> None:
+def test_each_thread_keeps_one_connection_until_it_ends(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
     run = ScriptRunner(redis.Redis.from_url(redis_url))
-    threads = [
-        threading.Thread(target=lambda: [run(ECHO, ["k"], ["v"]) for _ in range(5)])
-        for _ in range(3)
-    ]
+    called, release = threading.Barrier(4), threading.Event()
+
+    def work() -> None:
+        for _ in range(5):
+            run(ECHO, ["k"], ["v"])
+        called.wait()
+        release.wait()
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    assert redis_client.get("k") == b"15"
-    assert _runner_connections(redis_client) == 3  # one per thread, reused for its 5 calls
+    called.wait()
+    try:
+        assert redis_client.get("k") == b"15"
+        assert _runner_connections(redis_client) == 3  # one per thread, reused for its 5 calls
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+    # closed as each thread ended (the server notices each close a moment later)
+    wait_until(lambda: _runner_connections(redis_client) == 0, 5, "connections closed")
 
 
 def test_a_killed_connection_is_reopened_by_the_next_call(

@@ -54,11 +54,7 @@ MAX_RETRY_AFTER_S = 3600.0
 
 
 def build_http_session(settings: Settings) -> HttpSession:
-    """A keep-alive session with explicit timeouts and a pool sized for the worker threads.
-
-    A pool smaller than the threads would silently throttle them, so it is sized from
-    `worker_threads` unless `api_max_connections` says otherwise.
-    """
+    """The session with the configured base URL and explicit timeouts."""
     return HttpSession(
         settings.api_base_url,
         timeout=httpx.Timeout(
@@ -67,7 +63,6 @@ def build_http_session(settings: Settings) -> HttpSession:
             write=settings.api_write_timeout_s,
             pool=settings.api_pool_timeout_s,
         ),
-        max_connections=settings.api_max_connections or settings.worker_threads + 4,
     )
 
 

@@ -1,12 +1,15 @@
-"""The HTTP layer under the API client: one pooled httpx transport and lean requests.
+"""The HTTP layer under the API client: httpx transports, one per worker thread, and lean requests.
 
-`httpx.Client` adds to every request what this client never uses: a cookie jar it parses each
-response into, redirect and auth flows, URL merging, event hooks. Measured on loopback that is
-about 40 % of a call's CPU (530 µs vs 320 µs a create), and the worker spends its CPU per event
-mostly here. So `HttpSession` builds each `httpx.Request` itself (absolute URL, headers made
-once) and hands it to an `httpx.HTTPTransport`: the same connection pool, keep-alive, timeouts
-and httpx exception types, without the layers above. Redirects are not followed (an API answer
-that redirects is an error to see, not to chase).
+Two measured costs of the plain `httpx.Client` are avoided, keeping httpx's connection handling,
+timeouts and exception types:
+- the layers above the transport (a cookie jar parsed from every response, redirect and auth
+  flows, URL merging, event hooks): about 40 % of a call's CPU on loopback. `HttpSession` builds
+  each `httpx.Request` itself (absolute URL, headers made once) and hands it to the transport.
+- one connection pool shared by all threads: httpcore scans every connection of the pool, under
+  its lock, twice per request (encode/httpcore#1035), which at 64 threads was about 45 % of the
+  worker's CPU. Each thread gets its own transport with one keep-alive connection instead; a
+  thread makes one call at a time, so it never waits for a connection.
+Redirects are not followed: an API answer that redirects is an error to see, not to chase.
 """
 
 from __future__ import annotations
@@ -17,25 +20,30 @@ from urllib.parse import urlencode
 
 import httpx
 
+from worker.per_thread import PerThread
+
 USER_AGENT = "subaccount-worker/0.1"
+_ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
 
 class HttpSession:
-    """Sends requests relative to `base_url` through one pooled transport; thread-safe."""
+    """Sends requests relative to `base_url`; thread-safe.
+
+    Without `transport`, each calling thread gets its own `httpx.HTTPTransport` (one keep-alive
+    connection); a given `transport` (tests pass `httpx.MockTransport`) is shared by all.
+    """
 
     def __init__(
         self,
         base_url: str,
         *,
         timeout: httpx.Timeout,
-        max_connections: int = 16,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._transport = transport or httpx.HTTPTransport(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            )
+        self._shared = transport
+        self._transports: PerThread[httpx.BaseTransport] = PerThread(
+            lambda: httpx.HTTPTransport(limits=_ONE_CONNECTION), lambda t: t.close()
         )
         self._extensions = {"timeout": timeout.as_dict()}
         self._headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -56,7 +64,8 @@ class HttpSession:
         request = httpx.Request(
             method, url, headers=headers, content=content, extensions=self._extensions
         )
-        response = self._transport.handle_request(request)
+        transport = self._shared or self._transports.get()
+        response = transport.handle_request(request)
         response.request = request
         try:
             response.read()
@@ -65,4 +74,6 @@ class HttpSession:
         return response
 
     def close(self) -> None:
-        self._transport.close()
+        if self._shared is not None:
+            self._shared.close()
+        self._transports.close_all()
