@@ -70,7 +70,7 @@ from worker.settings import ENV_PREFIX, load_settings
 PREFIX = "saw"
 PUBLISH_BATCH = 500
 STARTUP_TIMEOUT_S = 30.0
-KINDS = ("bare", "onboarded", "invoice", "info")
+KINDS = ("bare", "onboarded", "bare_session", "invoice", "info")
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,8 @@ class Bench:
 
     def run(self, kind: str, case: Case) -> RunResult:
         self.reset(case.latency_ms)
-        if kind == "bare":
-            return self.bare(case)
+        if kind in ("bare", "bare_session"):
+            return self.bare(case, via_session=kind == "bare_session")
         return self.pipeline(case, kind)
 
     def reset(self, latency_ms: int) -> None:
@@ -297,7 +297,7 @@ class Bench:
 
     # --- bare ---------------------------------------------------------------------------------
 
-    def bare(self, case: Case) -> RunResult:
+    def bare(self, case: Case, *, via_session: bool = False) -> RunResult:
         usernames = [f"bare-{self.runs}-{i:05d}" for i in range(case.events)]
         enqueue_bare(self.redis, usernames)
         name = f"bare-{self.runs}"
@@ -312,6 +312,7 @@ class Bench:
             "BENCH_BARE_API_URL": self.svc.api_url,
             "BENCH_BARE_API_KEY": API_KEY,
             "BENCH_BARE_THREADS": str(case.threads),
+            "BENCH_BARE_HTTP": "session" if via_session else "client",
         }
         proc = Proc(
             name, argv, env=env, output=self.svc.workdir / f"{name}.log", cpus=self.worker_cpus
@@ -352,6 +353,7 @@ def enqueue_bare(client: redis.Redis, usernames: Sequence[str]) -> None:
 
 LABELS = {
     "bare": "bare",
+    "bare_session": "bare on HttpSession",
     "onboarded": "pipeline onboarded",
     "invoice": "pipeline invoice.paid",
     "info": "pipeline onboarded at INFO",
@@ -361,7 +363,8 @@ LABELS = {
 def run_case(bench: Bench, case: Case, runs: int) -> Row:
     """Alternate bare and pipeline runs; one more run at INFO at the end."""
     row = Row(case)
-    plan = [kind for _ in range(runs) for kind in ("bare", "onboarded", "invoice")] + ["info"]
+    once = ("bare", "onboarded", "bare_session", "invoice")
+    plan = [kind for _ in range(runs) for kind in once] + ["info"]
     for kind in plan:
         result = bench.run(kind, case)
         row.results[kind].append(result)
@@ -372,11 +375,12 @@ def run_case(bench: Bench, case: Case, runs: int) -> Row:
 def report(rows: Sequence[Row]) -> None:
     headers = [
         "case", "bare ev/s", "runs", "pipeline ev/s", "runs", "ratio", "run ratios",
-        "invoice ev/s", "runs", "INFO ev/s",
+        "bare on session", "ratio", "invoice ev/s", "INFO ev/s",
     ]  # fmt: skip
     table = []
     for row in rows:
         bare, pipeline, invoice = row.figure("bare"), row.figure("onboarded"), row.figure("invoice")
+        session = row.figure("bare_session")
         table.append(
             [
                 row.case.label,
@@ -386,8 +390,9 @@ def report(rows: Sequence[Row]) -> None:
                 pipeline.runs(),
                 f"{pipeline.median / bare.median:.2f}x",
                 " / ".join(f"{r:.2f}" for r in row.ratios()),
+                f"{session.median:.0f}",
+                f"{pipeline.median / session.median:.2f}x",
                 f"{invoice.median:.0f}",
-                invoice.runs(),
                 f"{row.figure('info').median:.0f}",
             ]
         )
@@ -397,7 +402,9 @@ def report(rows: Sequence[Row]) -> None:
         "bare: one httpx create per message (bench.bare_actor). pipeline: client.onboarded, one\n"
         "create each, logs at WARNING. invoice: invoice.paid for onboarded clients (read + grant:\n"
         "2 calls). INFO: pipeline onboarded with JSON logs to /dev/null. ratio: pipeline median /\n"
-        "bare median (goal >= 0.80); run ratios pair each pipeline run with the bare run before it."
+        "bare median (goal >= 0.80); run ratios pair each pipeline run with the bare run before\n"
+        "it. bare on session: the bare actor calling through the worker's HttpSession (httpx's\n"
+        "transport, a connection per thread): its ratio is the pipeline's cost on that HTTP path."
     )
     cpu_headers = ["case", "side", "worker", "sandbox", "redis"]
     cpu_rows = [
