@@ -211,7 +211,7 @@ def main() -> int:
         "p50 ms", "p99 ms", "errors", "client cpu", "sandbox cpu", "other load",
     ]  # fmt: skip
     print_table(
-        "Subaccount API client against the sandbox (one shared client, pool sized by settings)",
+        "Subaccount API client against the sandbox (one shared client, a connection per thread)",
         headers,
         rows,
     )

@@ -41,7 +41,8 @@ class PerThread(Generic[T]):
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
             held = self._local.held = _Held(self._make())
-            with self._lock:
+            with self._lock:  # (dropping those whose threads have ended)
+                self._finalizers = [f for f in self._finalizers if f.alive]
                 self._finalizers.append(weakref.finalize(held, self._close, held.value))
         value: T = held.value  # type: ignore[assignment]
         return value
