@@ -1,7 +1,7 @@
 """Requests per second of the Subaccount API client against the sandbox, by latency and callers.
 
 N threads share one `SubaccountClient` whose HTTP session is built by `build_http_session` from
-settings with `worker_threads = N` (the worker's real sizing), and call one operation in a loop:
+settings, as in a worker (each thread gets its own connection), and call one operation in a loop:
 a read (`get_credit_details`) or a write (`change_credits`). The sandbox runs in its own process
 with 0 ms or 100 ms of added latency. Each figure is the median of `--runs` windows, with the
 spread between them; the first second of each window (connections opening) is not counted.
