@@ -20,7 +20,7 @@ import structlog
 
 from handlers import Context, decide
 from handlers.events import Event, parse_event
-from handlers.plan import Apply, ClientState, Reject, Skip, Step, Wait, step_name
+from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
 from worker import metrics
 from worker.dead_letters import DeadLetter, Reason
 from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
@@ -28,7 +28,7 @@ from worker.idempotency import Ledger, StepRecord, StepState
 from worker.log import get_logger, redactor
 from worker.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
 from worker.steps import Applied, StepRunner, Undecidable, journaled
-from worker.store import AttemptStore, Finish, Opened
+from worker.store import AttemptStore, Claim, Finish, Opened
 from worker.store import StepDone as PendingDone
 
 log = get_logger(__name__)
@@ -74,12 +74,14 @@ class StepFailed(Exception):
         reason: Reason,
         readings: dict[str, Any],
         business_key: str | None = None,
+        detail: str | None = None,
     ) -> None:
         self.step = step
         self.error = error
         self.reason = reason
         self.readings = readings
         self.business_key = business_key  # held by a step that was proven not applied
+        self.detail = detail or (str(error) if error else "the outcome of the call is unknown")
         super().__init__(f"step {step} failed: {reason}")
 
 
@@ -221,8 +223,9 @@ class Executor:
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         if journaled(step):
             owner = self._begin(a, step, name, evidence)
-            if owner != a.event.key:
-                log.info("step.duplicate", step=name, duplicate_of=owner)
+            if owner.event_key != a.event.key:
+                _check_same_amount(step, name, owner)
+                log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
                 return "duplicate"
         elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
             self._renew(a)
@@ -242,8 +245,7 @@ class Executor:
         self._done(a, name, result)
         return "done"
 
-    def _begin(self, a: _Attempt, step: Step, name: str, evidence: dict[str, Any]) -> str:
-        business = getattr(step, "business_key", None)
+    def _begin(self, a: _Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
         record = StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence)
         held, owner = self._store.begin_step(
             a.event.key,
@@ -251,11 +253,12 @@ class Executor:
             a.token,
             name,
             record,
-            business,
+            step.business_key,
             StepRecord(
                 StepState.DONE, a.token, self._now_ms(), result={"duplicate_of": "__OWNER__"}
             ),
             a.take_pending(),
+            step.request.amount,
         )
         if not held:
             raise LeaseLost()
@@ -325,9 +328,8 @@ class Executor:
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
             )
             return self._retry_later(a, verdict.delay_ms, verdict.reason)
-        detail = str(failed.error) if failed.error else "the outcome of the call is unknown"
         return self._dead_letter(
-            a, failed.reason, detail, step=failed.step, readings=failed.readings
+            a, failed.reason, failed.detail, step=failed.step, readings=failed.readings
         )
 
     def _retry_later(self, a: _Attempt, delay_ms: int, reason: str) -> Requeue:
@@ -462,6 +464,25 @@ class Executor:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _check_same_amount(step: AddCredits, name: str, owner: Claim) -> None:
+    """Another event holds this grant's business key: fine if it granted the same amount (two
+    reports of one invoice); if not, the reports disagree and a human must decide."""
+    if owner.amount is None or owner.amount == step.request.amount:
+        return
+    readings = {
+        "business_key": step.business_key,
+        "granted_by_event": owner.event_key,
+        "granted_amount": owner.amount,
+        "this_amount": step.request.amount,
+    }
+    detail = (
+        f"{step.business_key} was already granted {owner.amount} credits by event "
+        f"{owner.event_key}; this event says {step.request.amount}. Check the billing records, "
+        "grant any difference by hand, then purge this dead letter"
+    )
+    raise StepFailed(name, None, Reason.BUSINESS_KEY_CONFLICT, readings, detail=detail)
 
 
 def _maybe_applied(step: Step, exc: ApiError) -> bool:

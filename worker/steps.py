@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import SecretStr
 
@@ -48,7 +48,7 @@ class Undecidable:
 Resolution = Applied | NotApplied | Undecidable
 
 
-def journaled(step: Step) -> bool:
+def journaled(step: Step) -> TypeGuard[AddCredits]:
     """Must the ledger mark this step in progress before its call?
 
     Only for grants: sending one twice doubles credits, so an unanswered grant must leave a

@@ -47,21 +47,29 @@ return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEY
 """)
 
 # KEYS: lock, ledger, business (or ledger again when none). ARGV: token, lock ttl, step field,
-# in-progress record, event key, ledger ttl (s), has business key, duplicate record, then the
-# previous step's done record (field, record; '' for none), written whatever the lease says.
+# in-progress record, event key, ledger ttl (s), has business key, duplicate record, the
+# previous step's done record (field, record; '' for none; written whatever the lease says),
+# the step's amount ('' for none). A business key holds its claim: "<event key> <amount>".
+# The same business effect claimed by another event for another amount writes no record: the
+# caller dead-letters it (two reports of one invoice disagree; a human must look).
 _BEGIN_STEP = LuaScript("""
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local owner = ARGV[5]
+local claim = ARGV[5]
+if ARGV[11] ~= '' then claim = claim .. ' ' .. ARGV[11] end
+local owner = claim
 if ARGV[7] == '1' then
-  redis.call('SET', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6])
+  redis.call('SET', KEYS[3], claim, 'NX', 'EX', ARGV[6])
   owner = redis.call('GET', KEYS[3])
 end
-if owner == ARGV[5] then
+local owner_key, owner_amount = string.match(owner, '^(%S+) ?(%S*)$')
+if owner_key == ARGV[5] then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+elseif owner_amount ~= '' and ARGV[11] ~= '' and owner_amount ~= ARGV[11] then
+  return {1, owner}
 else
-  redis.call('HSET', KEYS[2], ARGV[3], (string.gsub(ARGV[8], '__OWNER__', owner)))
+  redis.call('HSET', KEYS[2], ARGV[3], (string.gsub(ARGV[8], '__OWNER__', owner_key)))
 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 return {1, owner}
@@ -105,7 +113,9 @@ return 1
 # KEYS: ledger, business key (or the ledger again). ARGV: step field, event key.
 _CLEAR = LuaScript("""
 redis.call('HDEL', KEYS[1], ARGV[1])
-if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+if KEYS[2] == KEYS[1] then return 1 end
+local claim = redis.call('GET', KEYS[2])
+if claim and string.match(claim, '^(%S+)') == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return 1
 """)
 
@@ -142,6 +152,19 @@ StepDone = tuple[str, StepRecord]
 
 def _done_args(done: StepDone | None) -> list[str]:
     return [done[0], done[1].encode()] if done else ["", ""]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who holds a business key (e.g. an invoice id), and for what amount, if recorded."""
+
+    event_key: str
+    amount: int | None = None
+
+    @classmethod
+    def decode(cls, raw: str) -> Claim:
+        event_key, _, amount = raw.partition(" ")
+        return cls(event_key, int(amount) if amount else None)
 
 
 @dataclass(frozen=True)
@@ -229,9 +252,10 @@ class AttemptStore:
         business_key: str | None,
         duplicate: StepRecord,
         done: StepDone | None = None,
-    ) -> tuple[bool, str]:
-        """Record the previous step's `done`, renew the lease and mark `step` in progress;
-        return (lease held, business owner)."""
+        amount: int | None = None,
+    ) -> tuple[bool, Claim]:
+        """Record the previous step's `done`, renew the lease and mark `step` in progress,
+        claiming `business_key` for `amount`; return (lease held, the key's claim)."""
         ledger_key = keys.ledger(self._prefix, event_key)
         business = self._business(business_key) if business_key else None
         keys_ = [keys.lock(self._prefix, client_id), ledger_key, business or ledger_key]
@@ -245,9 +269,10 @@ class AttemptStore:
             "1" if business else "0",
             duplicate.encode(),
             *_done_args(done),
+            "" if amount is None else amount,
         ]
         held, owner = self._run(_BEGIN_STEP, keys_, args)
-        return bool(held), _text(owner)
+        return bool(held), Claim.decode(_text(owner))
 
     def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
         """Record the previous step's `done` and renew the lease; False if it was lost."""

@@ -89,6 +89,30 @@ def test_duplicates_and_double_reported_invoices_apply_once(
     assert grants == [("add_credits", 40)]
 
 
+def test_one_invoice_reported_with_two_amounts_is_granted_once_then_dead_lettered(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """A second report of an invoice that disagrees on the credits is not a silent duplicate:
+    it is dead-lettered with both amounts, and nothing more is granted."""
+    wait_for_outcomes(redis_client, _send(pipeline, f.onboarded("ben")))
+    billing = f.invoice_paid("ben", "INV-8", 40)
+    found = wait_for_outcomes(redis_client, _send(pipeline, billing))
+    assert found[billing["id"]]["outcome"] == "applied"
+    stripe = {**f.invoice_paid("ben", "INV-8", 55), "source": "urn:stripe"}
+    found = wait_for_outcomes(redis_client, _send(pipeline, stripe))
+
+    assert found[stripe["id"]]["outcome"] == "dead_lettered"
+    (letter,) = pipeline.dead_letters.list()
+    assert letter.reason == "business_key_conflict"
+    assert letter.step == "add_credits"
+    assert letter.readings["granted_amount"] == 40
+    assert letter.readings["this_amount"] == 55
+    assert letter.readings["business_key"] == "invoice:INV-8"
+    assert "grant any difference by hand" in letter.detail
+    grants = [op for op in _ops(sandbox, username_for("ben")) if op[0] == "add_credits"]
+    assert grants == [("add_credits", 40)]
+
+
 def test_out_of_order_toggles_and_early_invoice_converge(
     pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
 ) -> None:
