@@ -3,7 +3,7 @@
 | key | type | holds |
 |---|---|---|
 | `{p}:ledger:{event_id}` | hash | step name → JSON ledger record (in progress / done) |
-| `{p}:business:{kind}:{id}` | string | claim on a business effect (e.g. an invoice): `<event key> <amount>` |
+| `{p}:business:{kind}:{id}` | string | `<event key> <amount>` claiming an effect (an invoice) |
 | `{p}:client:{client_id}` | string | JSON of what is known of a client (status, event times) |
 | `{p}:lock:{client_id}` | string | per-client lease: holder token, with expiry |
 | `{p}:deliveries:{event_id}` | string | deliveries of an event that reached no outcome yet |
