@@ -4,9 +4,10 @@ redis-py's `Script` checks a connection out of the shared pool and back in on ev
 its retry wrapper: about 30 µs of CPU a call, a third of a loopback round trip, and an event
 makes two to four such calls from the same thread. So each thread keeps one connection of the
 client's pool settings for itself (same address, auth, TLS, timeouts and health checks) and
-sends EVALSHA on it directly. A connection that fails is closed by redis-py and opened again by
-the next call; NOSCRIPT (a restarted or failed-over Redis) runs the script's source once, which
-loads it again.
+sends EVALSHA on it directly. Before each call a connection the server has closed meanwhile
+(restart, failover, idle timeout) is dropped and opened again; one that fails during a call is
+closed by redis-py, the call raises, and the next call opens a new one. NOSCRIPT (a restarted or
+failed-over Redis) runs the script's source once, which loads it again.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class ScriptRunner:
     def __call__(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA `script`; raises `redis.RedisError` (the connection is then reopened)."""
         conn = self._connections.get()
+        _drop_if_stale(conn)
         try:
             return _execute(conn, "EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -56,6 +58,18 @@ class ScriptRunner:
 def _execute(conn: ConnectionInterface, *command: Any) -> Any:
     conn.send_command(*command)  # type: ignore[no-untyped-call]  # (untyped in redis-py)
     return conn.read_response()
+
+
+def _drop_if_stale(conn: ConnectionInterface) -> None:
+    """Close a connection the server closed (or wrote to) while it sat idle, as redis-py's pool
+    checks on checkout: the call then opens a fresh one instead of failing on the dead socket.
+    One non-blocking read, about a microsecond."""
+    try:
+        stale = conn.can_read()
+    except redis.ConnectionError:
+        stale = True
+    if stale:
+        _disconnect(conn)
 
 
 def _disconnect(conn: ConnectionInterface) -> None:

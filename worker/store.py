@@ -76,7 +76,7 @@ return {1, owner}
 """)
 
 # KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index, dead counts.
-# ARGV: token, outcome (applied, ...), state json or '', ledger ttl, stream maxlen, event key,
+# ARGV: token, outcome json, state json or '', ledger ttl, stream maxlen, event key,
 #       dead letter json or '', now ms, dead reason, the last step's done record (field,
 #       record; '' for none; written whatever the lease says), then stream field/value pairs.
 _FINISH = LuaScript("""
@@ -120,7 +120,7 @@ return 1
 """)
 
 # KEYS: dead hash, dead index, dead counts, ledger, outcomes. ARGV: event key, dead letter,
-# now ms, reason, outcome, ledger ttl, stream maxlen, then stream field/value pairs.
+# now ms, reason, outcome json, ledger ttl, stream maxlen, then stream field/value pairs.
 # Counts a reason once per dead letter, and marks the event finished like `_FINISH` does.
 _DEAD_UNLOCKED = LuaScript("""
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
@@ -226,7 +226,7 @@ class AttemptStore:
         reply = self._run(_OPEN, keys_, args)
         status = _text(reply[0])
         if status == "finished":
-            return Opened(status, outcome=_text(reply[1]))
+            return Opened(status, outcome=str(json.loads(reply[1]).get("outcome", "")))
         if status == "busy":
             return Opened(status, deliveries=int(reply[1]))
         raw_state, flat = reply[2], reply[3]
@@ -344,7 +344,7 @@ class AttemptStore:
         ]
         args: list[Any] = [
             token,
-            finish.outcome["outcome"],
+            _finished_as(finish.outcome),
             finish.state.model_dump_json() if finish.state else "",
             self._ledger_ttl_s,
             self._outcome_maxlen,
@@ -383,7 +383,7 @@ class AttemptStore:
             keys.ledger(self._prefix, event_key),
             keys.outcomes(self._prefix),
         ]
-        args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], outcome["outcome"]]
+        args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], _finished_as(outcome)]
         args += [self._ledger_ttl_s, self._outcome_maxlen]
         args += [item for pair in _stream_fields(outcome).items() for item in pair]
         self._run(_DEAD_UNLOCKED, keys_, args)
@@ -401,6 +401,12 @@ def _text(value: bytes | str) -> str:
 
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _finished_as(outcome: dict[str, Any]) -> str:
+    """The ledger's `_outcome` value: how the event ended, as `{"outcome": ...}` (the full record
+    is in the outcome stream; the shape is the one earlier versions wrote and read)."""
+    return _json({"outcome": outcome["outcome"]})
 
 
 def _stream_fields(outcome: dict[str, Any]) -> dict[FieldT, EncodableT]:

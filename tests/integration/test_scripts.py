@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 
+import pytest
 import redis
 
 from worker.devservers import wait_until
@@ -61,13 +61,21 @@ def test_each_thread_keeps_one_connection_until_it_ends(
     wait_until(lambda: _runner_connections(redis_client) == 0, 5, "connections closed")
 
 
-def test_a_killed_connection_is_reopened_by_the_next_call(
+def test_a_connection_the_server_closed_is_reopened_before_the_call(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
+    """A restart, failover or idle timeout between two calls costs no failed call."""
     run = ScriptRunner(redis.Redis.from_url(redis_url))
     run(ECHO, ["k"], ["v"])
     redis_client.client_kill_filter(skipme=True)  # every connection but the test's own
-    with contextlib.suppress(redis.ConnectionError):
-        run(ECHO, ["k"], ["v"])  # the call that meets the closed socket may fail (callers retry)
-    assert run(ECHO, ["k"], ["v"])[2] >= 2
+    wait_until(lambda: _runner_connections(redis_client) == 0, 5, "the kill to land")
+    assert run(ECHO, ["k"], ["v"])[2] == 2
     assert _runner_connections(redis_client) == 1
+
+
+def test_a_script_error_leaves_the_connection_usable(redis_client: redis.Redis) -> None:
+    run = ScriptRunner(redis_client)
+    redis_client.set("s", "text")
+    with pytest.raises(redis.ResponseError):
+        run(LuaScript("return redis.call('HGET', KEYS[1], 'f')"), ["s"], [])  # WRONGTYPE
+    assert run(ECHO, ["k"], ["v"]) == [b"k", b"v", 1]

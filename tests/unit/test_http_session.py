@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import httpx
 import pytest
 
-from worker.api.http import USER_AGENT, HttpSession
+from worker.api.http import USER_AGENT, HttpSession, proxy_for
 
 TIMEOUT = httpx.Timeout(5.0, connect=1.5, read=7.0)
 
@@ -74,3 +75,43 @@ def test_transport_failures_surface_as_httpx_errors() -> None:
     session = HttpSession("http://api.test", timeout=TIMEOUT, transport=httpx.MockTransport(refuse))
     with pytest.raises(httpx.ConnectError):
         session.send("GET", "/x")
+
+
+def test_a_transport_error_carries_its_request() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    session = HttpSession("http://api.test", timeout=TIMEOUT, transport=httpx.MockTransport(refuse))
+    with pytest.raises(httpx.ConnectError) as caught:
+        session.send("POST", "/x", body={})
+    assert caught.value.request.url == "http://api.test/x"
+
+
+def test_compressed_answers_are_asked_for_and_decoded() -> None:
+    seen: list[httpx.Request] = []
+    body = gzip.compress(b'{"data": {"n": 1}}')
+    answer = httpx.Response(200, content=body, headers={"Content-Encoding": "gzip"})
+    response = _session(seen, answer).send("GET", "/x")
+    assert seen[0].headers["Accept-Encoding"] == "gzip, deflate"
+    assert response.json() == {"data": {"n": 1}}
+
+
+@pytest.mark.parametrize(
+    ("env", "url", "expected"),
+    [
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.test/v6", "http://proxy:3128"),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://api.test/v6", None),
+        ({"ALL_PROXY": "http://all:1"}, "http://api.test/v6", "http://all:1"),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "api.test"}, "https://api.test/v6", None),
+        ({}, "https://api.test/v6", None),
+    ],
+)
+def test_the_environment_names_the_proxy_as_httpx_would(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, expected: str | None
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert proxy_for(url) == expected

@@ -1,4 +1,4 @@
-"""The Subaccount API client: one pooled HTTP session per process, typed operations, typed errors.
+"""The Subaccount API client: one HTTP session per process (a connection per thread), typed errors.
 
 Every outcome is classified at this boundary (see `worker.errors`): nothing from httpx leaks out.
 The surface (v5 or v6) is chosen once; `client.surface` says which one is spoken.

@@ -9,14 +9,19 @@ timeouts and exception types:
   its lock, twice per request (encode/httpcore#1035), which at 64 threads was about 45 % of the
   worker's CPU. Each thread gets its own transport with one keep-alive connection instead; a
   thread makes one call at a time, so it never waits for a connection.
-Redirects are not followed: an API answer that redirects is an error to see, not to chase.
+What `httpx.Client` did and this keeps: proxies from the environment (`HTTPS_PROXY`,
+`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, resolved once for the API's host), certificate checks (one
+SSL context shared by the threads), `Accept-Encoding: gzip, deflate`, errors carrying their
+request. What it drops: cookies, `response.elapsed`, and redirects, which are not followed (an
+API answer that redirects is an error to see, not to chase).
 """
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -42,11 +47,17 @@ class HttpSession:
     ) -> None:
         self._base = base_url.rstrip("/")
         self._shared = transport
+        ssl_context, proxy = httpx.create_ssl_context(), proxy_for(base_url)
         self._transports: PerThread[httpx.BaseTransport] = PerThread(
-            lambda: httpx.HTTPTransport(limits=_ONE_CONNECTION), lambda t: t.close()
+            lambda: httpx.HTTPTransport(verify=ssl_context, proxy=proxy, limits=_ONE_CONNECTION),
+            lambda t: t.close(),
         )
         self._extensions = {"timeout": timeout.as_dict()}
-        self._headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._headers: dict[str, str] = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+        }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     def set_headers(self, headers: dict[str, str]) -> None:
@@ -65,7 +76,11 @@ class HttpSession:
             method, url, headers=headers, content=content, extensions=self._extensions
         )
         transport = self._shared or self._transports.get()
-        response = transport.handle_request(request)
+        try:
+            response = transport.handle_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
         response.request = request
         try:
             response.read()
@@ -77,3 +92,12 @@ class HttpSession:
         if self._shared is not None:
             self._shared.close()
         self._transports.close_all()
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url`, or None (also when NO_PROXY covers its host)."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
