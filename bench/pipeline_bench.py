@@ -8,6 +8,8 @@ process) and one Redis server, all started here on loopback:
   (logging at WARNING). Completions are the entries of the outcome stream (`saw:outcomes`).
 - bare: K messages for `bench.bare_actor` (one plain httpx create call each, then `INCR`) are
   enqueued first, then `python -m dramatiq bench.bare_actor -p P -t T` consumes them.
+- bare on session: the same actor calling through the worker's own `HttpSession`, the HTTP path
+  the pipeline uses; the pipeline's ratio to it is what everything but HTTP costs.
 
 The rate is measured from the first completion to the last (worker start-up is not counted), by
 the same polling loop for both sides, with the CPU each process spent per event over the same
