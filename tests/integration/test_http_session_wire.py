@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from tests.threads import threads_kept_alive
 from worker.api.http import HttpSession
 from worker.devservers import wait_until
 
@@ -73,24 +74,15 @@ def server() -> Iterator[CountingServer]:
 
 def test_each_thread_keeps_one_connection_closed_when_it_ends(server: CountingServer) -> None:
     session = HttpSession(server.url, timeout=httpx.Timeout(5.0))
-    called, release = threading.Barrier(4), threading.Event()
+    statuses: list[int] = []
 
     def work() -> None:
         for _ in range(5):
-            assert session.send("POST", "/subaccounts", body={"n": 1}).status_code == 200
-        called.wait()
-        release.wait()
+            statuses.append(session.send("POST", "/subaccounts", body={"n": 1}).status_code)
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    called.wait()
-    try:
-        assert server.opened == 3  # 15 requests, one kept-alive connection per thread
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join()
+    with threads_kept_alive(3, work):
+        assert statuses == [200] * 15
+        assert server.opened == 3  # one kept-alive connection per thread
     wait_until(lambda: server.open_now == 0, 5, "connections closed as their threads ended")
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import redis
 
+from tests.threads import threads_kept_alive
 from worker.devservers import wait_until
 from worker.scripts import LuaScript, ScriptRunner
 
@@ -38,25 +37,14 @@ def test_each_thread_keeps_one_connection_until_it_ends(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
     run = ScriptRunner(redis.Redis.from_url(redis_url))
-    called, release = threading.Barrier(4), threading.Event()
 
     def work() -> None:
         for _ in range(5):
             run(ECHO, ["k"], ["v"])
-        called.wait()
-        release.wait()
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    called.wait()
-    try:
+    with threads_kept_alive(3, work):
         assert redis_client.get("k") == b"15"
         assert _runner_connections(redis_client) == 3  # one per thread, reused for its 5 calls
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join()
     # closed as each thread ended (the server notices each close a moment later)
     wait_until(lambda: _runner_connections(redis_client) == 0, 5, "connections closed")
 
