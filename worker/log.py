@@ -7,6 +7,7 @@ last before rendering, so no code path can print a secret by accident.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -59,7 +60,9 @@ class SecretRedactor:
         }
 
 
+@functools.lru_cache(maxsize=4096)
 def _secret_key(key: object) -> bool:
+    """Is `key` secret-named? Cached: log keys repeat, and the search was half a line's cost."""
     return isinstance(key, str) and bool(SECRET_KEYS.search(key))
 
 
