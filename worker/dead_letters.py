@@ -30,7 +30,7 @@ class Reason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"  # transient errors past the attempt/age limits
     CLIENT_UNKNOWN = "client_unknown"  # never onboarded within the wait limit
     CLIENT_CHURNED = "client_churned"  # invoice paid for a deleted subaccount
-    BUSINESS_KEY_CONFLICT = "business_key_conflict"  # one invoice reported with two amounts
+    BUSINESS_KEY_CONFLICT = "business_key_conflict"  # one invoice (or onboarding), two amounts
     POISON_MESSAGE = "poison_message"  # delivered again and again without reaching an outcome
     INTERNAL_ERROR = "internal_error"  # a bug of ours kept failing the event: see the logs
 

@@ -467,20 +467,21 @@ class Executor:
 
 
 def _check_same_amount(step: AddCredits, name: str, owner: Claim) -> None:
-    """Another event holds this grant's business key: fine if it granted the same amount (two
+    """Another event holds this grant's business key: fine if it claimed the same amount (two
     reports of one invoice); if not, the reports disagree and a human must decide."""
     if owner.amount is None or owner.amount == step.request.amount:
         return
     readings = {
         "business_key": step.business_key,
-        "granted_by_event": owner.event_key,
-        "granted_amount": owner.amount,
+        "claimed_by_event": owner.event_key,
+        "claimed_amount": owner.amount,
         "this_amount": step.request.amount,
     }
     detail = (
-        f"{step.business_key} was already granted {owner.amount} credits by event "
-        f"{owner.event_key}; this event says {step.request.amount}. Check the billing records, "
-        "grant any difference by hand, then purge this dead letter"
+        f"{step.business_key} is claimed for {owner.amount} credits by event {owner.event_key} "
+        f"(see its outcome); this event says {step.request.amount}. Check the billing records, "
+        "settle the difference by hand, then purge this dead letter or replay it with "
+        "--resolve applied"
     )
     raise StepFailed(name, None, Reason.BUSINESS_KEY_CONFLICT, readings, detail=detail)
 

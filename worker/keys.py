@@ -3,7 +3,8 @@
 | key | type | holds |
 |---|---|---|
 | `{p}:ledger:{event_id}` | hash | step name → JSON ledger record (in progress / done) |
-| `{p}:business:{kind}:{id}` | string | `<event key> <amount>` claiming an effect (an invoice) |
+| `{p}:business:{kind}:{id}` | string | key of the event that owns a business effect (an invoice) |
+| `{p}:business-amount:{kind}:{id}` | string | `<event key> <amount>`: what it was claimed for |
 | `{p}:client:{client_id}` | string | JSON of what is known of a client (status, event times) |
 | `{p}:lock:{client_id}` | string | per-client lease: holder token, with expiry |
 | `{p}:deliveries:{event_id}` | string | deliveries of an event that reached no outcome yet |
@@ -24,6 +25,10 @@ def ledger(prefix: str, event_id: str) -> str:
 
 def business(prefix: str, kind: str, business_id: str) -> str:
     return f"{prefix}:business:{kind}:{business_id}"
+
+
+def business_amount(prefix: str, kind: str, business_id: str) -> str:
+    return f"{prefix}:business-amount:{kind}:{business_id}"
 
 
 def client(prefix: str, client_id: str) -> str:

@@ -3,6 +3,7 @@
 The ledger keeps the steps the event already completed, so a replay resumes at the first step
 not done; nothing is applied twice. For an `ambiguous_outcome`, the operator who has checked the
 subaccount can say what happened to the unresolved step (`resolve="applied"` or "not_applied").
+A `business_key_conflict` is replayed only as settled (`resolve="applied"`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import redis
 
 from handlers.events import parse_event
 from worker import keys
-from worker.dead_letters import DeadLetters
+from worker.dead_letters import DeadLetters, Reason
 from worker.errors import BrokerUnavailable, SubaccountWorkerError
 from worker.idempotency import OUTCOME_FIELD, StepRecord, StepState
 from worker.publish import Published, Publisher, build_message
@@ -60,6 +61,14 @@ def _replay(
         raise ReplayError(f"no dead letter {key!r}: list them with `dead-letters list`")
     if resolve and not letter.step:
         raise ReplayError(f"dead letter {key!r} stopped at no step: replay it without --resolve")
+    if letter.reason == Reason.BUSINESS_KEY_CONFLICT and resolve != "applied":
+        # Sent again as it is, it would conflict again, or, once the other claim has expired
+        # or been given back, grant its full amount on top of the other report's.
+        business = letter.readings.get("business_key")
+        raise ReplayError(
+            f"dead letter {key!r} conflicts with another report of {business}: settle the "
+            "difference by hand, then purge it, or replay it with --resolve applied"
+        )
     event = parse_event(letter.event)  # an invalid event cannot be replayed; send a fixed one
     message = build_message(event, publisher.queue_name)
     ledger = keys.ledger(prefix, key)

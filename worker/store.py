@@ -46,33 +46,38 @@ redis.call('PEXPIRE', KEYS[4], ARGV[4])
 return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}
 """)
 
-# KEYS: lock, ledger, business (or ledger again when none). ARGV: token, lock ttl, step field,
-# in-progress record, event key, ledger ttl (s), has business key, duplicate record, the
-# previous step's done record (field, record; '' for none; written whatever the lease says),
-# the step's amount ('' for none). A business key holds its claim: "<event key> <amount>".
-# The same business effect claimed by another event for another amount writes no record: the
-# caller dead-letters it (two reports of one invoice disagree; a human must look).
+# KEYS: lock, ledger, business key and its amount key (both the ledger again when none).
+# ARGV: token, lock ttl, step field, in-progress record, event key, ledger ttl (s), has business
+# key, duplicate record, the previous step's done record (field, record; '' for none; written
+# whatever the lease says), the step's amount ('' for none). The business key holds the owning
+# event's key (as every version writes and reads it); the amount key holds "<event key>
+# <amount>" of the claim. The same effect claimed by another event for another amount writes no
+# record and returns that amount: the caller dead-letters it (a human must look).
 _BEGIN_STEP = LuaScript("""
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, '', ''} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local claim = ARGV[5]
-if ARGV[11] ~= '' then claim = claim .. ' ' .. ARGV[11] end
-local owner = claim
+local owner, owner_amount = ARGV[5], ''
 if ARGV[7] == '1' then
-  redis.call('SET', KEYS[3], claim, 'NX', 'EX', ARGV[6])
+  if redis.call('SET', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) and ARGV[11] ~= '' then
+    redis.call('SET', KEYS[4], ARGV[5] .. ' ' .. ARGV[11], 'EX', ARGV[6])
+  end
   owner = redis.call('GET', KEYS[3])
+  local claim = redis.call('GET', KEYS[4])
+  if claim then
+    local claimant, amount = string.match(claim, '^(%S+) (%S+)$')
+    if claimant == owner then owner_amount = amount end
+  end
 end
-local owner_key, owner_amount = string.match(owner, '^(%S+) ?(%S*)$')
-if owner_key == ARGV[5] then
+if owner == ARGV[5] then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 elseif owner_amount ~= '' and ARGV[11] ~= '' and owner_amount ~= ARGV[11] then
-  return {1, owner}
+  return {1, owner, owner_amount}
 else
-  redis.call('HSET', KEYS[2], ARGV[3], (string.gsub(ARGV[8], '__OWNER__', owner_key)))
+  redis.call('HSET', KEYS[2], ARGV[3], (string.gsub(ARGV[8], '__OWNER__', owner)))
 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-return {1, owner}
+return {1, owner, owner_amount}
 """)
 
 # KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index, dead counts.
@@ -110,12 +115,12 @@ if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
 return 1
 """)
 
-# KEYS: ledger, business key (or the ledger again). ARGV: step field, event key.
+# KEYS: ledger, business key and its amount key (or the ledger again). ARGV: step field, event key.
 _CLEAR = LuaScript("""
 redis.call('HDEL', KEYS[1], ARGV[1])
-if KEYS[2] == KEYS[1] then return 1 end
-local claim = redis.call('GET', KEYS[2])
-if claim and string.match(claim, '^(%S+)') == ARGV[2] then redis.call('DEL', KEYS[2]) end
+if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
 return 1
 """)
 
@@ -156,15 +161,11 @@ def _done_args(done: StepDone | None) -> list[str]:
 
 @dataclass(frozen=True)
 class Claim:
-    """Who holds a business key (e.g. an invoice id), and for what amount, if recorded."""
+    """Who holds a business key (e.g. an invoice id), and for what amount, if recorded (claims
+    made by versions before 0.1.0 have none)."""
 
     event_key: str
     amount: int | None = None
-
-    @classmethod
-    def decode(cls, raw: str) -> Claim:
-        event_key, _, amount = raw.partition(" ")
-        return cls(event_key, int(amount) if amount else None)
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ class AttemptStore:
         reply = self._run(_OPEN, keys_, args)
         status = _text(reply[0])
         if status == "finished":
-            return Opened(status, outcome=str(json.loads(reply[1]).get("outcome", "")))
+            return Opened(status, outcome=_finished(reply[1]))
         if status == "busy":
             return Opened(status, deliveries=int(reply[1]))
         raw_state, flat = reply[2], reply[3]
@@ -257,8 +258,11 @@ class AttemptStore:
         """Record the previous step's `done`, renew the lease and mark `step` in progress,
         claiming `business_key` for `amount`; return (lease held, the key's claim)."""
         ledger_key = keys.ledger(self._prefix, event_key)
-        business = self._business(business_key) if business_key else None
-        keys_ = [keys.lock(self._prefix, client_id), ledger_key, business or ledger_key]
+        keys_ = [
+            keys.lock(self._prefix, client_id),
+            ledger_key,
+            *self._business(business_key, ledger_key),
+        ]
         args = [
             token,
             self._lock_ttl_ms,
@@ -266,13 +270,13 @@ class AttemptStore:
             record.encode(),
             event_key,
             self._ledger_ttl_s,
-            "1" if business else "0",
+            "1" if business_key else "0",
             duplicate.encode(),
             *_done_args(done),
             "" if amount is None else amount,
         ]
-        held, owner = self._run(_BEGIN_STEP, keys_, args)
-        return bool(held), Claim.decode(_text(owner))
+        held, owner, amount = self._run(_BEGIN_STEP, keys_, args)
+        return bool(held), Claim(_text(owner), int(amount) if amount else None)
 
     def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
         """Record the previous step's `done` and renew the lease; False if it was lost."""
@@ -314,12 +318,19 @@ class AttemptStore:
         """Forget a step proven not applied, and give back its business key if we hold it, so
         the next attempt (or another event for the same invoice) can run it afresh."""
         ledger_key = keys.ledger(self._prefix, event_key)
-        business = self._business(business_key) if business_key else ledger_key
-        self._run(_CLEAR, [ledger_key, business], [step, event_key])
+        self._run(
+            _CLEAR, [ledger_key, *self._business(business_key, ledger_key)], [step, event_key]
+        )
 
-    def _business(self, business_key: str) -> str:
+    def _business(self, business_key: str | None, none: str) -> list[str]:
+        """The business key and its amount key, or `none` twice when the step has none."""
+        if not business_key:
+            return [none, none]
         kind, _, business_id = business_key.partition(":")
-        return keys.business(self._prefix, kind, business_id)
+        return [
+            keys.business(self._prefix, kind, business_id),
+            keys.business_amount(self._prefix, kind, business_id),
+        ]
 
     def finish(
         self,
@@ -401,6 +412,15 @@ def _text(value: bytes | str) -> str:
 
 def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _finished(raw: bytes) -> str:
+    """How a finished event ended, from its ledger's `_outcome` (whatever wrote it)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return _text(raw)
+    return str(value.get("outcome", "")) if isinstance(value, dict) else _text(raw)
 
 
 def _finished_as(outcome: dict[str, Any]) -> str:

@@ -96,8 +96,8 @@ def test_one_invoice_reported_with_two_amounts_is_granted_once_then_dead_lettere
     it is dead-lettered with both amounts, and nothing more is granted."""
     wait_for_outcomes(redis_client, _send(pipeline, f.onboarded("ben")))
     billing = f.invoice_paid("ben", "INV-8", 40)
-    found = wait_for_outcomes(redis_client, _send(pipeline, billing))
-    assert found[billing["id"]]["outcome"] == "applied"
+    first = wait_for_outcomes(redis_client, _send(pipeline, billing))[billing["id"]]
+    assert first["outcome"] == "applied"
     stripe = {**f.invoice_paid("ben", "INV-8", 55), "source": "urn:stripe"}
     found = wait_for_outcomes(redis_client, _send(pipeline, stripe))
 
@@ -105,10 +105,11 @@ def test_one_invoice_reported_with_two_amounts_is_granted_once_then_dead_lettere
     (letter,) = pipeline.dead_letters.list()
     assert letter.reason == "business_key_conflict"
     assert letter.step == "add_credits"
-    assert letter.readings["granted_amount"] == 40
+    assert letter.readings["claimed_amount"] == 40
+    assert letter.readings["claimed_by_event"] == first["key"]
     assert letter.readings["this_amount"] == 55
     assert letter.readings["business_key"] == "invoice:INV-8"
-    assert "grant any difference by hand" in letter.detail
+    assert "settle the difference by hand" in letter.detail
     grants = [op for op in _ops(sandbox, username_for("ben")) if op[0] == "add_credits"]
     assert grants == [("add_credits", 40)]
 

@@ -76,6 +76,31 @@ def test_ambiguous_dead_letter_replays_with_the_operators_verdict(
         _replay(pipeline, letter.key)
 
 
+def test_a_business_key_conflict_replays_only_as_settled(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """Replayed as it is, the second report could grant its amount on top of the first once
+    the first's claim is gone; the operator settles it by hand and says so."""
+    wait_for_outcomes(redis_client, [_publish(pipeline, f.onboarded("kim"))])
+    wait_for_outcomes(redis_client, [_publish(pipeline, f.invoice_paid("kim", "INV-2", 40))])
+    other = {**f.invoice_paid("kim", "INV-2", 55), "source": "urn:stripe"}
+    wait_for_outcomes(redis_client, [_publish(pipeline, other)])
+    (letter,) = pipeline.dead_letters.list(reason="business_key_conflict")
+    # 30 days later the claim and the ledgers have expired; the dead letter is kept
+    for name in redis_client.scan_iter("saw:business*"):
+        redis_client.delete(name)
+    for name in redis_client.scan_iter("saw:ledger:*"):
+        redis_client.delete(name)
+    for resolve in (None, "not_applied"):
+        with pytest.raises(ReplayError, match="settle the difference by hand"):
+            _replay(pipeline, letter.key, resolve=resolve)
+    _replay(pipeline, letter.key, resolve="applied")
+    wait_until(lambda: _outcomes_of(redis_client, other["id"]) == ["dead_lettered", "applied"],
+               what="the settled replay's outcome")  # fmt: skip
+    grants = [e["amount"] for e in sandbox.journal(operation="add_credits") if e["applied"]]
+    assert grants == [40]
+
+
 def test_cli_lists_filters_and_purges(
     pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis, redis_url: str
 ) -> None:
