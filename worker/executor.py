@@ -223,8 +223,9 @@ class Executor:
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         if journaled(step):
             owner = self._begin(a, step, name, evidence)
+            if owner.conflict:
+                raise _conflict(step, name, owner)
             if owner.event_key != a.event.key:
-                _check_same_amount(step, name, owner)
                 log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
                 return "duplicate"
         elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
@@ -466,11 +467,9 @@ class Executor:
         return int(self._clock() * 1000)
 
 
-def _check_same_amount(step: AddCredits, name: str, owner: Claim) -> None:
-    """Another event holds this grant's business key: fine if it claimed the same amount (two
-    reports of one invoice); if not, the reports disagree and a human must decide."""
-    if owner.amount is None or owner.amount == step.request.amount:
-        return
+def _conflict(step: AddCredits, name: str, owner: Claim) -> StepFailed:
+    """Another event claimed this grant's business key for another amount: the two reports of
+    one invoice disagree and a human must decide."""
     readings = {
         "business_key": step.business_key,
         "claimed_by_event": owner.event_key,
@@ -483,7 +482,7 @@ def _check_same_amount(step: AddCredits, name: str, owner: Claim) -> None:
         "settle the difference by hand, then purge this dead letter or replay it with "
         "--resolve applied"
     )
-    raise StepFailed(name, None, Reason.BUSINESS_KEY_CONFLICT, readings, detail=detail)
+    return StepFailed(name, None, Reason.BUSINESS_KEY_CONFLICT, readings, detail=detail)
 
 
 def _maybe_applied(step: Step, exc: ApiError) -> bool:

@@ -51,11 +51,12 @@ return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEY
 # key, duplicate record, the previous step's done record (field, record; '' for none; written
 # whatever the lease says), the step's amount ('' for none). The business key holds the owning
 # event's key (as every version writes and reads it); the amount key holds "<event key>
-# <amount>" of the claim. The same effect claimed by another event for another amount writes no
-# record and returns that amount: the caller dead-letters it (a human must look).
+# <amount>" of the claim. Returns (lease held, owner, owner's amount, conflict): the same effect
+# claimed by another event for another amount is a conflict, for which no record is written and
+# the caller dead-letters the event (a human must look).
 _BEGIN_STEP = LuaScript("""
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, '', ''} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, '', '', 0} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local owner, owner_amount = ARGV[5], ''
 if ARGV[7] == '1' then
@@ -72,12 +73,12 @@ end
 if owner == ARGV[5] then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 elseif owner_amount ~= '' and ARGV[11] ~= '' and owner_amount ~= ARGV[11] then
-  return {1, owner, owner_amount}
+  return {1, owner, owner_amount, 1}
 else
   redis.call('HSET', KEYS[2], ARGV[3], (string.gsub(ARGV[8], '__OWNER__', owner)))
 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-return {1, owner, owner_amount}
+return {1, owner, owner_amount, 0}
 """)
 
 # KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index, dead counts.
@@ -166,6 +167,7 @@ class Claim:
 
     event_key: str
     amount: int | None = None
+    conflict: bool = False  # another event claimed it for another amount
 
 
 @dataclass(frozen=True)
@@ -275,8 +277,8 @@ class AttemptStore:
             *_done_args(done),
             "" if amount is None else amount,
         ]
-        held, owner, amount = self._run(_BEGIN_STEP, keys_, args)
-        return bool(held), Claim(_text(owner), int(amount) if amount else None)
+        held, owner, amount, conflict = self._run(_BEGIN_STEP, keys_, args)
+        return bool(held), Claim(_text(owner), int(amount) if amount else None, bool(conflict))
 
     def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
         """Record the previous step's `done` and renew the lease; False if it was lost."""

@@ -59,7 +59,7 @@ def test_a_business_claim_records_its_amount_beside_the_owner(redis_client: redi
 
     assert _claim(store, "e2", 40) == Claim("e1", 40)  # a second report, same amount
     assert _step(redis_client, "e2") == _step_of_duplicate("e2", "e1")
-    assert _claim(store, "e3", 55) == Claim("e1", 40)  # another amount: the caller dead-letters
+    assert _claim(store, "e3", 55) == Claim("e1", 40, conflict=True)  # the caller dead-letters
     assert _step(redis_client, "e3") is None  # and nothing is recorded for it
 
 
