@@ -46,6 +46,16 @@ from worker.ingress.problems import UNAUTHORIZED_REASON
 UNAUTHORIZED = {"error": "unauthorized", "reasons": [UNAUTHORIZED_REASON]}
 
 
+def _assert_unauthorized(
+    ingress: RunningIngress, redis_client: redis.Redis, path: str, body: bytes, headers: Any
+) -> None:
+    """The request is refused with the one 401 every route gives, and nothing is queued."""
+    response = ingress.http.post(path, content=body, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == UNAUTHORIZED
+    assert queue(redis_client, ingress) == []
+
+
 @pytest.fixture(scope="module")
 def ingress(redis_server: RedisServer) -> Iterator[RunningIngress]:
     """One ingress for this module, on the session's Redis (tests flush it via `redis_client`)."""
@@ -153,10 +163,7 @@ def test_bad_or_missing_token_is_401_with_a_fixed_body(
             authorization if isinstance(authorization, bytes) else authorization.encode()
         )
     body = json.dumps(factories.suspended("C1")).encode()
-    response = ingress.http.post("/events", content=body, headers=headers)
-    assert response.status_code == 401
-    assert response.json() == UNAUTHORIZED
-    assert queue(redis_client, ingress) == []
+    _assert_unauthorized(ingress, redis_client, "/events", body, headers)
 
 
 @pytest.mark.parametrize(
@@ -279,10 +286,7 @@ def test_stripe_bad_signature_is_401_with_a_fixed_body(
 ) -> None:
     """Wrong secret, tampered body, stale or future timestamp, no header: the same 401."""
     body = json.dumps(stripe_event("invoice.paid", invoice(credits="10"))).encode()
-    response = ingress.http.post("/webhooks/stripe", content=body, headers=forge(body))
-    assert response.status_code == 401
-    assert response.json() == UNAUTHORIZED
-    assert queue(redis_client, ingress) == []
+    _assert_unauthorized(ingress, redis_client, "/webhooks/stripe", body, forge(body))
 
 
 def test_same_stripe_webhook_twice_enqueues_the_same_key(
@@ -398,10 +402,7 @@ def test_crm_bad_signature_is_401_with_a_fixed_body(
 ) -> None:
     """Wrong secret, tampered body or id, stale or future timestamp, missing header: one 401."""
     body = json.dumps(crm_body()).encode()
-    response = ingress.http.post("/webhooks/crm", content=body, headers=forge(body))
-    assert response.status_code == 401
-    assert response.json() == UNAUTHORIZED
-    assert queue(redis_client, ingress) == []
+    _assert_unauthorized(ingress, redis_client, "/webhooks/crm", body, forge(body))
 
 
 def test_same_crm_webhook_twice_enqueues_the_same_key(
