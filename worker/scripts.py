@@ -25,6 +25,8 @@ from worker.per_thread import PerThread
 
 @dataclass(frozen=True)
 class LuaScript:
+    """A Lua script and its SHA1, the name EVALSHA runs it by."""
+
     source: str
     sha: str = field(init=False)
 
