@@ -11,4 +11,3 @@ from worker.cli import dead_letters, events, run
 from worker.cli.base import app
 
 __all__ = ["app", "dead_letters", "events", "run"]
-
