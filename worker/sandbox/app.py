@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from worker.sandbox import admin, v5, v6
 from worker.sandbox.core import Sandbox
@@ -39,6 +40,8 @@ TAGS = [
     {"name": "v6", "description": "The v6 surface (seed 002 paths)."},
     {"name": admin.TAG, "description": "Sandbox-only controls; no auth. Not part of the API."},
 ]
+
+ROUTERS = (v5.router, v6.router, admin.router)
 
 
 class SandboxApp(FastAPI):
@@ -74,11 +77,24 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
     return failure_response(invalid(describe(exc.errors(), skip_first=True)))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path serves (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in (route for router in ROUTERS for route in router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown routes and methods answer in the API's error envelope too."""
     if not isinstance(exc, HTTPException):
         raise exc
-    failure = ApiFailure(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    failure = ApiFailure(exc.status_code, str(exc.detail), headers=headers)
     return failure_response(failure)
 
 
@@ -103,7 +119,7 @@ def create_app(
         journal=Journal(),
         faults=FaultInjector(_fault_config(faults)),
     )
-    for router in (v5.router, v6.router, admin.router):
+    for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(ApiFailure, _api_failure)
     app.add_exception_handler(RequestValidationError, _validation_failed)

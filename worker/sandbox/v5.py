@@ -26,6 +26,7 @@ from worker.sandbox.fields import (
     ListQuery,
     Password,
     RecurringAmount,
+    RecurringFlag,
     RecurringStatus,
     Username,
     UsernameArg,
@@ -137,7 +138,7 @@ class RecurringBody(DatedModel):
     username: Username
     recurring_credit: RecurringAmount
     timeperiod: V5Period
-    status: RecurringStatus = "active"
+    status: RecurringFlag = True
 
     def settings(self) -> Recurring:
         """The surface-neutral recurring settings."""
@@ -146,7 +147,7 @@ class RecurringBody(DatedModel):
             period=_PERIODS[self.timeperiod],
             start_date=self.start_date,
             end_date=self.end_date,
-            active=self.status == "active",
+            active=self.status,
         )
 
 

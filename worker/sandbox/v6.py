@@ -6,9 +6,9 @@ fields through PATCH, credits, recurring credits and credit details.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Path, Request, Security
 from fastapi.security import HTTPBearer
 from starlette.responses import Response
 
@@ -17,6 +17,7 @@ from worker.sandbox import operations as ops
 from worker.sandbox.docs import SANDBOX_DEFINED, body_doc, query_doc
 from worker.sandbox.failures import invalid
 from worker.sandbox.fields import (
+    USERNAME_SCHEMA,
     Action,
     Amount,
     CreditTypeName,
@@ -24,11 +25,11 @@ from worker.sandbox.fields import (
     Disabled,
     Email,
     ListQuery,
-    Password,
     RecurringAmount,
-    RecurringStatus,
+    RecurringFlag,
     Username,
     UsernameArg,
+    V6Password,
     WireArgs,
     WireModel,
     parse,
@@ -52,6 +53,8 @@ from worker.sandbox.wire import (
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
 router = APIRouter(prefix="/v6", tags=["v6"], dependencies=[Security(bearer)])
 _ERRORS = api_errors(404)
+# Documented only: the route parses the username itself, after auth and faults.
+UsernamePath = Annotated[str, Path(json_schema_extra=USERNAME_SCHEMA)]
 
 
 class CreateBody(WireModel):
@@ -59,7 +62,7 @@ class CreateBody(WireModel):
 
     username: Username
     email: Email
-    password: Password
+    password: V6Password
     credit_type: CreditTypeName = "unlimited"
 
 
@@ -68,7 +71,7 @@ class UpdateBody(WireModel):
 
     email: Email | None = None
     credit_type: CreditTypeName | None = None
-    password: Password | None = None
+    password: V6Password | None = None
 
 
 class DisabledBody(WireModel):
@@ -89,7 +92,7 @@ class RecurringBody(DatedModel):
 
     amount: RecurringAmount
     period: Literal["daily", "weekly", "monthly"]
-    status: RecurringStatus = "active"
+    status: RecurringFlag = True
 
     def settings(self) -> Recurring:
         """The surface-neutral recurring settings."""
@@ -98,7 +101,7 @@ class RecurringBody(DatedModel):
             period=Period(self.period),
             start_date=self.start_date,
             end_date=self.end_date,
-            active=self.status == "active",
+            active=self.status,
         )
 
 
@@ -158,7 +161,7 @@ def _patch(username: str, args: WireArgs, operation: str) -> ops.Apply:
     responses={200: {"model": Success[SubaccountOut]}, **_ERRORS},
     openapi_extra=body_doc(DisabledBody, UpdateBody),
 )
-async def patch(request: Request, username: str) -> Response:
+async def patch(request: Request, username: UsernamePath) -> Response:
     """Enable, disable or update a subaccount."""
     args = await read_body(request)
     operation = _patch_operation(args)
@@ -173,7 +176,7 @@ async def patch(request: Request, username: str) -> Response:
     description="Seed 002: remaining credits return to the master. The body is sandbox-defined.",
     responses={200: {"model": Success[DeletedOut]}, **_ERRORS},
 )
-async def delete(request: Request, username: str) -> Response:
+async def delete(request: Request, username: UsernamePath) -> Response:
     """Delete a subaccount, returning its credits to the master."""
 
     def apply(state: SandboxState) -> ops.Outcome:
@@ -201,7 +204,7 @@ async def list_subaccounts(request: Request) -> Response:
     description=f"{SANDBOX_DEFINED} Balance, credit type, status and recurring settings.",
     responses={200: {"model": Success[CreditDetailsOut[RecurringOut]]}, **_ERRORS},
 )
-async def get_credits(request: Request, username: str) -> Response:
+async def get_credits(request: Request, username: UsernamePath) -> Response:
     """A subaccount's balance and recurring settings."""
 
     def apply(state: SandboxState) -> ops.Outcome:
@@ -220,7 +223,7 @@ async def get_credits(request: Request, username: str) -> Response:
     responses={200: {"model": Success[CreditBalanceOut]}, **_ERRORS},
     openapi_extra=body_doc(CreditsBody),
 )
-async def change_credits(request: Request, username: str) -> Response:
+async def change_credits(request: Request, username: UsernamePath) -> Response:
     """Move credits between the master and a subaccount."""
     args = await read_body(request)
     operation = ops.credits_operation(args.values)
@@ -240,7 +243,7 @@ async def change_credits(request: Request, username: str) -> Response:
     responses={200: {"model": Success[RecurringOut]}, **_ERRORS},
     openapi_extra=body_doc(RecurringBody),
 )
-async def set_recurring(request: Request, username: str) -> Response:
+async def set_recurring(request: Request, username: UsernamePath) -> Response:
     """Set a subaccount's recurring credit allocation."""
     args = await read_body(request)
 
