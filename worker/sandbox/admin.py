@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from worker.api.models import CreditType
 from worker.sandbox.core import sandbox_of
 from worker.sandbox.faults import FaultConfig, OperationName
 from worker.sandbox.fields import MAX_AMOUNT, CreditTypeName, Email, Username
 from worker.sandbox.journal import JournalEntry
+from worker.sandbox.model import CreditType
 from worker.sandbox.state import Account
 from worker.sandbox.v6 import RecurringBody
 from worker.sandbox.wire import RecurringOut, error_responses, recurring_out

@@ -26,9 +26,9 @@ DESCRIPTION = """\
 A faithful, fault-injecting local implementation of the Netcore/Pepipost email Subaccount API.
 
 Both public surfaces are served over one in-memory state: **v5** (the `pepipost` 5.0.0 SDK,
-header `api_key`) and **v6** (seed docs, header `Authorization: Bearer`). Where the public
-documents say nothing (response bodies, 409, credits and recurring on v6, credit details), the
-behaviour is defined by the sandbox and each such operation says so.
+header `api_key`) and **v6** (the v6 REST reference, header `Authorization: Bearer`). Where the
+public documents say nothing (response bodies, 409, credits and recurring on v6, credit
+details), the behaviour is defined by the sandbox and each such operation says so.
 
 Success: `{"status": "success", "data": {...}}`. Error: `{"status": "error", "error": "...",
 "detail": "<field>: <why>"}`. Nothing is idempotent: a repeated credit grant adds twice.
@@ -37,7 +37,7 @@ Faults (latency, 429, 5xx, hangs, dropped connections) are configured under `/_s
 
 TAGS = [
     {"name": "v5", "description": "The v5 surface (official SDK paths and fields)."},
-    {"name": "v6", "description": "The v6 surface (seed 002 paths)."},
+    {"name": "v6", "description": "The v6 surface (the v6 REST reference's paths)."},
     {"name": admin.TAG, "description": "Sandbox-only controls; no auth. Not part of the API."},
 ]
 

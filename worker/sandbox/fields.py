@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from worker.api.models import USERNAME_RE
 from worker.sandbox.failures import invalid
+from worker.sandbox.model import USERNAME_RE
 
 MAX_AMOUNT = 1_000_000_000
 STRENGTH_RULE = "at least 8 characters with an upper-case letter, a lower-case letter and a digit"

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from worker.api.models import CreditType, Recurring
 from worker.sandbox.fields import ListQuery, WireArgs, parse
+from worker.sandbox.model import CreditType, Recurring
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import (
     CreditBalanceOut,

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.api.models import CreditType, Recurring
 from worker.sandbox.failures import ALREADY_EXISTS, FORBIDDEN, ApiFailure, invalid, not_found
+from worker.sandbox.model import CreditType, Recurring
 
 
 @dataclass
@@ -55,7 +55,7 @@ class SandboxState:
             self._created = 0
 
     def require_active_master(self) -> None:
-        """Refuse every call while the master account is inactive (seed 002: 403)."""
+        """Refuse every call while the master account is inactive (v6 reference: 403)."""
         if not self.master_active:
             raise ApiFailure(403, FORBIDDEN, "master account is inactive")
 

@@ -13,7 +13,6 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, StrictStr, model_validator
 from starlette.responses import Response
 
-from worker.api.models import Period, Recurring
 from worker.sandbox import operations as ops
 from worker.sandbox.docs import SANDBOX_DEFINED, body_doc, query_doc
 from worker.sandbox.fields import (
@@ -35,6 +34,7 @@ from worker.sandbox.fields import (
     check_password,
     parse,
 )
+from worker.sandbox.model import Period, Recurring
 from worker.sandbox.pipeline import Call, execute
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import (

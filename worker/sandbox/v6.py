@@ -1,7 +1,8 @@
-"""The v6 REST surface (seed 002: `Authorization: Bearer`), plus the routes the sandbox defines.
+"""The v6 REST surface (`Authorization: Bearer`), plus the routes the sandbox defines.
 
-Known from the seed: create, PATCH disabled, delete, list. Defined by the sandbox: updating
-fields through PATCH, credits, recurring credits and credit details.
+Known from the v6 REST reference the project started from (summarised in docs/api.md): create,
+PATCH disabled, delete, list. Defined by the sandbox: updating fields through PATCH, credits,
+recurring credits and credit details.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from fastapi import APIRouter, Path, Request, Security
 from fastapi.security import HTTPBearer
 from starlette.responses import Response
 
-from worker.api.models import Period, Recurring
 from worker.sandbox import operations as ops
 from worker.sandbox.docs import SANDBOX_DEFINED, body_doc, query_doc
 from worker.sandbox.failures import invalid
@@ -34,6 +34,7 @@ from worker.sandbox.fields import (
     WireModel,
     parse,
 )
+from worker.sandbox.model import Period, Recurring
 from worker.sandbox.pipeline import Call, execute
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import (
@@ -58,7 +59,7 @@ UsernamePath = Annotated[str, Path(json_schema_extra=USERNAME_SCHEMA)]
 
 
 class CreateBody(WireModel):
-    """v6 create (seed 002): the password is required and policy-checked."""
+    """v6 create (v6 reference): the password is required and policy-checked."""
 
     username: Username
     email: Email
@@ -75,7 +76,7 @@ class UpdateBody(WireModel):
 
 
 class DisabledBody(WireModel):
-    """v6 enable/disable (seed 002): `disabled` alone."""
+    """v6 enable/disable (v6 reference): `disabled` alone."""
 
     disabled: Disabled
 
@@ -117,7 +118,7 @@ def _call(operation: str, username: str, args: WireArgs, apply: ops.Apply) -> Ca
     "/subaccounts",
     status_code=201,
     summary="Create a subaccount",
-    description="Seed 002. A taken username answers 409 (that status is defined by the sandbox).",
+    description="v6 reference. A taken username answers 409 (that status is sandbox-defined).",
     responses={201: {"model": Success[SubaccountOut]}, **api_errors(409)},
     openapi_extra=body_doc(CreateBody),
 )
@@ -155,8 +156,9 @@ def _patch(username: str, args: WireArgs, operation: str) -> ops.Apply:
     "/subaccounts/{username}",
     summary="Enable/disable a subaccount, or update its fields",
     description=(
-        "Seed 002: `{disabled: bool}` alone enables or disables. Updating `email`, `credit_type`"
-        " or `password` here is defined by the sandbox; mixing `disabled` with them is a 400."
+        "v6 reference: `{disabled: bool}` alone enables or disables. Updating `email`,"
+        " `credit_type` or `password` here is defined by the sandbox; mixing `disabled` with them"
+        " is a 400."
     ),
     responses={200: {"model": Success[SubaccountOut]}, **_ERRORS},
     openapi_extra=body_doc(DisabledBody, UpdateBody),
@@ -173,7 +175,9 @@ async def patch(request: Request, username: UsernamePath) -> Response:
 @router.delete(
     "/subaccounts/{username}",
     summary="Delete a subaccount",
-    description="Seed 002: remaining credits return to the master. The body is sandbox-defined.",
+    description=(
+        "v6 reference: remaining credits return to the master. The body is sandbox-defined."
+    ),
     responses={200: {"model": Success[DeletedOut]}, **_ERRORS},
 )
 async def delete(request: Request, username: UsernamePath) -> Response:
@@ -188,7 +192,7 @@ async def delete(request: Request, username: UsernamePath) -> Response:
 @router.get(
     "/subaccounts",
     summary="List subaccounts",
-    description="Seed 002. In creation order; `offset` counts skipped subaccounts (0-based).",
+    description="v6 reference. In creation order; `offset` counts skipped subaccounts (0-based).",
     responses={200: {"model": Success[ListOut]}, **api_errors()},
     openapi_extra=query_doc(ListQuery),
 )

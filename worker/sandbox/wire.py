@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from worker.api.models import Recurring
 from worker.sandbox.failures import ApiFailure
 from worker.sandbox.fields import CreditTypeName, RecurringStatus, WireArgs
+from worker.sandbox.model import Recurring
 from worker.sandbox.state import Account
 
 T = TypeVar("T")
