@@ -187,7 +187,7 @@ def test_repeated_grant_adds_twice(v6: httpx.Client) -> None:
 
 
 def test_recurring_and_credit_details_on_v6(v6: httpx.Client) -> None:
-    """v6 recurring uses amount/period keys, and credit details report them with the balance."""
+    """v6 recurring uses amount/period keys; credit details report them, the balance and used."""
     make_v6(v6, "alpha")
     body = {"amount": 500, "period": "monthly", "start_date": "2030-01-01", "end_date": None}
     recurring = data_of(v6.put("/subaccounts/alpha/recurring-credits", json=body))
@@ -199,6 +199,7 @@ def test_recurring_and_credit_details_on_v6(v6: httpx.Client) -> None:
         "credit_type": "unlimited",
         "disabled": False,
         "balance": 0,
+        "used": 0,
         "recurring": recurring,
     }
 
@@ -648,6 +649,8 @@ def test_openapi_describes_every_route(sandbox_server: ThreadedUvicorn) -> None:
         ("PUT", "/_sandbox/faults"),
         ("GET", "/_sandbox/state"),
         ("PUT", "/_sandbox/state"),
+        ("GET", "/_sandbox/sending"),
+        ("PUT", "/_sandbox/sending"),
         ("GET", "/_sandbox/health"),
     }
     sandbox_defined = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import uvicorn
@@ -19,6 +20,7 @@ from worker.sandbox.failures import ApiFailure, invalid
 from worker.sandbox.faults import FaultConfig, FaultInjector
 from worker.sandbox.fields import describe
 from worker.sandbox.journal import Journal
+from worker.sandbox.sending import Clock, Sending
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import failure_response
 
@@ -32,7 +34,8 @@ details), the behaviour is defined by the sandbox and each such operation says s
 
 Success: `{"status": "success", "data": {...}}`. Error: `{"status": "error", "error": "...",
 "detail": "<field>: <why>"}`. Nothing is idempotent: a repeated credit grant adds twice.
-Faults (latency, 429, 5xx, hangs, dropped connections) are configured under `/_sandbox/faults`.
+Faults (latency, 429, 5xx, hangs, dropped connections) are configured under `/_sandbox/faults`;
+subaccounts send mail (consuming credits) at the rate set under `/_sandbox/sending`.
 """
 
 TAGS = [
@@ -103,8 +106,12 @@ def create_app(
     *,
     master_balance: int = 1_000_000_000,
     faults: FaultConfig | dict[str, Any] | None = None,
+    clock: Clock = time.monotonic,
 ) -> FastAPI:
-    """A sandbox app with an empty state, accepting `api_key` on both surfaces."""
+    """A sandbox app with an empty state, accepting `api_key` on both surfaces.
+
+    `clock` (seconds, monotonic) drives mail sending; tests pass one they advance by hand.
+    """
     if not api_key:
         raise ValueError("the sandbox needs a non-empty api_key")
     app = SandboxApp(
@@ -118,6 +125,7 @@ def create_app(
         state=SandboxState(master_balance),
         journal=Journal(),
         faults=FaultInjector(_fault_config(faults)),
+        sending=Sending(clock),
     )
     for router in ROUTERS:
         app.include_router(router)

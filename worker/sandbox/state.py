@@ -19,13 +19,17 @@ from worker.sandbox.model import CreditType, Recurring
 
 @dataclass
 class Account:
-    """One subaccount. The password is kept only as a SHA-256 digest and is never rendered."""
+    """One subaccount. The password is kept only as a SHA-256 digest and is never rendered.
+
+    `used` counts the credits its sending consumed (defined by the sandbox, see `sending`).
+    """
 
     username: str
     email: str
     credit_type: CreditType
     disabled: bool = False
     balance: int = 0
+    used: int = 0
     recurring: Recurring | None = None
     password_sha256: str | None = None
     created_seq: int = 0
@@ -119,6 +123,24 @@ class SandboxState:
                 account.balance -= amount
                 self.master_balance += amount
             return account.balance
+
+    def senders(self) -> list[str]:
+        """Usernames of the subaccounts that send mail from credits: enabled, `one_time_credit`."""
+        with self.lock:
+            return [
+                a.username
+                for a in self.accounts.values()
+                if not a.disabled and a.credit_type is CreditType.ONE_TIME_CREDIT
+            ]
+
+    def consume(self, username: str, emails: int) -> int:
+        """Send up to `emails` from the balance (balance falls, used rises); how many were sent."""
+        with self.lock:
+            account = self._get(username)
+            sent = min(emails, account.balance)
+            account.balance -= sent
+            account.used += sent
+            return sent
 
     def set_recurring(self, username: str, recurring: Recurring) -> Recurring:
         """Store the recurring allocation (the sandbox stores it; it never tops up by itself)."""

@@ -291,7 +291,10 @@ async def delete(request: Request) -> Response:
 @router.get(
     "/subaccounts/getcredit",
     summary="Get credit details",
-    description=f"{SANDBOX_DEFINED} Balance, credit type, status and recurring settings (v5 keys).",
+    description=(
+        f"{SANDBOX_DEFINED} Balance, credits used, credit type, status and recurring settings"
+        " (v5 keys)."
+    ),
     responses={200: {"model": Success[CreditDetailsOut[V5RecurringOut]]}, **_ERRORS},
     openapi_extra=query_doc(UsernameArg),
 )

@@ -205,7 +205,9 @@ async def list_subaccounts(request: Request) -> Response:
 @router.get(
     "/subaccounts/{username}/credits",
     summary="Get credit details",
-    description=f"{SANDBOX_DEFINED} Balance, credit type, status and recurring settings.",
+    description=(
+        f"{SANDBOX_DEFINED} Balance, credits used, credit type, status and recurring settings."
+    ),
     responses={200: {"model": Success[CreditDetailsOut[RecurringOut]]}, **_ERRORS},
 )
 async def get_credits(request: Request, username: UsernamePath) -> Response:
