@@ -68,13 +68,15 @@ class AccountPatch(BaseModel):
 
 
 class StatePatch(BaseModel):
-    """Direct state changes for tests: master flag and balance, and subaccount upserts."""
+    """Direct state changes for tests: master flag and balance, subaccount upserts and deletes."""
 
     model_config = ConfigDict(extra="forbid")
 
     master_active: StrictBool | None = None
     master_balance: Annotated[StrictInt, Field(ge=0)] | None = None
-    subaccounts: dict[Username, AccountPatch] = Field(default_factory=dict)
+    subaccounts: dict[Username, AccountPatch | None] = Field(
+        default_factory=dict, description="null deletes (credits return to the master)"
+    )
 
 
 def _account_state(account: Account) -> AccountState:
@@ -142,12 +144,14 @@ async def get_state(request: Request) -> StateOut:
 
 @router.put("/state", summary="Set state directly", responses=error_responses(400))
 async def put_state(request: Request, patch: StatePatch) -> StateOut:
-    """Set the master and upsert subaccounts (all or nothing), without journaling; the new state."""
+    """Set the master, upsert or delete subaccounts (all or nothing), unjournaled; the new state."""
     sandbox = sandbox_of(request)
     state = sandbox.state
     with state.lock:
         sandbox.sending.advance(state)
-        state.upsert({name: fields.fields() for name, fields in patch.subaccounts.items()})
+        state.upsert(
+            {name: None if p is None else p.fields() for name, p in patch.subaccounts.items()}
+        )
         state.set_master(patch.master_active, patch.master_balance)
     return _state(request)
 

@@ -178,13 +178,22 @@ class SandboxState:
             accounts = [dataclasses.replace(a) for a in self.accounts.values()]
             return self.master_active, self.master_balance, accounts
 
-    def upsert(self, patches: Mapping[str, Mapping[str, Any]]) -> None:
-        """Set subaccounts' fields directly (admin only), all or nothing; new ones need an email."""
+    def upsert(self, patches: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Set subaccounts' fields directly (admin only), all or nothing; new ones need an email.
+
+        A `None` patch deletes the subaccount as the API would (its credits return to the master).
+        """
         with self.lock:
             for username, fields in patches.items():
-                if username not in self.accounts and "email" not in fields:
+                known = username in self.accounts
+                if fields is None and not known:
+                    raise invalid(f"subaccounts.{username}: no subaccount to delete")
+                if fields is not None and not known and "email" not in fields:
                     raise invalid(f"subaccounts.{username}.email: required for a new subaccount")
             for username, fields in patches.items():
+                if fields is None:
+                    self.delete(username)
+                    continue
                 account = self.accounts.get(username)
                 if account is None:
                     self._created += 1
