@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_API_KEY
-from tests.integration.sandbox_support import (
+from tests.sandbox_support import (
     OTHER_PASSWORD,
     PASSWORD,
     START_BALANCE,

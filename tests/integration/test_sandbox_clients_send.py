@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.sandbox_support import (
+from tests.sandbox_support import (
     data_of,
     error_of,
     make_v5,
@@ -25,21 +25,22 @@ from tests.integration.sandbox_support import (
 from tests.servers import ThreadedUvicorn
 from worker.sandbox import SandboxAdmin
 
-SEED_PASSWORD = "securepassword123"  # the v6 reference's create example
-
 
 @pytest.fixture
 def v6(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
-    """A raw v6 client on a freshly reset sandbox."""
+    """A raw client of the v6 surface with the Bearer header, on a freshly reset sandbox."""
     with v6_client(sandbox_server.url) as client:
         yield client
 
 
 @pytest.fixture
 def v5(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
-    """A raw v5 client on a freshly reset sandbox."""
+    """A raw client of the v5 surface with the api_key header, on a freshly reset sandbox."""
     with v5_client(sandbox_server.url) as client:
         yield client
+
+
+SEED_PASSWORD = "securepassword123"  # the v6 reference's create example
 
 
 # --- passwords: v6 has its own policy, v5 keeps the SDK's ----------------------------------------

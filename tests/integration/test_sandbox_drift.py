@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.sandbox_support import (
+from tests.sandbox_support import (
     START_BALANCE,
     data_of,
     error_of,

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_API_KEY
-from tests.integration.sandbox_support import (
+from tests.sandbox_support import (
+    ManualClock,
     data_of,
     error_of,
     grant_v6,
@@ -23,16 +24,6 @@ from tests.integration.sandbox_support import (
 )
 from tests.servers import ThreadedUvicorn, wait_until
 from worker.sandbox import SandboxAdmin, create_app
-
-
-class ManualClock:
-    """A monotonic clock that moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")

@@ -10,27 +10,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from tests.sandbox_support import ManualClock
 from worker.sandbox.model import CreditType
 from worker.sandbox.sending import Sending, SendingConfig
 from worker.sandbox.state import SandboxState
 
 
-class ManualClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def _world(*balances: int) -> tuple[SandboxState, Sending, ManualClock]:
     """A state with one `one_time_credit` subaccount per balance (s0, s1, ...), sending stopped."""
-    clock = ManualClock()
+    clock = ManualClock(1000.0)
     state = SandboxState(1_000_000)
     for index, balance in enumerate(balances):
         state.create(f"s{index}", f"s{index}@example.com", CreditType.ONE_TIME_CREDIT, None)
@@ -51,7 +39,7 @@ def test_elapsed_time_times_rate_is_spread_evenly() -> None:
     """10 emails/s for 2 s over 4 senders: 20 emails, 5 each; balance + used unchanged."""
     state, sending, clock = _world(100, 100, 100, 100)
     _start(state, sending, 10)
-    clock.advance(2)
+    clock.now += 2
     sending.advance(state)
     assert _used(state) == {f"s{i}": (95, 5) for i in range(4)}
     assert (sending.status().sent, sending.status().refused) == (20, 0)
@@ -63,7 +51,7 @@ def test_the_remainder_is_drawn_with_the_seed() -> None:
     def run(seed: int) -> dict[str, tuple[int, int]]:
         state, sending, clock = _world(50, 50, 50)
         _start(state, sending, 7, seed)
-        clock.advance(1)
+        clock.now += 1
         sending.advance(state)
         return _used(state)
 
@@ -78,7 +66,7 @@ def test_fractions_carry_over_between_advances() -> None:
     state, sending, clock = _world(10)
     _start(state, sending, 1)
     for _ in range(3):
-        clock.advance(0.4)
+        clock.now += 0.4
         sending.advance(state)
     assert _used(state) == {"s0": (9, 1)}
 
@@ -89,7 +77,7 @@ def test_disabled_and_unlimited_subaccounts_send_nothing() -> None:
     state.set_disabled("s1", True)
     state.update("s2", credit_type=CreditType.UNLIMITED)
     _start(state, sending, 5)
-    clock.advance(2)
+    clock.now += 2
     sending.advance(state)
     assert _used(state) == {"s0": (20, 10), "s1": (30, 0), "s2": (30, 0)}
 
@@ -98,7 +86,7 @@ def test_a_subaccount_at_zero_cannot_send_and_refusals_are_counted() -> None:
     """A share beyond the balance is refused: 2 credits and a share of 5 → 2 sent, 3 refused."""
     state, sending, clock = _world(2, 0)
     _start(state, sending, 10)
-    clock.advance(1)
+    clock.now += 1
     sending.advance(state)
     assert _used(state) == {"s0": (0, 2), "s1": (0, 0)}
     status = sending.status()
@@ -109,10 +97,10 @@ def test_grants_raise_the_balance_not_used() -> None:
     """balance + used moves only with grants and deductions, whatever was sent meanwhile."""
     state, sending, clock = _world(100)
     _start(state, sending, 3)
-    clock.advance(5)
+    clock.now += 5
     sending.advance(state)
     state.change_credits("s0", "increase", 40)
-    clock.advance(5)
+    clock.now += 5
     sending.advance(state)
     state.change_credits("s0", "decrease", 10)
     ((balance, used),) = _used(state).values()
@@ -124,13 +112,13 @@ def test_zero_stops_and_a_restart_does_not_charge_the_pause() -> None:
     """Rate 0 stops; time spent stopped is not sent when sending starts again."""
     state, sending, clock = _world(100)
     _start(state, sending, 2)
-    clock.advance(1)
+    clock.now += 1
     _start(state, sending, 0)  # the second of sending at 2/s is accounted first
-    clock.advance(100)
+    clock.now += 100
     sending.advance(state)
     assert _used(state) == {"s0": (98, 2)}
     _start(state, sending, 2)
-    clock.advance(1)
+    clock.now += 1
     sending.advance(state)
     assert _used(state) == {"s0": (96, 4)}
     assert sending.status().sent == 4
@@ -140,7 +128,7 @@ def test_no_senders_sends_nothing_and_reset_clears() -> None:
     """Without senders nothing happens; reset stops sending and zeroes the counters."""
     state, sending, clock = _world()
     _start(state, sending, 50, seed=9)
-    clock.advance(10)
+    clock.now += 10
     sending.advance(state)
     assert (sending.status().sent, sending.status().refused) == (0, 0)
     sending.reset()

@@ -1,7 +1,7 @@
-"""Helpers of the sandbox's wire tests: raw httpx clients of each surface and envelope readers.
+"""Helpers of the sandbox's tests: raw httpx clients of each surface, envelope readers, a clock.
 
-The tests speak raw httpx on purpose: they pin the wire contract the project's client is written
-against, without depending on that client.
+The wire tests speak raw httpx on purpose: they pin the wire contract the project's client is
+written against, without depending on that client.
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ def v6_client(base_url: str) -> httpx.Client:
 def v5_client(base_url: str) -> httpx.Client:
     """A raw client of the v5 surface of the sandbox at `base_url`, with the api_key header."""
     return httpx.Client(base_url=f"{base_url}/v5", headers={"api_key": TEST_API_KEY}, timeout=5)
+
+
+class ManualClock:
+    """A monotonic clock (seconds) that moves only when a test says so."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def data_of(response: httpx.Response, status: int = 200) -> Any:
