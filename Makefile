@@ -33,8 +33,14 @@ format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: install  ## Start Redis, the sandbox and a worker; send a client's life story; show the journal
-	$(BIN)/subaccount-worker demo
+# The demo installs quietly (pip's output goes to a log, shown only if the install fails), then
+# tells the story; CI=1 exits after it instead of keeping the console up.
+demo:  ## Three clients' story through the real front doors, checked; then the console (CI=1: exit)
+	@$(MAKE) --no-print-directory -q $(STAMP) 2>/dev/null || { mkdir -p $(VENV); \
+		echo "installing subaccount-worker into $(VENV) (log: $(VENV)/install.log) ..."; \
+		$(MAKE) --no-print-directory -s install > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; exit 1; }; }
+	@$(BIN)/subaccount-worker demo $(if $(CI),--ci)
 
 bench: bench-client bench-pipeline  ## All benchmarks (print figures; not tests)
 

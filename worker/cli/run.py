@@ -63,11 +63,13 @@ def ingress(
 
 
 @app.command()
-def demo() -> None:
-    """Start a private Redis, the sandbox and a worker; send a client's story; show the journal."""
+def demo(
+    ci: bool = typer.Option(False, "--ci", help="Exit after the story (no console to explore)."),
+) -> None:
+    """Tell three clients' story through the real front doors, check it, then open the console."""
     from worker.dev.demo import run
 
-    guard(run)
+    raise typer.Exit(guard(lambda: run(ci=ci)))
 
 
 @app.command("check-config")
