@@ -8,6 +8,7 @@ Every process started here is stopped on the way out, whatever the way out is.
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import time
@@ -36,8 +37,10 @@ from worker.dev.demo.story import CAST, CHAPTERS, ChapterFn
 from worker.dev.demo.summary import summarize
 from worker.dev.devservers import RedisServer
 from worker.errors import SubaccountWorkerError
+from worker.log import configure_logging
 from worker.sandbox.client import SandboxAdmin, SandboxAdminError
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What a chapter may run into when the system misbehaves: reported as a failed expectation.
 STORY_ERRORS = (
     AssertionError,  # wait_until timed out
@@ -50,36 +53,40 @@ STORY_ERRORS = (
 
 
 def run(ci: bool = False) -> int:
-    """Tell the story; 0 if every expectation held, 1 if not, 130 if interrupted."""
+    """Tell the story; 0 if every expectation held, 1 if not, 130 if interrupted during it."""
     out = render.console()
     logs = Path(tempfile.mkdtemp(prefix="saw-demo-"))
     began = time.monotonic()
     try:
-        with _sigterm_interrupts(), ExitStack() as stack:
+        with _interruptible(), ExitStack() as stack:
             scene, procs = _start(stack, logs, out)
+            stack.callback(_ignore_interrupts)  # runs first on the way out: stop uninterrupted
             checks = tell(out, scene, CHAPTERS)
             render.verdict(out, checks, time.monotonic() - began, str(logs))
-            ok = all(c.ok for c in checks)
             if not ci:
                 _console_until_interrupted(out, procs, scene)
-            return 0 if ok else 1
     except KeyboardInterrupt:
         out.print(Text(f"\ninterrupted: every process stopped; logs in {logs}", "yellow"))
         return 130
     except (ProcessDied, SubaccountWorkerError, AssertionError) as exc:
         out.print(Text(f"the demo could not start: {exc}; logs in {logs}", "bold red"))
         return 1
+    if not ci:
+        out.print(Text("every process stopped", "dim"))
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes]:
     """Redis, sandbox, ingress and worker up and ready; the scene wired to them."""
-    with out.status("starting Redis, the sandbox, the ingress and a worker ..."):
+    with out.status("starting Redis, the sandbox, the ingress, a worker and the monitor ..."):
         server = RedisServer("--logfile", str(logs / "redis.log")).start()
         stack.callback(server.cleanup)
         ports = Ports()
         values = demo_values(server.url, ports)
         settings = settings_of(values)
-        procs = Processes(logs, environment(values, dict(_environ())))
+        own_log = stack.enter_context((logs / "demo.log").open("a"))
+        configure_logging(settings, stream=own_log)  # the services called in-process log here
+        procs = Processes(logs, environment(values, dict(os.environ)))
         stack.callback(procs.close)
         procs.start("sandbox", "sandbox", "--port", str(ports.sandbox), "--no-access-log")
         procs.start("ingress", "ingress", "--port", str(ports.ingress))
@@ -124,27 +131,36 @@ def tell(out: Console, scene: Scene, chapters: Sequence[ChapterFn]) -> list[Chec
 
 
 def _console_until_interrupted(out: Console, procs: Processes, scene: Scene) -> None:
-    """Placeholder until the console lands: wait for Ctrl-C with the system still running."""
-    out.print(Text("Everything keeps running; Ctrl-C stops it all.", "bold"))
-    while True:
-        time.sleep(3600)
+    """Keep the system running for exploring (the console joins here) until Ctrl-C."""
+    out.print()
+    out.print(Text("Everything keeps running until Ctrl-C, which stops it all.", "bold"))
+    try:
+        while all(name in procs.alive() for name in ("worker", "ingress")):
+            time.sleep(1)
+        out.print(Text("a server stopped on its own; see the logs", "red"))
+    except KeyboardInterrupt:
+        out.print(Text("\nstopping ...", "dim"))
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the processes started here are stopped either way."""
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM unwind the story, so every process started here is stopped.
+
+    SIGINT is set explicitly: a shell starts background jobs with it ignored.
+    """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        _ignore_interrupts()  # a second Ctrl-C must not cut the stopping short
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+def _ignore_interrupts() -> None:
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

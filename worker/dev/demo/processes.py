@@ -31,6 +31,7 @@ class Ports:
 
     sandbox: int = field(default_factory=free_port)
     ingress: int = field(default_factory=free_port)
+    monitor: int = field(default_factory=free_port)
 
 
 def demo_values(redis_url: str, ports: Ports) -> dict[str, str]:
@@ -52,6 +53,16 @@ def demo_values(redis_url: str, ports: Ports) -> dict[str, str]:
         "metrics_port": "0",
         "log_format": "json",
         "log_level": "INFO",
+        # The credit monitor reads every balance each second and alerts on balances only.
+        "monitor_port": str(ports.monitor),
+        "monitor_interval_s": "1",
+        "credits_warn_balance": "1000",
+        "credits_critical_balance": "100",
+        "credits_warn_runway_s": "0",
+        "credits_critical_runway_s": "0",
+        # One console user for the person running the demo (its token is printed at the end).
+        "console_tokens": f"demo:admin:{secrets.token_urlsafe(18)}",
+        "console_secret": secrets.token_hex(32),
     }
 
 

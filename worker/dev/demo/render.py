@@ -32,6 +32,8 @@ def chapter(out: Console, scene: Scene, ch: Chapter) -> None:
     out.print()
     out.rule(f"[bold]{ch.title}[/]", align="left")
     out.print(Text(ch.intro, style="italic"))
+    for extra in ch.extra:
+        out.print(extra)
     if ch.rows:
         table = Table(box=None, padding=(0, 2), show_edge=False, header_style="dim")
         for name in ("what arrived", "door", "outcome", "why"):
@@ -41,8 +43,6 @@ def chapter(out: Console, scene: Scene, ch: Chapter) -> None:
                 row.what, row.door, Text(row.outcome, STYLES.get(row.outcome, "")), row.why
             )
         out.print(table)
-    for extra in ch.extra:
-        out.print(extra)
     out.print(Text("API calls: ", style="dim") + Text(calls_line(scene, ch.calls)))
     for note in ch.notes:
         out.print(Text("→ " + note))
@@ -80,12 +80,12 @@ def final(out: Console, summary: Summary) -> None:
     out.rule("[bold]Where the story ends[/]", align="left")
     table = Table(title="Subaccounts, read back from the API", title_justify="left", box=None,
                   padding=(0, 2), header_style="dim")  # fmt: skip
-    for name in ("client", "username", "status", "balance", "used", "credit grants (journal)"):
+    for name in ("client", "username", "status", "balance", "used", "grants in the journal"):
         table.add_column(name, justify="right" if name in ("balance", "used") else "left")
     for line in summary.accounts:
         status = "deleted" if not line.exists else ("disabled" if line.disabled else "enabled")
         style = {"enabled": "green", "deleted": "dim", "disabled": "red"}[status]
-        grants = " + ".join(f"{amount:,}" for amount in line.granted) or "-"
+        grants = "+".join(f"{amount:,}" for amount in line.granted) or "-"
         once = sorted(line.granted) == sorted(line.expected)
         table.add_row(
             line.client_id,
@@ -93,7 +93,7 @@ def final(out: Console, summary: Summary) -> None:
             Text(status, style),
             f"{line.balance:,}" if line.balance is not None else "-",
             f"{line.used:,}",
-            Text(grants) + (Text("  each once", "green") if once else Text("  unexpected", "red")),
+            Text(grants) + (Text(" each once", "green") if once else Text(" unexpected", "red")),
         )
     out.print(table)
     dead = summary.dead_letters

@@ -127,14 +127,20 @@ class Scene:
     def await_outcomes(self, mark: Mark, deliveries: Iterable[Delivery]) -> list[dict[str, Any]]:
         """The outcome of each delivery after `mark`, in delivery order (waits for all)."""
         wanted = list(deliveries)
+        what = "the outcomes of " + ", ".join(d.label for d in wanted)
+        return self.await_outcomes_of(mark, [d.key for d in wanted], what)
+
+    def await_outcomes_of(
+        self, mark: Mark, event_keys: list[str], what: str = "outcomes"
+    ) -> list[dict[str, Any]]:
+        """The outcome of each event key after `mark`, in order (a key twice: two outcomes)."""
         found: list[dict[str, Any]] = []
 
         def complete() -> bool:
             nonlocal found
-            found = match(self.outcomes_since(mark), [d.key for d in wanted])
-            return len(found) == len(wanted)
+            found = match(self.outcomes_since(mark), event_keys)
+            return len(found) == len(event_keys)
 
-        what = "the outcomes of " + ", ".join(d.label for d in wanted)
         wait_until(complete, timeout_s=WAIT_S, what=what)
         return found
 

@@ -21,8 +21,8 @@ from worker.dev.demo.doors import (
 from worker.dev.demo.scene import Chapter, Client, Row, Scene
 
 CAST = (
-    Client("acme", "Acme Corp", "ops@acme.example", 2000),
-    Client("bistro", "Bistro Lumen", "hello@bistro.example", 1500),
+    Client("acme", "Acme Corp", "ops@acme.example", 5000),
+    Client("bistro", "Bistro Lumen", "hello@bistro.example", 3000),
     Client("cafe-nord", "Café Nord", "admin@cafe-nord.example", 1200),
 )
 OUTAGE = {"operations": {"add_credits": {"error_rate": 1.0, "error_status": 503}}}
@@ -173,7 +173,7 @@ def out_of_order(scene: Scene) -> Chapter:
 
 def outage(scene: Scene) -> Chapter:
     """The API fails every credit grant for a while: two invoices become dead letters."""
-    acme, cafe = scene.cast["acme"], scene.cast["cafe-nord"]
+    acme, bistro = scene.cast["acme"], scene.cast["bistro"]
     ch = Chapter(
         "An API outage turns two invoices into dead letters",
         "The Subaccount API answers 503 to every credit grant. The worker retries with backoff; "
@@ -188,8 +188,8 @@ def outage(scene: Scene) -> Chapter:
                 note="in_A2 acme 1,500",
             ),
             scene.doors.stripe(
-                stripe_invoice_paid(evt_id("evt"), "in_C1", cafe.client_id, 600, scene.at(401)),
-                note="in_C1 cafe-nord 600",
+                stripe_invoice_paid(evt_id("evt"), "in_B2", bistro.client_id, 1200, scene.at(401)),
+                note="in_B2 bistro 1,200",
             ),
         ]
         records = scene.await_outcomes(mark, sent)
@@ -198,7 +198,7 @@ def outage(scene: Scene) -> Chapter:
     ch.rows = rows_for(sent, records)
     ch.calls = scene.calls_since(mark)
     scene.pending["in_A2"] = (acme.client_id, 1500)
-    scene.pending["in_C1"] = (cafe.client_id, 600)
+    scene.pending["in_B2"] = (bistro.client_id, 1200)
     dead = [r for r in records if r["outcome"] == "dead_lettered"]
     ch.check("two invoices dead-lettered", len(dead) == 2, f"{len(dead)} dead letters")
     granted = grants_in(ch.calls)
@@ -232,4 +232,10 @@ def churn(scene: Scene) -> Chapter:
     return ch
 
 
-CHAPTERS: list[ChapterFn] = [onboarding, invoices, out_of_order, outage, churn]
+CHAPTERS: list[ChapterFn] = [
+    onboarding,
+    invoices,
+    out_of_order,
+    outage,
+    churn,
+]
