@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from pydantic import ValidationError
 
 from handlers import Context, decide, parse_event, username_for
 from handlers import examples as f
+from handlers.errors import InvalidEvent
+from handlers.events import EVENT_CLASSES, EventType, PlanChanged
 from handlers.examples import T0
 from handlers.plan import (
     AddCredits,
@@ -23,7 +26,7 @@ from handlers.plan import (
     Update,
     Wait,
 )
-from worker.errors import InvalidEvent
+from handlers.requests import USERNAME_RULE, Period, Recurring, SetDisabled
 
 V6 = Context(needs_password=True)
 V5 = Context(needs_password=False)
@@ -192,3 +195,37 @@ def test_hostile_input_is_rejected_with_a_reason(raw: object) -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event(raw)  # type: ignore[arg-type]
     assert caught.value.reasons
+
+
+def test_event_classes_are_the_members_of_the_event_union() -> None:
+    """EVENT_CLASSES is derived from `Event`: one class per catalogue type, none repeated."""
+    assert len(EVENT_CLASSES) == len(EventType)
+    assert {cls.model_fields["type"].annotation.__args__[0] for cls in EVENT_CLASSES} == set(
+        EventType
+    )
+
+
+def test_one_username_rule_speaks_for_events_and_requests() -> None:
+    """A bad username is refused with the same sentence by the catalogue and by a request."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(f.onboarded("acme", username="-bad"))
+    with pytest.raises(ValidationError) as refused:
+        SetDisabled(username="-bad", disabled=True)
+    assert caught.value.reasons == [f"data.username: {USERNAME_RULE}"]
+    assert USERNAME_RULE in str(refused.value)
+
+
+def test_an_events_recurring_plan_is_the_request_the_plan_holds() -> None:
+    """`recurring` of a plan.changed travels into the SetRecurring step as the same value."""
+    recurring = {"amount": 7, "period": "weekly", "start_date": "2026-02-01"}
+    event = parse_event(f.plan_changed("acme", t=10, recurring=recurring))
+    decision = decide(event, _onboarded_state(), V6)
+    assert isinstance(decision, Apply)
+    (step,) = decision.steps
+    assert isinstance(step, SetRecurringCredits)
+    assert isinstance(event, PlanChanged)
+    assert (
+        step.request.recurring
+        == event.data.recurring
+        == Recurring(amount=7, period=Period.WEEKLY, start_date=dt.date(2026, 2, 1))
+    )

@@ -17,8 +17,8 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
+from handlers.errors import InvalidEvent
 from handlers.events import Event
-from worker.errors import InvalidEvent
 from worker.ingress.body import parse_json
 from worker.ingress.mapping import catalogue_event, rename
 from worker.ingress.problems import Malformed

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
-from worker.errors import InvalidEvent
 from worker.ingress.problems import Problem
 
 SPECVERSION = "1.0"

@@ -19,10 +19,11 @@ from typing import Any
 import structlog
 
 from handlers import Context, decide
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
 from handlers.outcomes import Reason
 from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
-from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
+from worker.errors import Ambiguous, ApiError, BrokerUnavailable, Transient
 from worker.log import get_logger, redactor
 from worker.pipeline.attempts import AttemptStore, Claim, Finish, Opened
 from worker.pipeline.attempts import StepDone as PendingDone

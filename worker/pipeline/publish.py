@@ -17,9 +17,10 @@ from typing import Any
 import dramatiq
 import redis
 
+from handlers.errors import InvalidEvent
 from handlers.events import EVENT_CLASSES, Event, parse_event
 from worker import keys
-from worker.errors import BrokerUnavailable, InvalidEvent
+from worker.errors import BrokerUnavailable
 from worker.settings import Settings
 
 ACTOR_NAME = "process_event"

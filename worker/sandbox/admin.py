@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from worker.api.models import CreditType
+from handlers.requests import CreditType
 from worker.sandbox.core import sandbox_of
 from worker.sandbox.faults import FaultConfig, OperationName
 from worker.sandbox.fields import MAX_AMOUNT, CreditTypeName, Email, Username

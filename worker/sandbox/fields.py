@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from worker.api.models import USERNAME_RE
+from handlers.requests import USERNAME_RE
 from worker.sandbox.failures import invalid
 
 MAX_AMOUNT = 1_000_000_000

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from worker.api.models import CreditType, Recurring
+from handlers.requests import CreditType, Recurring
 from worker.sandbox.fields import ListQuery, WireArgs, parse
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import (

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.api.models import CreditType, Recurring
+from handlers.requests import CreditType, Recurring
 from worker.sandbox.failures import ALREADY_EXISTS, FORBIDDEN, ApiFailure, invalid, not_found
 
 

@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, StrictStr, model_validator
 from starlette.responses import Response
 
-from worker.api.models import Period, Recurring
+from handlers.requests import Period, Recurring
 from worker.sandbox import operations as ops
 from worker.sandbox.docs import SANDBOX_DEFINED, body_doc, query_doc
 from worker.sandbox.fields import (

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Security
 from fastapi.security import HTTPBearer
 from starlette.responses import Response
 
-from worker.api.models import Period, Recurring
+from handlers.requests import Period, Recurring
 from worker.sandbox import operations as ops
 from worker.sandbox.docs import SANDBOX_DEFINED, body_doc, query_doc
 from worker.sandbox.failures import invalid

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from worker.api.models import Recurring
+from handlers.requests import Recurring
 from worker.sandbox.failures import ApiFailure
 from worker.sandbox.fields import CreditTypeName, RecurringStatus, WireArgs
 from worker.sandbox.state import Account
