@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from handlers.limits import GrantCredits
+
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
 USERNAME_RULE = "3-64 characters: letters, digits, '.', '_' or '-', first alphanumeric"
 
@@ -45,7 +47,7 @@ class _Request(BaseModel):
 class Recurring(_Request):
     """Recurring credits: `amount` every `period`, optionally between two dates."""
 
-    amount: int = Field(ge=0)
+    amount: GrantCredits = Field(ge=0)
     period: Period
     start_date: dt.date | None = None
     end_date: dt.date | None = None

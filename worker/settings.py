@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from handlers.limits import DEFAULT_MAX_CREDITS_PER_GRANT
 from worker.errors import ConfigError
 
 ENV_PREFIX = "SUBACCOUNT_WORKER_"
@@ -90,6 +91,11 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
     ledger_ttl_s: int = Field(30 * 86_400, ge=60, description="How long done steps are kept")
     outcome_stream_maxlen: int = Field(100_000, ge=100)
+    max_credits_per_grant: int = Field(
+        DEFAULT_MAX_CREDITS_PER_GRANT,
+        ge=1,
+        description="More credits in one invoice, onboarding or recurring amount: refused",
+    )
 
     # --- Ingress --------------------------------------------------------------------------
     ingress_tokens: CsvSecrets = Field(default_factory=list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from pydantic import ValidationError
@@ -12,6 +13,7 @@ from handlers import examples as f
 from handlers.errors import InvalidEvent
 from handlers.events import EVENT_CLASSES, EventType, PlanChanged
 from handlers.examples import T0
+from handlers.limits import EventLimits
 from handlers.plan import (
     AddCredits,
     Apply,
@@ -229,3 +231,86 @@ def test_an_events_recurring_plan_is_the_request_the_plan_holds() -> None:
         == event.data.recurring
         == Recurring(amount=7, period=Period.WEEKLY, start_date=dt.date(2026, 2, 1))
     )
+
+
+# Rows: (event with one loosely typed value, the field its one reason must name)
+LOOSE = [
+    (f.invoice_paid("acme", "INV-1", True), "data.credits"),  # a boolean is not 1
+    (f.invoice_paid("acme", "INV-1", "100"), "data.credits"),  # a string is not a number
+    (f.invoice_paid("acme", "INV-1", 100.0), "data.credits"),  # nor is a decimal
+    (f.invoice_paid("acme", "INV-1", 1e2), "data.credits"),  # 1e2 is a JSON decimal
+    (f.invoice_paid("acme", "INV-1", " 100 "), "data.credits"),
+    (f.onboarded("acme", credits="5"), "data.credits"),
+    (f.onboarded("acme", recurring={"amount": 5, "period": "daily", "end_date": 0}),
+     "data.recurring.end_date"),  # a date is an ISO string, not a unix time
+    (f.onboarded("acme", recurring={"amount": 5, "period": "daily",
+                                    "start_date": "2026-02-01T00:00:00Z"}),
+     "data.recurring.start_date"),  # a date, not a timestamp
+    (f.plan_changed("acme", recurring={"amount": "5", "period": "daily"}),
+     "data.recurring.amount"),
+    (f.plan_changed("acme", recurring={"amount": 5, "period": "daily", "active": "true"}),
+     "data.recurring.active"),  # booleans are booleans
+    (f.plan_changed("acme", recurring={"amount": 5, "period": "daily", "active": 1}),
+     "data.recurring.active"),
+    (f.onboarded("acme", email=12345), "data.email"),
+    (f.invoice_paid("acme", 42, 5), "data.invoice_id"),  # an id is a string
+    ({**f.suspended("acme"), "id": 7}, "id"),
+    ({**f.suspended("acme"), "time": 1767225600}, "time"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "field"), LOOSE)
+def test_loose_types_are_refused_naming_the_field(raw: dict[str, object], field: str) -> None:
+    """Strict JSON types: no value is coerced; the one reason names the field."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert [r.partition(": ")[0] for r in caught.value.reasons] == [field]
+    with pytest.raises(InvalidEvent):
+        parse_event(json.dumps(raw))  # the same from JSON text
+
+
+def test_strict_types_still_accept_what_json_means() -> None:
+    """Integers, ISO dates and booleans as JSON has them are accepted and kept as sent."""
+    raw = f.plan_changed(
+        "acme",
+        recurring={"amount": 5, "period": "daily", "start_date": "2026-02-01", "active": False},
+    )
+    event = parse_event(raw)
+    assert isinstance(event, PlanChanged)
+    assert event.data.recurring == Recurring(
+        amount=5, period=Period.DAILY, start_date=dt.date(2026, 2, 1), active=False
+    )
+    assert event.to_message()["data"] == raw["data"]
+
+
+# Rows: (event, the field over the cap and its value)
+OVER_CAP = [
+    (f.invoice_paid("acme", "INV-1", 10_000_001), "data.credits: 10000001"),  # one too many
+    (f.onboarded("acme", credits=1_000_000_000), "data.credits: 1000000000"),  # the typo
+    (f.plan_changed("acme", recurring={"amount": 10_000_001, "period": "daily"}),
+     "data.recurring.amount: 10000001"),  # recurring credits are grants too
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "field_and_value"), OVER_CAP)
+def test_credits_above_the_default_cap_per_grant_are_refused(
+    raw: dict[str, object], field_and_value: str
+) -> None:
+    """The default cap is 10,000,000 credits per grant; more is refused, naming the field."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert caught.value.reasons == [
+        f"{field_and_value} is above the maximum of 10000000 credits per grant"
+    ]
+
+
+def test_the_cap_is_what_the_caller_passes() -> None:
+    """A deployment's cap comes in through `limits`: 500 passes 500 and refuses 501."""
+    limits = EventLimits(max_credits_per_grant=500)
+    assert parse_event(f.invoice_paid("acme", "INV-1", 500), limits)
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(f.invoice_paid("acme", "INV-1", 501), limits)
+    assert caught.value.reasons == [
+        "data.credits: 501 is above the maximum of 500 credits per grant"
+    ]
+    assert parse_event(f.invoice_paid("acme", "INV-1", 10_000_000))  # the default allows it

@@ -44,7 +44,7 @@ from worker.ingress.problems import (
     UnsupportedMediaType,
 )
 from worker.log import get_logger
-from worker.pipeline.publish import Publisher
+from worker.pipeline.publish import Publisher, event_limits
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -67,6 +67,7 @@ class Ingress:
         self.crm = crm.CrmSignatures(settings.crm_webhook_secrets)
         self.enqueuer = Enqueuer(Publisher(client, settings), settings.queue_name, metrics)
         self.limit = settings.ingress_max_body_bytes
+        self.event_limits = event_limits(settings)
         self.openapi = openapi.document(ANSWERED)
 
     async def post_events(self, request: Request) -> Response:
@@ -74,7 +75,7 @@ class Ingress:
         self.tokens.check(request.headers)
         media = require_media_type(request.headers, cloudevents.MEDIA_TYPES)
         body = await read_body(request, self.limit)
-        events = cloudevents.parse_request(media, request.headers, body)
+        events = cloudevents.parse_request(media, request.headers, body, self.event_limits)
         return await self.enqueuer.accept("/events", events)
 
     async def post_stripe(self, request: Request) -> Response:
@@ -110,7 +111,9 @@ class Ingress:
         if isinstance(mapped, Ignored):
             log.info("ingress.ignored", route=route, reason=loggable(mapped.reason))
             return JsonResponse({"accepted": [], "ignored": mapped.reason}, status_code=200)
-        return await self.enqueuer.accept(route, [to_event(mapped, renames, problem)])
+        return await self.enqueuer.accept(
+            route, [to_event(mapped, renames, problem, self.event_limits)]
+        )
 
     async def healthz(self, request: Request) -> Response:
         """GET /healthz: the process answers."""

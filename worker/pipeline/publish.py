@@ -19,6 +19,7 @@ import redis
 
 from handlers.errors import InvalidEvent
 from handlers.events import EVENT_CLASSES, Event, parse_event
+from handlers.limits import DEFAULT_LIMITS, EventLimits
 from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.settings import Settings
@@ -57,6 +58,7 @@ class Publisher:
         self._redis = client
         self._queue = settings.queue_name
         self._list_key = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
+        self._limits = event_limits(settings)
 
     def publish(self, event: Event | Mapping[str, Any]) -> Published:
         """Validate and enqueue one event; raise InvalidEvent or BrokerUnavailable."""
@@ -64,7 +66,7 @@ class Publisher:
 
     def publish_many(self, events: Sequence[Event | Mapping[str, Any]]) -> list[Published]:
         """Validate every event, then enqueue all of them atomically (or none)."""
-        parsed = validate_all(events)
+        parsed = validate_all(events, self._limits)
         messages = [build_message(event, self._queue) for event in parsed]
         self.enqueue_messages(messages)
         return [
@@ -93,7 +95,14 @@ class Publisher:
         return self._queue
 
 
-def validate_all(events: Sequence[Event | Mapping[str, Any]]) -> list[Event]:
+def event_limits(settings: Settings) -> EventLimits:
+    """The catalogue's limits from settings: what every door and the worker on consume apply."""
+    return EventLimits(max_credits_per_grant=settings.max_credits_per_grant)
+
+
+def validate_all(
+    events: Sequence[Event | Mapping[str, Any]], limits: EventLimits = DEFAULT_LIMITS
+) -> list[Event]:
     """Parse every event; one InvalidEvent names each bad one by index (`[2] data.email: …`)."""
     parsed: list[Event] = []
     reasons: list[str] = []
@@ -102,7 +111,7 @@ def validate_all(events: Sequence[Event | Mapping[str, Any]]) -> list[Event]:
             parsed.append(raw)
             continue
         try:
-            parsed.append(parse_event(dict(raw) if isinstance(raw, Mapping) else raw))
+            parsed.append(parse_event(dict(raw) if isinstance(raw, Mapping) else raw, limits))
         except InvalidEvent as exc:
             prefix = f"[{index}] " if len(events) > 1 else ""
             reasons.extend(prefix + reason for reason in exc.reasons)
