@@ -10,21 +10,43 @@ from typing import Any
 
 import typer
 
+from handlers.errors import InvalidEvent
 from worker.cli.base import app, guard, load, open_runtime
+from worker.ingress import sources
 
 
 @app.command()
 def send(
     source: str = typer.Argument(..., help="A JSON or JSONL file of events, or - for stdin."),
+    allow_reserved_source: bool = typer.Option(
+        False,
+        "--allow-reserved-source",
+        help="Accept events whose source is a webhook's (urn:subaccount-worker:*), e.g. to"
+        " re-send a webhook's event by hand. Without it they are refused.",
+    ),
 ) -> None:
     """Validate events and enqueue them (all or nothing)."""
     settings = load()
     text = sys.stdin.read() if source == "-" else Path(source).read_text()
     events = guard(lambda: list(_read_events(text)))
+    if not allow_reserved_source:
+        guard(lambda: _refuse_reserved(events))
     runtime = open_runtime(settings)
     published = guard(lambda: runtime.publisher.publish_many(events))
     for item in published:
         typer.echo(json.dumps({"event_id": item.event_id, "key": item.key}))
+
+
+def _refuse_reserved(events: list[Any]) -> None:
+    reasons = [
+        f"[{index}] {sources.reserved_reason(event['source'])}"
+        for index, event in enumerate(events)
+        if isinstance(event, dict)
+        and isinstance(event.get("source"), str)
+        and sources.is_reserved(event["source"])
+    ]
+    if reasons:
+        raise InvalidEvent(reasons)
 
 
 def _read_events(text: str) -> Iterator[Any]:

@@ -6,7 +6,8 @@
   is the event's `data`.
 
 Beyond what the catalogue checks, extension attributes must be CloudEvents-shaped (name of
-lowercase letters and digits, value a string, integer or boolean) and `data_base64` is refused.
+lowercase letters and digits, value a string, integer or boolean), `data_base64` is refused, and
+so is a `source` in the namespace reserved for verified webhooks (`sources.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.datastructures import Headers
 from handlers.errors import InvalidEvent
 from handlers.events import Event
 from handlers.limits import DEFAULT_LIMITS, EventLimits
+from worker.ingress import sources
 from worker.ingress.body import parse_json
 from worker.ingress.mapping import catalogue_event, rename
 from worker.ingress.problems import Malformed
@@ -75,7 +77,10 @@ def _structured_event(item: Any, limits: EventLimits) -> Event:
     ]
     if reasons:
         raise InvalidEvent(reasons)
-    return catalogue_event(item, limits)
+    event = catalogue_event(item, limits)
+    if sources.is_reserved(event.source):
+        raise InvalidEvent([sources.reserved_reason(event.source)])
+    return event
 
 
 def _extension_problem(name: str, value: Any) -> str | None:
