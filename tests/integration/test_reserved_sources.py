@@ -104,7 +104,7 @@ def test_send_refuses_a_webhook_source_unless_the_operator_allows_it(
     refused = run_cli(env, "send", str(path))
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1
-    assert "[1] source: 'urn:subaccount-worker:stripe' is reserved" in refused.stderr
+    assert "[1] (line 2) source: 'urn:subaccount-worker:stripe' is reserved" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert queued_events(redis_client, settings) == []
 
