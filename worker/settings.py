@@ -104,6 +104,14 @@ class Settings(BaseSettings):
     crm_webhook_secrets: CsvSecrets = Field(default_factory=list)
     ingress_max_body_bytes: int = Field(256 * 1024, ge=1024)
     stripe_price_credits: dict[str, int] = Field(default_factory=dict)
+    ingress_header_timeout_s: float = Field(
+        10.0, gt=0, description="From connecting to a complete request head, else 408"
+    )
+    ingress_body_timeout_s: float = Field(10.0, gt=0, description="To read a body, else 408")
+    ingress_keep_alive_s: int = Field(5, ge=1, description="Idle time between requests")
+    ingress_max_connections: int = Field(
+        1000, ge=1, description="Connections at once; beyond, requests get 503"
+    )
 
     # --- Metrics --------------------------------------------------------------------------
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
