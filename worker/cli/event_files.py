@@ -150,11 +150,13 @@ class EventReader:
             try:
                 text = self._utf8.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
+                line = (
+                    self._line + self._buf.count("\n", self._pos) + chunk.count(b"\n", 0, exc.start)
+                )
                 at = self._bytes + exc.start
                 raise InvalidEvent(
-                    [f"line {self._line + self._buf.count(chr(10), self._pos)}: not UTF-8 text"
-                     f" (byte {at}); events are JSON"]
-                ) from None  # fmt: skip
+                    [f"line {line}: not UTF-8 text (byte {at}); events are JSON"]
+                ) from None
             self._bytes += len(chunk)
             self._eof = not chunk
             self._buf = self._buf[self._pos :] + text
