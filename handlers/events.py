@@ -101,6 +101,8 @@ class _Envelope(BaseModel):
     @field_validator("time", mode="before")
     @classmethod
     def _rfc3339(cls, value: Any) -> Any:
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value  # built in Python (JSON input is always a string)
         if isinstance(value, str) and RFC3339.match(value):
             try:
                 return dt.datetime.fromisoformat(value.upper())
