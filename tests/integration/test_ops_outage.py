@@ -64,7 +64,8 @@ def test_an_outage_is_told_apart_planned_and_replayed_in_one_command(
         sandbox.set_faults({})
         result = cli_json(redis_url, *replay_args, "--yes", "--operator", "alice")
         assert result["planned"] == result["replayed"] == len(CLIENTS)
-        assert result["refused"] == [] and result["skipped"] == []
+        assert result["refused"] == []
+        assert result["skipped"] == []
         for invoice in invoices:
             wait_until(lambda e=invoice: outcomes_of(redis_client, e["id"])[-1:] == ["applied"],
                        what=f"the replayed {invoice['id']}")  # fmt: skip
@@ -80,7 +81,8 @@ def test_an_outage_is_told_apart_planned_and_replayed_in_one_command(
     (job,) = cli_json(redis_url, "dead-letters", "jobs")
     assert (job["id"], job["state"], job["done"]) == (entry["job_id"], "finished", len(CLIENTS))
     table = cli(redis_url, "dead-letters", "list")
-    assert table.returncode == 0 and "2 of 2 shown" in table.stdout
+    assert table.returncode == 0
+    assert "2 of 2 shown" in table.stdout
 
 
 def test_replay_and_purge_need_a_scope_and_refuse_bad_input(redis_url: str) -> None:
@@ -95,7 +97,8 @@ def test_replay_and_purge_need_a_scope_and_refuse_bad_input(redis_url: str) -> N
     ):
         done = cli(redis_url, *args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
-        assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+        assert done.stderr.startswith("error: ")
+        assert "Traceback" not in done.stderr
     missing = cli(redis_url, "dead-letters", "replay", "no-such-id", "--yes", "--json")
     assert missing.returncode == 1
     assert '"no such dead letter"' in missing.stdout
