@@ -76,7 +76,7 @@ def test_parallel_replay_jobs_and_new_dead_letters_never_collide(redis_url: str)
     store = AttemptStore(client, "saw", lock_ttl_ms=5000, ledger_ttl_s=3600, outcome_maxlen=10_000)
     outage = {write_dead_letter(store, f.invoice_paid(f"c{n}", f"INV-{n}", 5), "retries_exhausted")
               for n in range(600)}  # fmt: skip
-    plans = [plan(client, "saw", select(client, "saw", ids=sorted(outage))[0]) for _ in range(6)]
+    plans = [plan(client, "saw", select(client, "saw", ids=sorted(outage))) for _ in range(6)]
 
     def job(i: int) -> Callable[[], JobResult]:
         runner = Runner(client, "saw", Publisher(client, settings), batch=50 + 7 * i)
