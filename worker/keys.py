@@ -21,7 +21,7 @@
 | `{p}:ops:job:{id}` | hash | one job: filter, ids, operator, times, counts, cancel flag |
 | `{p}:ops:audit` | stream | operators' actions, capped |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
-| `{p}:timeline:{client_id}` | list | newest first: outcomes and operator actions of a client |
+| `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 """
