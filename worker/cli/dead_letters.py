@@ -34,6 +34,7 @@ Ids = Annotated[list[str] | None, typer.Argument(help="Dead letter ids (from `li
 All = Annotated[bool, typer.Option("--all", help="Every dead letter (no filter needed).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+PLAN_ROWS = 20
 Rate = Annotated[float | None, typer.Option("--rate", help="At most N dead letters a second.")]
 
 
@@ -265,15 +266,15 @@ def _show_plan(the_plan: Plan, as_json: bool) -> None:
         r.print_json(the_plan.to_json())
         return
     rows = [
-        (i.id, i.client_id, i.type, i.reason, ",".join(i.steps_done) or "-",
+        (i.id[:12], i.event_id, i.client_id, i.type, i.reason, ",".join(i.steps_done) or "-",
          ",".join(i.calls) or "-", i.credits or "", i.refused or i.expect)
-        for i in the_plan.items[:50]
+        for i in the_plan.items[:PLAN_ROWS]
     ]  # fmt: skip
-    columns = ("id", "client", "type", "reason", "done", "calls", "credits", "result")
+    columns = ("id", "event", "client", "type", "reason", "done", "calls", "credits", "result")
     title = f"{the_plan.action.capitalize()} plan"
     r.out.print(r.table(title, columns, rows))
-    if len(the_plan.items) > 50:
-        r.out.print(f"... and {len(the_plan.items) - 50} more (--json for all)")
+    if len(the_plan.items) > PLAN_ROWS:
+        r.out.print(f"... and {len(the_plan.items) - PLAN_ROWS} more (--json for all)")
     dupes = sum(1 for i in the_plan.planned if i.duplicate)
     r.out.print(
         f"{len(the_plan.planned)} to {the_plan.action}, {len(the_plan.refused)} refused, "
