@@ -62,7 +62,7 @@ def test_a_bad_import_file_is_named_and_nothing_is_written(
 ) -> None:
     """A line that is not a dead letter: exit 2 naming the line; an empty file: exit 2."""
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"key": "a", "event": {}, "reason": "x", "detail": "", "attempts": 1, '
+    bad.write_text('{"key": "a", "event": {}, "reason": "retries_exhausted", "detail": "", "attempts": 1, '
                    '"first_failure_ms": 1, "last_failure_ms": 1}\nnot json\n')  # fmt: skip
     done = cli(redis_url, "dead-letters", "import", str(bad))
     assert done.returncode == 2
