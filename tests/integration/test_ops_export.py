@@ -62,8 +62,9 @@ def test_a_bad_import_file_is_named_and_nothing_is_written(
 ) -> None:
     """A line that is not a dead letter: exit 2 naming the line; an empty file: exit 2."""
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"key": "a", "event": {}, "reason": "retries_exhausted", "detail": "", "attempts": 1, '
-                   '"first_failure_ms": 1, "last_failure_ms": 1}\nnot json\n')  # fmt: skip
+    good = {"key": "a", "event": {}, "reason": "retries_exhausted", "detail": "", "attempts": 1,
+            "first_failure_ms": 1, "last_failure_ms": 1}  # fmt: skip
+    bad.write_text(json.dumps(good) + "\nnot json\n")
     done = cli(redis_url, "dead-letters", "import", str(bad))
     assert done.returncode == 2
     assert "line 2" in done.stderr
