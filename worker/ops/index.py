@@ -128,13 +128,15 @@ class DeadLetterIndex:
                 pipe.zrem(keys.dead_letter_ix(self._prefix, dim, value), key)
 
     def source_for(self, flt: DeadLetterFilter) -> tuple[str, bool]:
-        """The zset to scan for `flt`, and whether it alone (with times) decides the filter."""
+        """The zset to scan for `flt`, and whether it alone (with times) decides the filter;
+        the index is brought up to date first when the filter needs one of its zsets."""
         given = {"reason": flt.reason, "type": flt.type, "client": flt.client}
         dims = {dim: value for dim, value in given.items() if value is not None}
         rest = (flt.status, flt.step, flt.source, flt.search)
         alone = len(dims) <= 1 and all(value is None for value in rest)
         if not dims:
             return keys.dead_letter_index(self._prefix), alone
+        self.sync()
         pipe = self._redis.pipeline(transaction=False)
         names = [keys.dead_letter_ix(self._prefix, dim, value) for dim, value in dims.items()]
         for name in names:

@@ -95,9 +95,7 @@ def list_dead_letters(
 ) -> DeadLetterPage:
     """A page of the dead letters matching `flt`, newest first, with the total that match
     (`limit=None`: all of them)."""
-    index = DeadLetterIndex(client, prefix)
-    index.sync()
-    source, alone = index.source_for(flt)
+    source, alone = DeadLetterIndex(client, prefix).source_for(flt)
     items: list[DeadLetterView] = []
     total = 0
     want = None if limit is None else offset + limit
@@ -118,9 +116,7 @@ def matching(client: redis.Redis, prefix: str, flt: DeadLetterFilter) -> Iterato
 
 def matching_raw(client: redis.Redis, prefix: str, flt: DeadLetterFilter) -> Iterator[Record]:
     """Like `matching`, with each record's stored bytes (what a plan's digest is taken of)."""
-    index = DeadLetterIndex(client, prefix)
-    index.sync()
-    source, _ = index.source_for(flt)
+    source, _ = DeadLetterIndex(client, prefix).source_for(flt)
     return iter_matching_raw(client, prefix, flt, source)
 
 
