@@ -17,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from handlers.errors import InvalidEvent
 from worker.cli.base import configure_logging, load
-from worker.errors import ConfigError, InvalidEvent, SubaccountWorkerError
+from worker.errors import ConfigError, SubaccountWorkerError
 from worker.ops.filters import DeadLetterFilter, InvalidInput
 from worker.pipeline.publish import Publisher
 from worker.settings import Settings

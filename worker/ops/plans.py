@@ -19,6 +19,7 @@ from typing import Any, Literal
 import redis
 
 from handlers import Context, decide
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
 from handlers.outcomes import Reason
 from handlers.plan import (
@@ -33,7 +34,6 @@ from handlers.plan import (
     step_name,
 )
 from worker import keys
-from worker.errors import InvalidEvent
 from worker.ops.filters import DeadLetterFilter
 from worker.ops.listing import Record, get_records, matching_raw
 from worker.pipeline.ledger import Ledger
