@@ -21,6 +21,7 @@ CHAPTERS = (
     "Invoices paid, some reported twice",
     "A suspension and a reactivation, out of order",
     "An API outage turns two invoices into dead letters",
+    "Bulk replay, previewed first",
     "A client churns",
     "Where the story ends",
 )
@@ -61,7 +62,8 @@ def test_demo_ci_tells_the_whole_story_and_exits_0() -> None:
         assert title in out
     held = re.search(r"all (\d+) expectations held", out)
     assert held, out
-    assert int(held.group(1)) >= 18
+    assert int(held.group(1)) >= 21
+    assert "Dead letters left: 0" in out
     assert "✗" not in out
     logs = re.search(r"Server logs: (\S+)", out)
     assert logs

@@ -78,7 +78,7 @@ def run(ci: bool = False) -> int:
 
 def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes]:
     """Redis, sandbox, ingress and worker up and ready; the scene wired to them."""
-    with out.status("starting Redis, the sandbox, the ingress, a worker and the monitor ..."):
+    with out.status("starting Redis, the sandbox, the ingress, and a worker ..."):
         server = RedisServer("--logfile", str(logs / "redis.log")).start()
         stack.callback(server.cleanup)
         ports = Ports()
@@ -107,6 +107,11 @@ def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes
         client = redis.Redis.from_url(server.url)
         stack.callback(client.close)
     scene = Scene(settings, client, admin, doors, {c.client_id: c for c in CAST})
+    scene.servers = {
+        "ingress": base,
+        "Subaccount API (sandbox)": settings.api_base_url,
+        "Redis": settings.redis_url,
+    }
     return scene, procs
 
 
@@ -114,6 +119,8 @@ def tell(out: Console, scene: Scene, chapters: Sequence[ChapterFn]) -> list[Chec
     """Run and print each chapter, then the final state; every expectation checked on the way."""
     names = ", ".join(f"{c.name} ({c.client_id})" for c in scene.cast.values())
     out.print(Text("subaccount-worker demo", "bold") + Text(f": the story of {names}"))
+    servers = ", ".join(f"{name} {url}" for name, url in scene.servers.items())
+    out.print(Text(f"Running: {servers}, and a worker.", "dim"))
     checks: list[Check] = []
     for number, chapter_fn in enumerate(chapters, 1):
         try:

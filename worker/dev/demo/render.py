@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,14 @@ def console() -> Console:
     return Console(highlight=False, width=None if probe.is_terminal else 100)
 
 
+def table(*columns: str) -> Table:
+    """A borderless table with dim headers, the style of every table of the story."""
+    t = Table(box=None, padding=(0, 2), show_edge=False, header_style="dim")
+    for column in columns:
+        t.add_column(column)
+    return t
+
+
 def chapter(out: Console, scene: Scene, ch: Chapter) -> None:
     """One chapter: its title, why it matters, what happened, the API calls, the checks."""
     out.print()
@@ -35,14 +44,12 @@ def chapter(out: Console, scene: Scene, ch: Chapter) -> None:
     for extra in ch.extra:
         out.print(extra)
     if ch.rows:
-        table = Table(box=None, padding=(0, 2), show_edge=False, header_style="dim")
-        for name in ("what arrived", "door", "outcome", "why"):
-            table.add_column(name)
+        rows = table("what arrived", "door", "outcome", "why")
         for row in ch.rows:
-            table.add_row(
+            rows.add_row(
                 row.what, row.door, Text(row.outcome, STYLES.get(row.outcome, "")), row.why
             )
-        out.print(table)
+        out.print(rows)
     out.print(Text("API calls: ", style="dim") + Text(calls_line(scene, ch.calls)))
     for note in ch.notes:
         out.print(Text("→ " + note))
@@ -50,21 +57,14 @@ def chapter(out: Console, scene: Scene, ch: Chapter) -> None:
 
 
 def calls_line(scene: Scene, calls: Sequence[dict[str, Any]]) -> str:
-    """The chapter's state-changing calls, runs of one call folded (`add_credits acme 503 x3`)."""
+    """The chapter's state-changing calls, the same call counted (`add_credits acme 503 x3`)."""
     if not calls:
         return "none"
-    runs: list[list[Any]] = []
-    for call in calls:
-        key = (call["operation"], scene.who(call["username"]), call["status"])
-        if runs and runs[-1][0] == key:
-            runs[-1][1] += 1
-        else:
-            runs.append([key, 1])
-    parts = []
-    for (operation, who, status), count in runs:
-        times = f" x{count}" if count > 1 else ""
-        parts.append(f"{operation} {who} {status}{times}")
-    return ", ".join(parts)
+    counts = Counter((c["operation"], scene.who(c["username"]), c["status"]) for c in calls)
+    return ", ".join(
+        f"{operation} {who} {status}" + (f" x{count}" if count > 1 else "")
+        for (operation, who, status), count in counts.items()
+    )
 
 
 def _checks(out: Console, checks: Sequence[Check]) -> None:

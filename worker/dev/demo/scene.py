@@ -14,13 +14,13 @@ from typing import Any
 
 import redis
 
-from handlers import username_for
+from handlers import Context, username_for
 from worker import keys
 from worker.dev.demo.doors import Delivery, FrontDoors
 from worker.dev.devservers import wait_until
 from worker.ops.outcomes import decode_entry
 from worker.sandbox.client import SandboxAdmin
-from worker.settings import Settings
+from worker.settings import ApiSurface, Settings
 
 WAIT_S = 30.0
 
@@ -99,10 +99,16 @@ class Scene:
     grants: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     pending: dict[str, tuple[str, int]] = field(default_factory=dict)
     churned: set[str] = field(default_factory=set)
+    servers: dict[str, str] = field(default_factory=dict)  # name -> URL, for the reader
 
     @property
     def prefix(self) -> str:
         return self.settings.key_prefix
+
+    @property
+    def context(self) -> Context:
+        """What the handlers need to know of the API (as the CLI builds it from settings)."""
+        return Context(needs_password=self.settings.api_surface == ApiSurface.V6)
 
     def at(self, seconds: float) -> float:
         """Business time: `seconds` into the story's last hour (events carry this time)."""

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from worker.dev.demo import ops_chapters
 from worker.dev.demo.doors import (
     Delivery,
     billing_invoice_paid,
@@ -92,7 +93,7 @@ def invoices(scene: Scene) -> Chapter:
     mark = scene.mark()
     twice = stripe_invoice_paid(evt_id("evt"), "in_A1", acme.client_id, 2500, scene.at(60))
     first = scene.doors.stripe(twice, note="in_A1 acme 2,500")
-    again = scene.doors.stripe(twice, note="in_A1 acme 2,500 again")
+    again = scene.doors.stripe(twice, note="in_A1 acme (again)")
     paid = stripe_invoice_paid(evt_id("evt"), "in_B1", bistro.client_id, 800, scene.at(61))
     by_stripe = scene.doors.stripe(paid, note="in_B1 bistro 800")
     by_billing = scene.doors.billing(
@@ -106,7 +107,7 @@ def invoices(scene: Scene) -> Chapter:
     for delivery, record in zip(sent, records, strict=True):
         if record["outcome"] == "duplicate":
             whys.append(
-                "re-delivery: the ledger has it"
+                "same event: done in the ledger"
                 if delivery.key in seen
                 else "same invoice, other source"
             )
@@ -168,6 +169,10 @@ def out_of_order(scene: Scene) -> Chapter:
         records[1]["outcome"],
     )
     ch.check("no disable call was made", not disables, f"{len(disables)} disable calls")
+    ch.notes.append(
+        "The client's recorded state has a newer status change; the suspension is recorded as "
+        "superseded and no disable call is made."
+    )
     return ch
 
 
@@ -203,7 +208,10 @@ def outage(scene: Scene) -> Chapter:
     ch.check("two invoices dead-lettered", len(dead) == 2, f"{len(dead)} dead letters")
     granted = grants_in(ch.calls)
     ch.check("no credits granted during the outage", not granted, f"{len(granted)} applied")
-    ch.notes.append("The API is back; the dead letters wait for an operator.")
+    ch.notes.append(
+        f"Each invoice was tried {scene.settings.retry_max_attempts} times (this demo's limit), "
+        "then kept with its reason. The API is back; the dead letters wait for an operator."
+    )
     return ch
 
 
@@ -237,5 +245,6 @@ CHAPTERS: list[ChapterFn] = [
     invoices,
     out_of_order,
     outage,
+    ops_chapters.replay,
     churn,
 ]
