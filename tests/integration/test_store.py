@@ -1,4 +1,4 @@
-"""Records the attempt store reads back, including those written by earlier versions."""
+"""Records the attempt store writes and reads back."""
 
 from __future__ import annotations
 
@@ -6,27 +6,20 @@ import json
 
 import redis
 
+from handlers.outcomes import Outcome
 from worker import keys
-from worker.pipeline.attempts import AttemptStore, Claim
-from worker.pipeline.ledger import StepRecord, StepState
+from worker.pipeline.attempts import AttemptStore, BeginStep, Claim
+from worker.pipeline.ledger import OUTCOME_FIELD, StepRecord, StepState
 
 
 def _store(client: redis.Redis) -> AttemptStore:
     return AttemptStore(client, "saw", lock_ttl_ms=60_000, ledger_ttl_s=60, outcome_maxlen=100)
 
 
-def test_a_finished_event_reads_as_finished_whichever_version_wrote_it(
-    redis_client: redis.Redis,
-) -> None:
-    """Workers of this and the previous version may overlap in a rolling update."""
+def test_a_finished_event_reads_as_finished_with_its_outcome(redis_client: redis.Redis) -> None:
     store = _store(redis_client)
-    earlier = {"key": "e1", "outcome": "applied", "reason": "", "at_ms": 1, "steps": {}}
-    redis_client.hset(keys.ledger("saw", "e1"), "_outcome", json.dumps(earlier))
-    redis_client.hset(keys.ledger("saw", "e2"), "_outcome", '{"outcome":"dead_lettered"}')
-    redis_client.hset(keys.ledger("saw", "e4"), "_outcome", "duplicate")  # a bare word
-    assert store.open("e1", "acme", "t1").outcome == "applied"
-    assert store.open("e2", "acme", "t2").outcome == "dead_lettered"
-    assert store.open("e4", "acme", "t4").outcome == "duplicate"
+    redis_client.hset(keys.ledger("saw", "e2"), OUTCOME_FIELD, '{"outcome":"dead_lettered"}')
+    assert store.open("e2", "acme", "t2").outcome == Outcome.DEAD_LETTERED
     assert store.open("e3", "acme", "t3").status == "locked"  # not finished: a fresh attempt
 
 
@@ -34,13 +27,10 @@ def _claim(store: AttemptStore, event_key: str, amount: int) -> Claim:
     """Open `event_key` for client acme, claim invoice INV-1 for `amount`, release the lease."""
     assert store.open(event_key, "acme", f"t-{event_key}").status == "locked"
     in_progress = StepRecord(StepState.IN_PROGRESS, f"t-{event_key}", 1)
-    duplicate = StepRecord(
-        StepState.DONE, f"t-{event_key}", 1, result={"duplicate_of": "__OWNER__"}
+    begin = BeginStep(
+        event_key, "acme", f"t-{event_key}", "add_credits", in_progress, "invoice:INV-1", amount
     )
-    held, owner = store.begin_step(
-        event_key, "acme", f"t-{event_key}", "add_credits", in_progress, "invoice:INV-1",
-        duplicate, None, amount,
-    )  # fmt: skip
+    held, owner = store.begin_step(begin)
     assert held
     store.release(event_key, "acme", f"t-{event_key}")
     return owner
@@ -54,7 +44,7 @@ def _step(client: redis.Redis, event_key: str) -> dict[str, object] | None:
 def test_a_business_claim_records_its_amount_beside_the_owner(redis_client: redis.Redis) -> None:
     store = _store(redis_client)
     assert _claim(store, "e1", 40) == Claim("e1", 40)
-    # the key itself holds the owner's event key alone, as every version writes and reads it
+    # the key itself holds the owner's event key alone; the amount is beside it
     assert redis_client.get(keys.business("saw", "invoice", "INV-1")) == b"e1"
 
     assert _claim(store, "e2", 40) == Claim("e1", 40)  # a second report, same amount
@@ -63,12 +53,14 @@ def test_a_business_claim_records_its_amount_beside_the_owner(redis_client: redi
     assert _step(redis_client, "e3") is None  # and nothing is recorded for it
 
 
-def test_a_claim_made_without_an_amount_is_a_plain_duplicate(redis_client: redis.Redis) -> None:
-    """A claim by a worker that kept no amount (before 0.1.0) never reads as a conflict."""
+def test_a_claim_whose_amount_record_is_missing_reads_as_a_conflict(
+    redis_client: redis.Redis,
+) -> None:
+    """Every claim records its amount; without it, nothing proves the two reports agree."""
     store = _store(redis_client)
     redis_client.set(keys.business("saw", "invoice", "INV-1"), "e1")
-    assert _claim(store, "e2", 55) == Claim("e1", None)
-    assert _step(redis_client, "e2") is not None
+    assert _claim(store, "e2", 55) == Claim("e1", None, conflict=True)
+    assert _step(redis_client, "e2") is None
 
 
 def test_clearing_a_step_gives_back_the_claim_and_its_amount(redis_client: redis.Redis) -> None:

@@ -20,11 +20,11 @@ import structlog
 
 from handlers import Context, decide
 from handlers.events import Event, parse_event
-from handlers.outcomes import Reason
+from handlers.outcomes import Outcome, Reason
 from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
 from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
 from worker.log import get_logger, redactor
-from worker.pipeline.attempts import AttemptStore, Claim, Finish, Opened
+from worker.pipeline.attempts import AttemptStore, BeginStep, Claim, Finish, Opened
 from worker.pipeline.attempts import StepDone as PendingDone
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter
@@ -35,10 +35,10 @@ log = get_logger(__name__)
 
 # Told of every finished event (outcome, event type): how metrics see the engine without it
 # importing them.
-OutcomeObserver = Callable[[str, str], None]
+OutcomeObserver = Callable[[Outcome, str], None]
 
 
-def _observe_nothing(outcome: str, event_type: str) -> None:
+def _observe_nothing(outcome: Outcome, event_type: str) -> None:
     """The default observer."""
 
 
@@ -53,7 +53,7 @@ class AttemptInfo:
 
 @dataclass(frozen=True)
 class Done:
-    outcome: str  # applied, duplicate, superseded, ignored, dead_lettered
+    outcome: Outcome
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class Executor:
     def _decide_and_run(self, a: _Attempt) -> Done | Requeue:
         decision = decide(a.event, a.state, self._ctx)
         if isinstance(decision, Skip):
-            return self._finish(a, decision.outcome, None, reason=decision.reason)
+            return self._finish(a, Outcome(decision.outcome), None, reason=decision.reason)
         if isinstance(decision, Reject):
             return self._dead_letter(a, decision.reason, decision.detail)
         if isinstance(decision, Wait):
@@ -215,7 +215,7 @@ class Executor:
             self._flush(a)
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
         duplicate = bool(statuses) and all(s == "duplicate" for s in statuses.values())
-        outcome = "duplicate" if duplicate else "applied"
+        outcome = Outcome.DUPLICATE if duplicate else Outcome.APPLIED
         return self._finish(a, outcome, plan.state, steps=statuses)
 
     # --- one step ---------------------------------------------------------------------------
@@ -257,20 +257,17 @@ class Executor:
         return "done"
 
     def _begin(self, a: _Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
-        record = StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence)
-        held, owner = self._store.begin_step(
-            a.event.key,
-            a.event.client_id,
-            a.token,
-            name,
-            record,
-            step.business_key,
-            StepRecord(
-                StepState.DONE, a.token, self._now_ms(), result={"duplicate_of": "__OWNER__"}
-            ),
-            a.take_pending(),
-            step.request.amount,
+        begin = BeginStep(
+            event_key=a.event.key,
+            client_id=a.event.client_id,
+            token=a.token,
+            step=name,
+            record=StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence),
+            business_key=step.business_key,
+            amount=step.request.amount,
+            done=a.take_pending(),
         )
+        held, owner = self._store.begin_step(begin)
         if not held:
             raise LeaseLost()
         log.debug("step.started", step=name)
@@ -379,7 +376,7 @@ class Executor:
         letter = DeadLetter(
             key=a.event.key,
             event=a.raw,
-            reason=reason.value,
+            reason=reason,
             detail=redactor.scrub(detail),
             attempts=a.info.attempt,
             first_failure_ms=a.info.first_failure_ms or now,
@@ -388,15 +385,15 @@ class Executor:
             readings=readings or {},
         )
         log.warning("event.dead_lettered", reason=reason.value, step=step, detail=letter.detail)
-        return self._finish(a, "dead_lettered", None, reason=reason.value, dead=letter)
+        return self._finish(a, Outcome.DEAD_LETTERED, None, reason=reason, dead=letter)
 
     def _finish(
         self,
         a: _Attempt,
-        outcome: str,
+        outcome: Outcome,
         state: ClientState | None,
         *,
-        reason: str | None = None,
+        reason: str | None = None,  # a dead letter's `Reason`, or why an event was skipped
         steps: dict[str, str] | None = None,
         dead: DeadLetter | None = None,
     ) -> Done | Requeue:
@@ -416,11 +413,11 @@ class Executor:
     def _duplicate(self, event: Event, opened: Opened) -> Done:
         reason = f"already {opened.outcome or 'finished'}"
         self._store.record_duplicate(
-            self._outcome_record(event.key, event.to_message(), "duplicate", reason)
+            self._outcome_record(event.key, event.to_message(), Outcome.DUPLICATE, reason)
         )
         log.info("event.duplicate", first_outcome=opened.outcome)
-        self._observe("duplicate", event.type.value)
-        return Done("duplicate")
+        self._observe(Outcome.DUPLICATE, event.type.value)
+        return Done(Outcome.DUPLICATE)
 
     def _reject_invalid(self, raw: Any, info: AttemptInfo, exc: InvalidEvent) -> Done:
         """An event invalid at consume time (published around the validator): dead-letter it."""
@@ -445,15 +442,15 @@ class Executor:
         now = self._now_ms()
         detail = redactor.scrub(str(exc))
         first = info.first_failure_ms or now
-        letter = DeadLetter(key, event, reason.value, detail, info.attempt, first, now)
-        outcome = self._outcome_record(key, event, "dead_lettered", reason.value)
+        letter = DeadLetter(key, event, reason, detail, info.attempt, first, now)
+        outcome = self._outcome_record(key, event, Outcome.DEAD_LETTERED, reason)
         self._store.record_unlocked(key, outcome, letter.encode())
         log.warning("event.dead_lettered", reason=reason.value, detail=detail)
-        self._observe("dead_lettered", str(event.get("type", "")))
-        return Done("dead_lettered")
+        self._observe(Outcome.DEAD_LETTERED, str(event.get("type", "")))
+        return Done(Outcome.DEAD_LETTERED)
 
     def _outcome_record(
-        self, key: str, event: dict[str, Any], outcome: str, reason: str
+        self, key: str, event: dict[str, Any], outcome: Outcome, reason: str
     ) -> dict[str, Any]:
         """The outcome stream's record of an event: one shape for every ending."""
         return {

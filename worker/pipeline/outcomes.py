@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from handlers.outcomes import Reason
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -17,7 +19,7 @@ class DeadLetter:
 
     key: str
     event: dict[str, Any]
-    reason: str
+    reason: Reason
     detail: str
     attempts: int
     first_failure_ms: int
@@ -38,4 +40,5 @@ class DeadLetter:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> DeadLetter:
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        return cls(**{**data, "reason": Reason(data["reason"])})

@@ -19,12 +19,13 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, assert_never
 
 from pydantic import SecretStr
 
 from handlers.plan import AddCredits, Create, Delete, SetRecurringCredits, SetStatus, Step, Update
 from worker.api.client import SubaccountClient
+from worker.api.models import CreditDetails
 from worker.errors import Conflict, NotFound
 
 _ALPHABET = string.ascii_letters + string.digits + "-_"  # 64 symbols: bytes map without bias
@@ -81,23 +82,34 @@ class StepRunner:
 
     def evidence(self, step: Step) -> dict[str, Any]:
         """What to read before the call so an unanswered call can be judged afterwards."""
-        if isinstance(step, AddCredits):
-            details = self._client.get_credit_details(step.request.username)
-            return {"balance_before": details.balance}
-        return {}
+        match step:
+            case AddCredits():
+                details = self._client.get_credit_details(step.request.username)
+                return {"balance_before": details.balance}
+            case Create() | Update() | SetRecurringCredits() | SetStatus() | Delete():
+                return {}  # judged by the state they set, or safe to send again
+            case _:
+                assert_never(step)
 
     def run(self, step: Step) -> dict[str, Any]:
         """Send the step's call; return its result as JSON-ready data."""
-        if isinstance(step, Create):
-            return self._create(step)
-        if isinstance(step, Update):
-            return self._client.update(step.request).model_dump(mode="json")
-        if isinstance(step, AddCredits):
-            return self._client.change_credits(step.request).model_dump(mode="json")
-        if isinstance(step, SetRecurringCredits):
-            return self._client.set_recurring(step.request).model_dump(mode="json")
-        if isinstance(step, SetStatus):
-            return self._client.set_disabled(step.request).model_dump(mode="json")
+        match step:
+            case Create():
+                return self._create(step)
+            case Update():
+                return self._client.update(step.request).model_dump(mode="json")
+            case AddCredits():
+                return self._client.change_credits(step.request).model_dump(mode="json")
+            case SetRecurringCredits():
+                return self._client.set_recurring(step.request).model_dump(mode="json")
+            case SetStatus():
+                return self._client.set_disabled(step.request).model_dump(mode="json")
+            case Delete():
+                return self._delete(step)
+            case _:
+                assert_never(step)
+
+    def _delete(self, step: Delete) -> dict[str, Any]:
         try:
             return self._client.delete(step.username).model_dump(mode="json")
         except NotFound:
@@ -118,32 +130,53 @@ class StepRunner:
 
     def resolve(self, step: Step, evidence: dict[str, Any]) -> Resolution:
         """Decide from the subaccount's current state whether an unanswered step took effect."""
-        if isinstance(step, Update | SetRecurringCredits):
-            return NotApplied({"why": "idempotent setting: safe to send again"})
-        username = step.username if isinstance(step, Delete) else step.request.username
+        match step:
+            case Update() | SetRecurringCredits():
+                return NotApplied({"why": "idempotent setting: safe to send again"})
+            case Delete():
+                details = self._details(step.username)
+                if details is None:
+                    return Applied({"username": step.username, "already_deleted": True})
+                return NotApplied({"after": details.model_dump(mode="json")})
+            case Create():
+                return _judge_create(step, self._details(step.request.username))
+            case SetStatus():
+                return _judge_status(step, self._details(step.request.username))
+            case AddCredits():
+                details = self._details(step.request.username)
+                if details is None:
+                    return NotApplied({"exists": False})
+                return _judge_credits(step, evidence, details.balance)
+            case _:
+                assert_never(step)
+
+    def _details(self, username: str) -> CreditDetails | None:
+        """The subaccount's credit details, or None if it does not exist."""
         try:
-            details = self._client.get_credit_details(username)
+            return self._client.get_credit_details(username)
         except NotFound:
-            if isinstance(step, Delete):
-                return Applied({"username": username, "already_deleted": True})
-            return NotApplied({"exists": False})
-        reading = details.model_dump(mode="json")
-        if isinstance(step, Create):
-            if details.email == step.request.email:
-                return Applied(reading)
-            return Undecidable({"after": reading, "expected_email": step.request.email})
-        if isinstance(step, SetStatus):
-            if details.disabled == step.request.disabled:
-                return Applied(reading)
-            return NotApplied({"after": reading})
-        if isinstance(step, Delete):
-            return NotApplied({"after": reading})
-        return _judge_credits(step, evidence, details.balance, reading)
+            return None
 
 
-def _judge_credits(
-    step: AddCredits, evidence: dict[str, Any], balance: int, reading: dict[str, Any]
-) -> Resolution:
+def _judge_create(step: Create, details: CreditDetails | None) -> Resolution:
+    if details is None:
+        return NotApplied({"exists": False})
+    reading = details.model_dump(mode="json")
+    if details.email == step.request.email:
+        return Applied(reading)
+    return Undecidable({"after": reading, "expected_email": step.request.email})
+
+
+def _judge_status(step: SetStatus, details: CreditDetails | None) -> Resolution:
+    if details is None:
+        return NotApplied({"exists": False})
+    reading = details.model_dump(mode="json")
+    if details.disabled == step.request.disabled:
+        return Applied(reading)
+    return NotApplied({"after": reading})
+
+
+def _judge_credits(step: AddCredits, evidence: dict[str, Any], balance: int) -> Resolution:
     before = evidence.get("balance_before")
     readings = {"balance_before": before, "balance_after": balance, "amount": step.request.amount}
     if before is None:
