@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import redis
@@ -38,7 +39,7 @@ _OPEN = LuaScript.load("open")
 _BEGIN_STEP = LuaScript.load("begin_step")
 _FINISH = LuaScript.load("finish")
 _RENEW = LuaScript.load("renew")
-_CLEAR_STEP = LuaScript.load("clear_step")
+_RELEASE_CLAIM = LuaScript.load("release_claim")
 _DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked")
 _RELEASE = LuaScript.load("release")
 
@@ -66,14 +67,29 @@ class BeginStep:
     done: StepDone | None = None
 
 
+class ClaimStatus(StrEnum):
+    """What claiming a grant's business key found (the rule is in `lua/begin_step.lua`)."""
+
+    CLAIMED = "claimed"  # ours (fresh, ours already, or taken over from an owner without effect)
+    DUPLICATE = "duplicate"  # another event's grant of the same amount took effect
+    CONFLICT = "conflict"  # another event holds it for another amount
+    HELD = "held"  # another event's grant is undecided and that event has finished
+    PENDING = "pending"  # another event holds it and is still being worked on
+
+
 @dataclass(frozen=True)
 class Claim:
-    """Who holds a business key (e.g. an invoice id), and for what amount (None: its amount
-    record is missing, which reads as a conflict)."""
+    """Who holds a business key (e.g. an invoice id), for what amount (None: its amount record
+    is missing, which reads as a conflict), and what that means for this event."""
 
     event_key: str
     amount: int | None = None
-    conflict: bool = False  # another event claimed it for another amount
+    status: ClaimStatus = ClaimStatus.CLAIMED
+    owner_reason: str = ""  # why the owner was dead-lettered, when it was
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == ClaimStatus.CONFLICT
 
 
 @dataclass(frozen=True)
@@ -158,7 +174,8 @@ class AttemptStore:
         keys_ = [
             keys.lock(self._prefix, begin.client_id),
             ledger_key,
-            *self._business(begin.business_key),
+            *_business(self._prefix, begin.business_key),
+            keys.dead_letters(self._prefix),
         ]
         duplicate = StepRecord(StepState.DONE, begin.token, begin.record.at_ms)
         args = [
@@ -170,10 +187,17 @@ class AttemptStore:
             self._ledger_ttl_s,
             begin.amount,
             duplicate.encode(),
+            keys.ledger(self._prefix, ""),
+            OUTCOME_FIELD,
             *_done_args(begin.done),
         ]
-        held, owner, amount, conflict = self._run(_BEGIN_STEP, keys_, args)
-        return bool(held), Claim(_text(owner), int(amount) if amount else None, bool(conflict))
+        held, status, owner, amount, reason = self._run(_BEGIN_STEP, keys_, args)
+        if not held:
+            return False, Claim("")
+        claim = Claim(
+            _text(owner), int(amount) if amount else None, ClaimStatus(_text(status)), _text(reason)
+        )
+        return True, claim
 
     def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
         """Record the previous step's `done` and renew the lease; False if it was lost."""
@@ -211,20 +235,21 @@ class AttemptStore:
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not record step {step}: {exc}") from exc
 
-    def clear_step(self, event_key: str, step: str, business_key: str | None = None) -> None:
-        """Forget a step proven not applied, and give back its business key if we hold it, so
-        the next attempt (or another event for the same invoice) can run it afresh."""
-        ledger_key = keys.ledger(self._prefix, event_key)
-        given_back = self._business(business_key) if business_key else [ledger_key, ledger_key]
-        self._run(_CLEAR_STEP, [ledger_key, *given_back], [step, event_key])
+    def clear_step(self, event_key: str, step: str) -> None:
+        """Forget a step proven not applied (or never sent), so the next attempt runs it afresh.
+        The business key stays with the event while it may still grant (see `release_claim`)."""
+        try:
+            self._redis.hdel(keys.ledger(self._prefix, event_key), step)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not clear step {step}: {exc}") from exc
 
-    def _business(self, business_key: str) -> list[str]:
-        """The Redis keys of a business key: its owner and its claimed amount."""
-        kind, _, business_id = business_key.partition(":")
-        return [
-            keys.business(self._prefix, kind, business_id),
-            keys.business_amount(self._prefix, kind, business_id),
-        ]
+    def release_claim(
+        self, event_key: str, step: str, business_key: str, done: StepDone | None = None
+    ) -> bool:
+        """Record the last step's `done`; give back `business_key` if this event holds it and its
+        grant never took effect (no ledger record of `step`). True if given back."""
+        keys_ = [keys.ledger(self._prefix, event_key), *_business(self._prefix, business_key)]
+        return bool(self._run(_RELEASE_CLAIM, keys_, [event_key, step, *_done_args(done)]))
 
     def finish(
         self,
@@ -299,6 +324,25 @@ class AttemptStore:
             return self._scripts(script, keys_, args)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"Redis failed during an attempt: {exc}") from exc
+
+
+def _business(prefix: str, business_key: str) -> list[str]:
+    """The Redis keys of a business key: its owner and its claimed amount."""
+    kind, _, business_id = business_key.partition(":")
+    return [
+        keys.business(prefix, kind, business_id),
+        keys.business_amount(prefix, kind, business_id),
+    ]
+
+
+def release_claims_in(
+    pipe: Any, prefix: str, event_key: str, business_key: str | None, step: str | None
+) -> None:
+    """Queue on `pipe` (a MULTI pipeline) the giving back of the business key a dead-lettered
+    event held for a grant that never took effect; nothing when it held none. Purge uses it."""
+    if business_key and step:
+        keys_ = [keys.ledger(prefix, event_key), *_business(prefix, business_key)]
+        pipe.eval(_RELEASE_CLAIM.source, len(keys_), *keys_, event_key, step, "", "")
 
 
 def _text(value: bytes | str) -> str:

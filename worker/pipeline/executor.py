@@ -21,80 +21,45 @@ import structlog
 from handlers import Context, decide
 from handlers.events import Event, parse_event
 from handlers.outcomes import Outcome, Reason
-from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
-from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
+from handlers.plan import (
+    AddCredits,
+    Apply,
+    ClientState,
+    Decision,
+    Reject,
+    Skip,
+    Step,
+    Wait,
+    step_name,
+)
+from worker.errors import ApiError, BrokerUnavailable, InvalidEvent, Transient
 from worker.log import get_logger, redactor
-from worker.pipeline.attempts import AttemptStore, BeginStep, Claim, Finish, Opened
+from worker.pipeline.attempts import AttemptStore, BeginStep, Claim, ClaimStatus, Finish, Opened
 from worker.pipeline.attempts import StepDone as PendingDone
+from worker.pipeline.failures import (
+    HolderPending,
+    LeaseLost,
+    StepFailed,
+    check_claim,
+    holder_never_settled,
+    maybe_applied,
+)
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter
+from worker.pipeline.results import (
+    AttemptInfo,
+    Done,
+    Limits,
+    OutcomeObserver,
+    Requeue,
+    observe_nothing,
+)
 from worker.pipeline.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
 from worker.pipeline.steps import Applied, StepRunner, Undecidable, journaled
 
 log = get_logger(__name__)
 
-# Told of every finished event (outcome, event type): how metrics see the engine without it
-# importing them.
-OutcomeObserver = Callable[[Outcome, str], None]
-
-
-def _observe_nothing(outcome: Outcome, event_type: str) -> None:
-    """The default observer."""
-
-
-@dataclass(frozen=True)
-class AttemptInfo:
-    """What the message says about earlier attempts (carried in its options)."""
-
-    attempt: int = 1
-    published_ms: int = 0
-    first_failure_ms: int | None = None
-
-
-@dataclass(frozen=True)
-class Done:
-    outcome: Outcome
-
-
-@dataclass(frozen=True)
-class Requeue:
-    delay_ms: int
-    reason: str
-    counts: bool  # True: a failed attempt (counts against the limits); False: just waiting
-    lease_token: str | None = None  # the client's lease, kept for the retry to take back
-
-
-@dataclass(frozen=True)
-class Limits:
-    unknown_client_wait_ms: int
-    unknown_client_retry_ms: int
-    lock_busy_delay_ms: int
-    max_deliveries: int
-
-
-class StepFailed(Exception):
-    """A step could not complete in this attempt; carries the dead-letter reason or the retry."""
-
-    def __init__(
-        self,
-        step: str,
-        error: ApiError | None,
-        reason: Reason,
-        readings: dict[str, Any],
-        business_key: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.step = step
-        self.error = error
-        self.reason = reason
-        self.readings = readings
-        self.business_key = business_key  # held by a step that was proven not applied
-        self.detail = detail or (str(error) if error else "the outcome of the call is unknown")
-        super().__init__(f"step {step} failed: {reason}")
-
-
-class LeaseLost(Exception):
-    """The client's lease expired while we worked; start over with fresh state."""
+__all__ = ["AttemptInfo", "Done", "Executor", "Limits", "OutcomeObserver", "Requeue"]
 
 
 @dataclass
@@ -111,6 +76,7 @@ class _Attempt:
     pending: PendingDone | None = None
     stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
     did_steps: bool = False  # a step took effect in this attempt
+    grant: AddCredits | None = None  # the plan's grant, whose business key a dead letter frees
 
     @property
     def partly_applied(self) -> bool:
@@ -136,7 +102,7 @@ class Executor:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        observer: OutcomeObserver = _observe_nothing,
+        observer: OutcomeObserver = observe_nothing,
     ) -> None:
         self._store = store
         self._observe = observer
@@ -185,16 +151,17 @@ class Executor:
         ledger = opened.ledger or Ledger(steps={})
         attempt = _Attempt(event, raw, info, token, state, ledger, self._now_ms())
         try:
+            decision = decide(event, state, self._ctx)
+            attempt.grant = _grant_of(decision)
             if opened.deliveries > self._limits.max_deliveries:
                 detail = f"{opened.deliveries - 1} deliveries ended without an outcome"
                 return self._dead_letter(attempt, Reason.POISON_MESSAGE, detail)
-            return self._decide_and_run(attempt)
+            return self._run_decision(attempt, decision)
         except BaseException:
             self._release_quietly(attempt)
             raise
 
-    def _decide_and_run(self, a: _Attempt) -> Done | Requeue:
-        decision = decide(a.event, a.state, self._ctx)
+    def _run_decision(self, a: _Attempt, decision: Decision) -> Done | Requeue:
         if isinstance(decision, Skip):
             return self._finish(a, Outcome(decision.outcome), None, reason=decision.reason)
         if isinstance(decision, Reject):
@@ -210,6 +177,8 @@ class Executor:
                 statuses[step_name(step)] = self._run_step(a, step)
         except StepFailed as failed:
             return self._step_failed(a, failed)
+        except HolderPending as pending:
+            return self._wait_for_holder(a, pending)
         except LeaseLost:
             log.warning("event.lease_lost")
             self._flush(a)
@@ -233,26 +202,23 @@ class Executor:
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         if journaled(step):
             owner = self._begin(a, step, name, evidence)
-            if owner.conflict:
-                raise _conflict(step, name, owner)
-            if owner.event_key != a.event.key:
+            if owner.status == ClaimStatus.DUPLICATE:
                 log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
                 return "duplicate"
+            check_claim(step, name, owner)
         elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
             self._renew(a)
         a.stepped = True
         try:
             result = self._runner.run(step)
         except ApiError as exc:
-            if _maybe_applied(step, exc):
+            if maybe_applied(step, exc):
                 return self._unanswered(a, step, name, evidence, exc)
-            # Refused or never sent: nothing happened. A permanent refusal also frees the
-            # business key, so another report of the same invoice is not skipped as a duplicate.
-            business = None if isinstance(exc, Transient) else getattr(step, "business_key", None)
-            self._store.clear_step(a.event.key, name, business)
-            raise StepFailed(
-                name, exc, classify_permanent(exc), {}, getattr(step, "business_key", None)
-            ) from None
+            # Refused or never sent: nothing happened. (A dead letter then frees the business
+            # key, so another report of the same invoice is not skipped as a duplicate.)
+            if journaled(step):
+                self._store.clear_step(a.event.key, name)
+            raise StepFailed(name, exc, classify_permanent(exc), {}) from None
         self._done(a, name, result)
         return "done"
 
@@ -329,8 +295,6 @@ class Executor:
                 self._policy, failed.error, attempt=a.info.attempt, age_ms=age, rng=self._rng
             )
             if isinstance(verdict, GiveUp):
-                if failed.business_key:  # never applied: let another report of it through
-                    self._store.clear_step(a.event.key, failed.step, failed.business_key)
                 return self._dead_letter(a, verdict.reason, verdict.detail, step=failed.step)
             log.info(
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
@@ -354,6 +318,23 @@ class Executor:
             self._store.release(a.event.key, a.event.client_id, a.token)
         return Requeue(delay_ms, reason, counts=True)
 
+    def _wait_for_holder(self, a: _Attempt, pending: HolderPending) -> Done | Requeue:
+        """Another event holds this grant's invoice and has not settled: look again later,
+        backing off with the time waited (not a failure), up to the retry age limit."""
+        waited = self._now_ms() - (a.info.published_ms or a.now_ms)
+        if waited > self._policy.max_age_ms:
+            failed = holder_never_settled(pending.step, pending.owner, waited)
+            return self._dead_letter(a, failed.reason, failed.detail, step=pending.step)
+        delay = min(self._policy.max_backoff_ms, max(self._policy.min_backoff_ms, waited // 2))
+        log.info("event.waiting", why="business_key_pending", holder=pending.owner.event_key)
+        if a.partly_applied and self._store.hold(
+            a.event.key, a.event.client_id, a.token, a.take_pending(), delay
+        ):
+            return Requeue(delay, "business_key_pending", counts=False, lease_token=a.token)
+        self._flush(a)
+        self._store.release(a.event.key, a.event.client_id, a.token)
+        return Requeue(delay, "business_key_pending", counts=False)
+
     def _wait(self, a: _Attempt) -> Done | Requeue:
         waited = self._now_ms() - (a.info.published_ms or a.now_ms)
         if waited > self._limits.unknown_client_wait_ms:
@@ -372,6 +353,10 @@ class Executor:
         step: str | None = None,
         readings: dict[str, Any] | None = None,
     ) -> Done | Requeue:
+        grant = a.grant
+        if grant is not None:  # a grant that never took effect holds its invoice no longer
+            name = step_name(grant)
+            self._store.release_claim(a.event.key, name, grant.business_key, a.take_pending())
         now = self._now_ms()
         letter = DeadLetter(
             key=a.event.key,
@@ -383,6 +368,8 @@ class Executor:
             last_failure_ms=now,
             step=step,
             readings=readings or {},
+            grant_step=step_name(grant) if grant else None,
+            business_key=grant.business_key if grant else None,
         )
         log.warning("event.dead_lettered", reason=reason.value, step=step, detail=letter.detail)
         return self._finish(a, Outcome.DEAD_LETTERED, None, reason=reason, dead=letter)
@@ -474,28 +461,8 @@ class Executor:
         return int(self._clock() * 1000)
 
 
-def _conflict(step: AddCredits, name: str, owner: Claim) -> StepFailed:
-    """Another event claimed this grant's business key for another amount: the two reports of
-    one invoice disagree and a human must decide."""
-    readings = {
-        "business_key": step.business_key,
-        "claimed_by_event": owner.event_key,
-        "claimed_amount": owner.amount,
-        "this_amount": step.request.amount,
-    }
-    detail = (
-        f"{step.business_key} is claimed for {owner.amount} credits by event {owner.event_key} "
-        f"(see its outcome); this event says {step.request.amount}. Check the billing records, "
-        "settle the difference by hand, then purge this dead letter or replay it with "
-        "--resolve applied"
-    )
-    return StepFailed(name, None, Reason.BUSINESS_KEY_CONFLICT, readings, detail=detail)
-
-
-def _maybe_applied(step: Step, exc: ApiError) -> bool:
-    """Could this failed call have taken effect? Always when no answer came; and for a grant,
-    also on a 5xx: a proxy's 502 or a server error after the commit may hide an applied grant,
-    and the balance read before it can tell."""
-    if isinstance(exc, Ambiguous):
-        return True
-    return journaled(step) and isinstance(exc, Transient) and (exc.status or 0) >= 500
+def _grant_of(decision: Decision) -> AddCredits | None:
+    """The plan's grant, if any (a plan holds at most one)."""
+    if isinstance(decision, Apply):
+        return next((step for step in decision.steps if isinstance(step, AddCredits)), None)
+    return None

@@ -26,6 +26,10 @@ class DeadLetter:
     last_failure_ms: int
     step: str | None = None
     readings: dict[str, Any] = field(default_factory=dict)
+    # The grant step of its plan and the business key it claims (e.g. "invoice:INV-1"), so a
+    # purge can give the key back when the grant never took effect.
+    grant_step: str | None = None
+    business_key: str | None = None
 
     @property
     def client_id(self) -> str:
