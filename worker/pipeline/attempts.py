@@ -42,6 +42,11 @@ _RENEW = LuaScript.load("renew")
 _RELEASE_CLAIM = LuaScript.load("release_claim")
 _DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked")
 _RELEASE = LuaScript.load("release")
+_GRANTS_SINCE = LuaScript.load("grants_since")
+_SETTLE = LuaScript.load("settle")
+
+GRANTS_KEPT = 50  # a client's grants remembered (newest), to judge evidence against
+GRANTS_CHECKED = 10  # the newest of them checked for a dangling grant when a lease is taken
 
 
 # A finished step's ledger record, waiting to ride on the attempt's next Redis call.
@@ -93,6 +98,34 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Grant:
+    """One grant this system started for a client: whose, which step, how many credits."""
+
+    event_key: str
+    step: str
+    amount: int
+
+    @property
+    def member(self) -> str:
+        """Its entry in the client's grants (`keys.grants`)."""
+        return f"{self.event_key} {self.step} {self.amount}"
+
+    @classmethod
+    def parse(cls, member: bytes | str) -> Grant:
+        event_key, step, amount = _text(member).split(" ")
+        return cls(event_key, step, int(amount))
+
+
+@dataclass(frozen=True)
+class Dangling:
+    """Another event's grant left in progress (its worker died mid-call), as `open` found it."""
+
+    grant: Grant
+    record: StepRecord
+    raw: str  # the record as stored: settling it is a compare-and-set on this
+
+
+@dataclass(frozen=True)
 class Opened:
     """What `open` found: `status` is 'finished', 'busy' or 'locked'."""
 
@@ -101,6 +134,7 @@ class Opened:
     state: ClientState | None = None
     ledger: Ledger | None = None
     outcome: Outcome | None = None  # 'finished': how the event ended the first time
+    dangling: tuple[Dangling, ...] = ()  # 'locked': other events' grants to settle first
 
 
 @dataclass(frozen=True)
@@ -146,8 +180,10 @@ class AttemptStore:
             keys.lock(self._prefix, client_id),
             keys.client(self._prefix, client_id),
             keys.deliveries(self._prefix, event_key),
+            keys.grants(self._prefix, client_id),
         ]
-        args = [token, self._lock_ttl_ms, OUTCOME_FIELD, self._ledger_ttl_s * 1000]
+        args = [token, self._lock_ttl_ms, OUTCOME_FIELD, self._ledger_ttl_s * 1000, event_key]
+        args += [keys.ledger(self._prefix, ""), GRANTS_CHECKED]
         reply = self._run(_OPEN, keys_, args)
         status = _text(reply[0])
         if status == "finished":
@@ -162,10 +198,14 @@ class AttemptStore:
                 else ClientState(client_id=client_id)
             )
             ledger = Ledger.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+            dangling = tuple(
+                Dangling(Grant.parse(member), StepRecord.decode(raw), _text(raw))
+                for member, raw in zip(reply[4][::2], reply[4][1::2], strict=True)
+            )
         except (ValueError, KeyError, TypeError):
             self.release(event_key, client_id, token)  # unreadable records: don't block the client
             raise
-        return Opened(status, deliveries=int(reply[1]), state=state, ledger=ledger)
+        return Opened(status, int(reply[1]), state, ledger, dangling=dangling)
 
     def begin_step(self, begin: BeginStep) -> tuple[bool, Claim]:
         """Record the previous step's result, renew the lease, claim the business key and mark
@@ -176,6 +216,7 @@ class AttemptStore:
             ledger_key,
             *_business(self._prefix, begin.business_key),
             keys.dead_letters(self._prefix),
+            keys.grants(self._prefix, begin.client_id),
         ]
         duplicate = StepRecord(StepState.DONE, begin.token, begin.record.at_ms)
         args = [
@@ -190,6 +231,9 @@ class AttemptStore:
             keys.ledger(self._prefix, ""),
             OUTCOME_FIELD,
             *_done_args(begin.done),
+            Grant(begin.event_key, begin.step, begin.amount).member,
+            begin.record.at_ms,
+            GRANTS_KEPT,
         ]
         held, status, owner, amount, reason = self._run(_BEGIN_STEP, keys_, args)
         if not held:
@@ -242,6 +286,25 @@ class AttemptStore:
             self._redis.hdel(keys.ledger(self._prefix, event_key), step)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not clear step {step}: {exc}") from exc
+
+    def grants_since(
+        self, client_id: str, since_ms: int, event_key: str
+    ) -> list[tuple[Grant, StepState | None]]:
+        """The client's other grants started at or after `since_ms`, each with its ledger state
+        (None: no record: not applied, or forgotten)."""
+        args = [since_ms, event_key, keys.ledger(self._prefix, "")]
+        flat = self._run(_GRANTS_SINCE, [keys.grants(self._prefix, client_id)], args)
+        return [
+            (Grant.parse(member), None if _text(state) == "none" else StepState(_text(state)))
+            for member, state in zip(flat[::2], flat[1::2], strict=True)
+        ]
+
+    def settle(self, dangling: Dangling, record: StepRecord | None) -> bool:
+        """Settle another event's dangling grant in its ledger: `record` (done), or None to forget
+        it (proven not applied: that event sends it again). False if its record changed."""
+        grant = dangling.grant
+        args = [grant.step, dangling.raw, record.encode() if record else ""]
+        return bool(self._run(_SETTLE, [keys.ledger(self._prefix, grant.event_key)], args))
 
     def release_claim(
         self, event_key: str, step: str, business_key: str, done: StepDone | None = None

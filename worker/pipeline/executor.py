@@ -44,6 +44,7 @@ from worker.pipeline.failures import (
     holder_never_settled,
     maybe_applied,
 )
+from worker.pipeline.grants import ours_since, settle_dangling
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter
 from worker.pipeline.results import (
@@ -77,6 +78,7 @@ class _Attempt:
     stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
     did_steps: bool = False  # a step took effect in this attempt
     grant: AddCredits | None = None  # the plan's grant, whose business key a dead letter frees
+    started_ms: int = 0  # when this attempt marked its grant in progress
 
     @property
     def partly_applied(self) -> bool:
@@ -151,6 +153,9 @@ class Executor:
         ledger = opened.ledger or Ledger(steps={})
         attempt = _Attempt(event, raw, info, token, state, ledger, self._now_ms())
         try:
+            if opened.dangling and state.username:  # other events' grants left mid-call
+                settle_dangling(self._store, self._runner, event.client_id, state.username,
+                                opened.dangling, self._now_ms())  # fmt: skip
             decision = decide(event, state, self._ctx)
             attempt.grant = _grant_of(decision)
             if opened.deliveries > self._limits.max_deliveries:
@@ -197,7 +202,7 @@ class Executor:
             log.info("step.skipped", step=name, why="done by an earlier attempt")
             return "duplicate" if "duplicate_of" in record.result else "skipped"
         unfinished = a.ledger.unfinished(name)
-        if unfinished is not None and self._resolve(a, step, unfinished.evidence):
+        if unfinished is not None and self._resolve(a, step, unfinished.evidence, unfinished.at_ms):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         if journaled(step):
@@ -223,12 +228,13 @@ class Executor:
         return "done"
 
     def _begin(self, a: _Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
+        a.started_ms = self._now_ms()
         begin = BeginStep(
             event_key=a.event.key,
             client_id=a.event.client_id,
             token=a.token,
             step=name,
-            record=StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence),
+            record=StepRecord(StepState.IN_PROGRESS, a.token, a.started_ms, evidence),
             business_key=step.business_key,
             amount=step.request.amount,
             done=a.take_pending(),
@@ -244,7 +250,7 @@ class Executor:
     ) -> str:
         """A call that may have been applied: judge it by evidence, never send it blindly."""
         log.warning("step.ambiguous", step=name, error=str(exc))
-        if self._resolve(a, step, evidence):
+        if self._resolve(a, step, evidence, a.started_ms):
             return "done"
         self._store.clear_step(a.event.key, name)  # proven not applied: send again later
         retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
@@ -254,10 +260,14 @@ class Executor:
         if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
             raise LeaseLost()
 
-    def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any]) -> bool:
-        """Judge an unanswered step; True if it took effect. Raises StepFailed if undecidable."""
+    def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any], started_ms: int) -> bool:
+        """Judge an unanswered step (a grant net of our other grants of the client since it
+        started); True if it took effect. Raises StepFailed if undecidable."""
         name = step_name(step)
-        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence))
+        ours = None
+        if journaled(step):
+            ours = ours_since(self._store, a.event.client_id, started_ms, a.event.key)
+        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence, ours))
         log.info("step.resolved", step=name, resolution=type(resolution).__name__)
         if isinstance(resolution, Applied):
             self._done(a, name, resolution.result)

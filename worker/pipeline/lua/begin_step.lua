@@ -1,6 +1,6 @@
 -- Begin a grant: record the previous step's result (whatever the lease says: it did happen),
 -- renew the lease, claim the grant's business key (an invoice id) for this event and amount,
--- and mark the step in progress.
+-- mark the step in progress and add it to the client's grants.
 --
 -- A business key is held only by an event whose grant took effect or may still take effect.
 -- When another event (the owner) holds it, the owner's ledger decides:
@@ -19,6 +19,7 @@ local ledger_key = KEYS[2]
 local business_key = KEYS[3]  -- holds the owning event's key
 local amount_key = KEYS[4]  -- holds "<owning event key> <amount>"
 local dead_key = KEYS[5]  -- dead letters, to name why an owner was dead-lettered
+local grants_key = KEYS[6]  -- the client's grants, by start time
 local lease_token = ARGV[1]
 local lease_ttl_ms = ARGV[2]
 local step = ARGV[3]
@@ -31,6 +32,9 @@ local ledger_prefix = ARGV[9]  -- an event's ledger key is this prefix and its e
 local outcome_field = ARGV[10]
 local done_field = ARGV[11]  -- the previous step's record, or ''
 local done_record = ARGV[12]
+local grant_member = ARGV[13]  -- "<event key> <step> <amount>"
+local started_ms = ARGV[14]
+local grants_kept = tonumber(ARGV[15])
 
 if done_field ~= '' then redis.call('HSET', ledger_key, done_field, done_record) end
 if redis.call('GET', lock_key) ~= lease_token then return {0, '', '', '', ''} end
@@ -86,6 +90,11 @@ end
 
 if status == 'claimed' then
   redis.call('HSET', ledger_key, step, in_progress_record)
+  -- in the client's grants before the call, so no grant of ours that may have taken effect is
+  -- ever missing when another grant's evidence is judged
+  redis.call('ZADD', grants_key, started_ms, grant_member)
+  redis.call('ZREMRANGEBYRANK', grants_key, 0, -grants_kept - 1)
+  redis.call('EXPIRE', grants_key, ledger_ttl_s)
 elseif status == 'duplicate' then
   local duplicate = cjson.decode(duplicate_template)
   duplicate['result'] = {duplicate_of = owner}
