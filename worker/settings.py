@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
     ledger_ttl_s: int = Field(30 * 86_400, ge=60, description="How long done steps are kept")
     outcome_stream_maxlen: int = Field(100_000, ge=100)
+    timeline_maxlen: int = Field(200, ge=1, description="Outcomes kept per client timeline")
 
     # --- Ingress --------------------------------------------------------------------------
     ingress_tokens: CsvSecrets = Field(default_factory=list)

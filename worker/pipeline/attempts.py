@@ -44,6 +44,7 @@ _DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked")
 _RELEASE = LuaScript.load("release")
 _GRANTS_SINCE = LuaScript.load("grants_since")
 _SETTLE = LuaScript.load("settle")
+_DUPLICATE = LuaScript.load("duplicate")
 
 GRANTS_KEPT = 50  # a client's grants remembered (newest), to judge evidence against
 GRANTS_CHECKED = 10  # the newest of them checked for a dangling grant when a lease is taken
@@ -157,12 +158,14 @@ class AttemptStore:
         lock_ttl_ms: int,
         ledger_ttl_s: int,
         outcome_maxlen: int,
+        timeline_maxlen: int = 200,
     ) -> None:
         self._redis = client
         self._prefix = prefix
         self._lock_ttl_ms = lock_ttl_ms
         self._ledger_ttl_s = ledger_ttl_s
         self._outcome_maxlen = outcome_maxlen
+        self._timeline_maxlen = timeline_maxlen
         self._scripts = ScriptRunner(client)
 
     def close(self) -> None:
@@ -334,6 +337,7 @@ class AttemptStore:
             keys.dead_letters(self._prefix),
             keys.dead_letter_index(self._prefix),
             keys.dead_letter_counts(self._prefix),
+            keys.timeline(self._prefix, client_id),
         ]
         args: list[Any] = [
             token,
@@ -347,21 +351,21 @@ class AttemptStore:
             now_ms,
             finish.outcome.get("reason") or "",
             *_done_args(done),
-            *[item for pair in _stream_fields(finish.outcome).items() for item in pair],
+            *self._recorded(finish.outcome),
         ]
         return bool(self._run(_FINISH, keys_, args))
 
-    def record_duplicate(self, outcome: dict[str, Any]) -> None:
-        """Append a duplicate delivery's outcome to the stream (no lock: nothing else changes)."""
-        try:
-            self._redis.xadd(
-                keys.outcomes(self._prefix),
-                _stream_fields(outcome),
-                maxlen=self._outcome_maxlen,
-                approximate=True,
-            )
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"could not record duplicate: {exc}") from exc
+    def record_duplicate(self, client_id: str, outcome: dict[str, Any]) -> None:
+        """Append a duplicate delivery's outcome to the stream and the client's timeline (no
+        lock: nothing else changes)."""
+        keys_ = [keys.outcomes(self._prefix), keys.timeline(self._prefix, client_id)]
+        self._run(_DUPLICATE, keys_, [self._outcome_maxlen, *self._recorded(outcome)])
+
+    def _recorded(self, outcome: dict[str, Any]) -> list[Any]:
+        """The trailing arguments of the scripts that record an outcome: its timeline item, the
+        timeline's cap, then its stream field/value pairs."""
+        fields = [item for pair in _stream_fields(outcome).items() for item in pair]
+        return [_json(outcome), self._timeline_maxlen, *fields]
 
     def release(self, event_key: str, client_id: str, token: str) -> None:
         """Give the lease back early (before a delayed retry); harmless if it already expired."""
@@ -369,17 +373,21 @@ class AttemptStore:
         self._run(_RELEASE, keys_, [token])
 
     def record_unlocked(self, event_key: str, outcome: dict[str, Any], dead_letter: str) -> None:
-        """Dead-letter an event that has no valid client to lock (it failed validation)."""
+        """Dead-letter an event without its client's lease (it failed validation, or a bug of
+        ours failed it); its outcome goes on its client's timeline when it names a client."""
+        ledger_key = keys.ledger(self._prefix, event_key)
+        client_id = outcome.get("client_id")
         keys_ = [
             keys.dead_letters(self._prefix),
             keys.dead_letter_index(self._prefix),
             keys.dead_letter_counts(self._prefix),
-            keys.ledger(self._prefix, event_key),
+            ledger_key,
             keys.outcomes(self._prefix),
+            keys.timeline(self._prefix, client_id) if client_id else ledger_key,
         ]
         args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], OUTCOME_FIELD]
         args += [_finished_as(outcome), self._ledger_ttl_s, self._outcome_maxlen]
-        args += [item for pair in _stream_fields(outcome).items() for item in pair]
+        args += self._recorded(outcome)
         self._run(_DEAD_LETTER_UNLOCKED, keys_, args)
 
     def _run(self, script: LuaScript, keys_: list[str], args: list[Any]) -> Any:

@@ -46,7 +46,7 @@ from worker.pipeline.failures import (
 )
 from worker.pipeline.grants import ours_since, settle_dangling
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
-from worker.pipeline.outcomes import DeadLetter
+from worker.pipeline.outcomes import DeadLetter, outcome_record
 from worker.pipeline.results import (
     AttemptInfo,
     Done,
@@ -145,7 +145,7 @@ class Executor:
     ) -> Done | Requeue:
         opened = self._store.open(event.key, event.client_id, token)
         if opened.status == "finished":
-            return self._duplicate(event, opened)
+            return self._duplicate(event, opened, info)
         if opened.status == "busy":
             log.debug("event.client_busy")
             return Requeue(self._limits.lock_busy_delay_ms, "client_busy", counts=False)
@@ -394,8 +394,7 @@ class Executor:
         steps: dict[str, str] | None = None,
         dead: DeadLetter | None = None,
     ) -> Done | Requeue:
-        record = self._outcome_record(a.event.key, a.raw, outcome, reason or "")
-        record.update(steps=steps or {}, attempt=a.info.attempt)
+        record = outcome_record(a.event.key, a.raw, outcome, reason, a.info, self._now_ms(), steps)
         finish = Finish(record, state, dead.encode() if dead else None)
         done = a.take_pending()
         if not self._store.finish(
@@ -407,11 +406,12 @@ class Executor:
         self._observe(outcome, a.event.type.value)
         return Done(outcome)
 
-    def _duplicate(self, event: Event, opened: Opened) -> Done:
+    def _duplicate(self, event: Event, opened: Opened, info: AttemptInfo) -> Done:
         reason = f"already {opened.outcome or 'finished'}"
-        self._store.record_duplicate(
-            self._outcome_record(event.key, event.to_message(), Outcome.DUPLICATE, reason)
+        record = outcome_record(
+            event.key, event.to_message(), Outcome.DUPLICATE, reason, info, self._now_ms()
         )
+        self._store.record_duplicate(event.client_id, record)
         log.info("event.duplicate", first_outcome=opened.outcome)
         self._observe(Outcome.DUPLICATE, event.type.value)
         return Done(Outcome.DUPLICATE)
@@ -440,25 +440,11 @@ class Executor:
         detail = redactor.scrub(str(exc))
         first = info.first_failure_ms or now
         letter = DeadLetter(key, event, reason, detail, info.attempt, first, now)
-        outcome = self._outcome_record(key, event, Outcome.DEAD_LETTERED, reason)
+        outcome = outcome_record(key, event, Outcome.DEAD_LETTERED, reason, info, now)
         self._store.record_unlocked(key, outcome, letter.encode())
         log.warning("event.dead_lettered", reason=reason.value, detail=detail)
         self._observe(Outcome.DEAD_LETTERED, str(event.get("type", "")))
         return Done(Outcome.DEAD_LETTERED)
-
-    def _outcome_record(
-        self, key: str, event: dict[str, Any], outcome: Outcome, reason: str
-    ) -> dict[str, Any]:
-        """The outcome stream's record of an event: one shape for every ending."""
-        return {
-            "key": key,
-            "event_id": str(event.get("id", "")),
-            "client_id": str(event.get("subject", "")),
-            "event_type": str(event.get("type", "")),
-            "outcome": outcome,
-            "reason": reason,
-            "at_ms": self._now_ms(),
-        }
 
     def _release_quietly(self, a: _Attempt) -> None:
         try:

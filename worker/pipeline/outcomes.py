@@ -1,7 +1,8 @@
-"""Records the pipeline writes when an event ends: the dead letter, kept until an operator acts.
+"""Records the pipeline writes when an event ends: its outcome record (on the outcome stream and
+its client's timeline) and its dead letter, kept until an operator acts.
 
 The executor builds them and the attempt's finishing script stores them
-(`worker.pipeline.attempts`); `worker.ops.dead_letters` reads, filters and purges them.
+(`worker.pipeline.attempts`); `worker.ops` reads them (and filters, replays, purges dead letters).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from handlers.outcomes import Reason
+from handlers.outcomes import Outcome, Reason
+from worker.pipeline.results import AttemptInfo
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,36 @@ class DeadLetter:
     def decode(cls, raw: str | bytes) -> DeadLetter:
         data = json.loads(raw)
         return cls(**{**data, "reason": Reason(data["reason"])})
+
+
+def outcome_record(
+    key: str,
+    event: dict[str, Any],
+    outcome: Outcome,
+    reason: str | None,
+    info: AttemptInfo,
+    now_ms: int,
+    steps: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The record of how an event ended: one shape for every ending, on the outcome stream and
+    (as JSON) on its client's timeline. `invoice_id` and `amount` appear where the event has
+    them; `replay` counts the operator's replays (0: never replayed)."""
+    record: dict[str, Any] = {
+        "key": key,
+        "event_id": str(event.get("id", "")),
+        "client_id": str(event.get("subject", "")),
+        "event_type": str(event.get("type", "")),
+        "outcome": outcome,
+        "reason": reason or "",
+        "at_ms": now_ms,
+        "steps": steps or {},
+        "attempt": info.attempt,
+        "replay": info.replay,
+    }
+    data = event.get("data")
+    if isinstance(data, dict):
+        if isinstance(data.get("invoice_id"), str):
+            record["invoice_id"] = data["invoice_id"]
+        if type(data.get("credits")) is int:
+            record["amount"] = data["credits"]
+    return record

@@ -24,6 +24,7 @@ class AttemptInfo:
     attempt: int = 1
     published_ms: int = 0
     first_failure_ms: int | None = None
+    replay: int = 0  # how many times an operator replayed it (0: never)
 
 
 @dataclass(frozen=True)
