@@ -235,7 +235,6 @@ class AttemptStore:
             OUTCOME_FIELD,
             *_done_args(begin.done),
             Grant(begin.event_key, begin.step, begin.amount).member,
-            begin.record.at_ms,
             GRANTS_KEPT,
         ]
         held, status, owner, amount, reason = self._run(_BEGIN_STEP, keys_, args)
@@ -291,12 +290,14 @@ class AttemptStore:
             raise BrokerUnavailable(f"could not clear step {step}: {exc}") from exc
 
     def grants_since(
-        self, client_id: str, since_ms: int, event_key: str
-    ) -> list[tuple[Grant, StepState | None]]:
-        """The client's other grants started at or after `since_ms`, each with its ledger state
-        (None: no record: not applied, or forgotten)."""
-        args = [since_ms, event_key, keys.ledger(self._prefix, "")]
-        flat = self._run(_GRANTS_SINCE, [keys.grants(self._prefix, client_id)], args)
+        self, client_id: str, judged: Grant
+    ) -> list[tuple[Grant, StepState | None]] | None:
+        """The client's other grants that began after `judged`, each with its ledger state (None:
+        no record: not applied, or forgotten); None if `judged` is not in the client's record."""
+        args = [judged.member, keys.ledger(self._prefix, "")]
+        found, *flat = self._run(_GRANTS_SINCE, [keys.grants(self._prefix, client_id)], args)
+        if not found:
+            return None
         return [
             (Grant.parse(member), None if _text(state) == "none" else StepState(_text(state)))
             for member, state in zip(flat[::2], flat[1::2], strict=True)

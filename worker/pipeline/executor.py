@@ -13,8 +13,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 
@@ -34,8 +33,15 @@ from handlers.plan import (
 )
 from worker.errors import ApiError, BrokerUnavailable, InvalidEvent, Transient
 from worker.log import get_logger, redactor
-from worker.pipeline.attempts import AttemptStore, BeginStep, Claim, ClaimStatus, Finish, Opened
-from worker.pipeline.attempts import StepDone as PendingDone
+from worker.pipeline.attempts import (
+    AttemptStore,
+    BeginStep,
+    Claim,
+    ClaimStatus,
+    Finish,
+    Grant,
+    Opened,
+)
 from worker.pipeline.failures import (
     HolderPending,
     LeaseLost,
@@ -44,9 +50,10 @@ from worker.pipeline.failures import (
     holder_never_settled,
     maybe_applied,
 )
-from worker.pipeline.grants import ours_since, settle_dangling
+from worker.pipeline.grants import grant_of, ours_since, settle_dangling
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter, outcome_record
+from worker.pipeline.progress import Attempt
 from worker.pipeline.results import (
     AttemptInfo,
     Done,
@@ -56,39 +63,11 @@ from worker.pipeline.results import (
     observe_nothing,
 )
 from worker.pipeline.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
-from worker.pipeline.steps import Applied, StepRunner, Undecidable, journaled
+from worker.pipeline.steps import Applied, NotApplied, StepRunner, Undecidable, journaled
 
 log = get_logger(__name__)
 
 __all__ = ["AttemptInfo", "Done", "Executor", "Limits", "OutcomeObserver", "Requeue"]
-
-
-@dataclass
-class _Attempt:
-    event: Event
-    raw: dict[str, Any]
-    info: AttemptInfo
-    token: str
-    state: ClientState
-    ledger: Ledger
-    now_ms: int
-    # The last finished step's record, written by the attempt's next Redis call (one round
-    # trip fewer per step); `_flush` writes it on paths that make no such call.
-    pending: PendingDone | None = None
-    stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
-    did_steps: bool = False  # a step took effect in this attempt
-    grant: AddCredits | None = None  # the plan's grant, whose business key a dead letter frees
-    started_ms: int = 0  # when this attempt marked its grant in progress
-
-    @property
-    def partly_applied(self) -> bool:
-        """Some step of this event took effect (in this attempt or an earlier one)."""
-        earlier = any(record.state == StepState.DONE for record in self.ledger.steps.values())
-        return self.did_steps or earlier
-
-    def take_pending(self) -> PendingDone | None:
-        pending, self.pending = self.pending, None
-        return pending
 
 
 class Executor:
@@ -151,13 +130,13 @@ class Executor:
             return Requeue(self._limits.lock_busy_delay_ms, "client_busy", counts=False)
         state = opened.state or ClientState(client_id=event.client_id)
         ledger = opened.ledger or Ledger(steps={})
-        attempt = _Attempt(event, raw, info, token, state, ledger, self._now_ms())
+        attempt = Attempt(event, raw, info, token, state, ledger, self._now_ms())
         try:
             if opened.dangling and state.username:  # other events' grants left mid-call
                 settle_dangling(self._store, self._runner, event.client_id, state.username,
                                 opened.dangling, self._now_ms())  # fmt: skip
             decision = decide(event, state, self._ctx)
-            attempt.grant = _grant_of(decision)
+            attempt.grant = grant_of(decision)
             if opened.deliveries > self._limits.max_deliveries:
                 detail = f"{opened.deliveries - 1} deliveries ended without an outcome"
                 return self._dead_letter(attempt, Reason.POISON_MESSAGE, detail)
@@ -166,16 +145,20 @@ class Executor:
             self._release_quietly(attempt)
             raise
 
-    def _run_decision(self, a: _Attempt, decision: Decision) -> Done | Requeue:
-        if isinstance(decision, Skip):
-            return self._finish(a, Outcome(decision.outcome), None, reason=decision.reason)
-        if isinstance(decision, Reject):
-            return self._dead_letter(a, decision.reason, decision.detail)
-        if isinstance(decision, Wait):
-            return self._wait(a)
-        return self._apply(a, decision)
+    def _run_decision(self, a: Attempt, decision: Decision) -> Done | Requeue:
+        match decision:
+            case Skip():
+                return self._finish(a, Outcome(decision.outcome), None, reason=decision.reason)
+            case Reject():
+                return self._dead_letter(a, decision.reason, decision.detail)
+            case Wait():
+                return self._wait(a)
+            case Apply():
+                return self._apply(a, decision)
+            case _:
+                assert_never(decision)
 
-    def _apply(self, a: _Attempt, plan: Apply) -> Done | Requeue:
+    def _apply(self, a: Attempt, plan: Apply) -> Done | Requeue:
         statuses: dict[str, str] = {}
         try:
             for step in plan.steps:
@@ -194,7 +177,7 @@ class Executor:
 
     # --- one step ---------------------------------------------------------------------------
 
-    def _run_step(self, a: _Attempt, step: Step) -> str:
+    def _run_step(self, a: Attempt, step: Step) -> str:
         """Run `step` unless the ledger has it; return 'done', 'skipped' or 'duplicate'."""
         name = step_name(step)
         if a.ledger.is_done(name):
@@ -202,7 +185,7 @@ class Executor:
             log.info("step.skipped", step=name, why="done by an earlier attempt")
             return "duplicate" if "duplicate_of" in record.result else "skipped"
         unfinished = a.ledger.unfinished(name)
-        if unfinished is not None and self._resolve(a, step, unfinished.evidence, unfinished.at_ms):
+        if unfinished is not None and self._resolve(a, step, unfinished.evidence):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         if journaled(step):
@@ -227,14 +210,13 @@ class Executor:
         self._done(a, name, result)
         return "done"
 
-    def _begin(self, a: _Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
-        a.started_ms = self._now_ms()
+    def _begin(self, a: Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
         begin = BeginStep(
             event_key=a.event.key,
             client_id=a.event.client_id,
             token=a.token,
             step=name,
-            record=StepRecord(StepState.IN_PROGRESS, a.token, a.started_ms, evidence),
+            record=StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence),
             business_key=step.business_key,
             amount=step.request.amount,
             done=a.take_pending(),
@@ -246,35 +228,40 @@ class Executor:
         return owner
 
     def _unanswered(
-        self, a: _Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError
+        self, a: Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError
     ) -> str:
         """A call that may have been applied: judge it by evidence, never send it blindly."""
         log.warning("step.ambiguous", step=name, error=str(exc))
-        if self._resolve(a, step, evidence, a.started_ms):
+        if self._resolve(a, step, evidence):
             return "done"
         self._store.clear_step(a.event.key, name)  # proven not applied: send again later
         retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
         raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
 
-    def _renew(self, a: _Attempt) -> None:
+    def _renew(self, a: Attempt) -> None:
         if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
             raise LeaseLost()
 
-    def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any], started_ms: int) -> bool:
+    def _resolve(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> bool:
         """Judge an unanswered step (a grant net of our other grants of the client since it
-        started); True if it took effect. Raises StepFailed if undecidable."""
+        began); True if it took effect. Raises StepFailed if undecidable."""
         name = step_name(step)
         ours = None
         if journaled(step):
-            ours = ours_since(self._store, a.event.client_id, started_ms, a.event.key)
+            grant = Grant(a.event.key, name, step.request.amount)
+            ours = ours_since(self._store, a.event.client_id, grant)
         resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence, ours))
         log.info("step.resolved", step=name, resolution=type(resolution).__name__)
-        if isinstance(resolution, Applied):
-            self._done(a, name, resolution.result)
-            return True
-        if isinstance(resolution, Undecidable):
-            raise StepFailed(name, None, Reason.AMBIGUOUS_OUTCOME, resolution.readings)
-        return False  # NotApplied
+        match resolution:
+            case Applied():
+                self._done(a, name, resolution.result)
+                return True
+            case Undecidable():
+                raise StepFailed(name, None, Reason.AMBIGUOUS_OUTCOME, resolution.readings)
+            case NotApplied():
+                return False
+            case _:
+                assert_never(resolution)
 
     def _call(self, step: Step, name: str, fn: Callable[[], Any]) -> Any:
         """Run a read (evidence, resolution); a failure there leaves the ledger as it was."""
@@ -283,14 +270,14 @@ class Executor:
         except ApiError as exc:
             raise StepFailed(name, exc, classify_permanent(exc), {}) from None
 
-    def _done(self, a: _Attempt, name: str, result: dict[str, Any]) -> None:
+    def _done(self, a: Attempt, name: str, result: dict[str, Any]) -> None:
         """Note a finished step; its record rides on the attempt's next Redis call."""
         self._flush(a)
         a.did_steps = True  # (set before the record is written: that write may still fail)
         a.pending = (name, StepRecord(StepState.DONE, a.token, self._now_ms(), result=result))
         log.info("step.done", step=name)
 
-    def _flush(self, a: _Attempt) -> None:
+    def _flush(self, a: Attempt) -> None:
         """Write a finished step's record now, on a path that makes no other Redis call."""
         pending = a.take_pending()
         if pending is not None:
@@ -298,7 +285,7 @@ class Executor:
 
     # --- endings ----------------------------------------------------------------------------
 
-    def _step_failed(self, a: _Attempt, failed: StepFailed) -> Done | Requeue:
+    def _step_failed(self, a: Attempt, failed: StepFailed) -> Done | Requeue:
         if isinstance(failed.error, Transient):
             age = self._now_ms() - (a.info.published_ms or a.now_ms)
             verdict = on_transient(
@@ -314,7 +301,7 @@ class Executor:
             a, failed.reason, failed.detail, step=failed.step, readings=failed.readings
         )
 
-    def _retry_later(self, a: _Attempt, delay_ms: int, reason: str) -> Requeue:
+    def _retry_later(self, a: Attempt, delay_ms: int, reason: str) -> Requeue:
         """Re-queue after a failure. An event already partly applied keeps the client's lease
         through the delay: no other event of the client may act on the half-changed subaccount
         (or decide from state this event has not recorded yet) before this one finishes."""
@@ -328,7 +315,7 @@ class Executor:
             self._store.release(a.event.key, a.event.client_id, a.token)
         return Requeue(delay_ms, reason, counts=True)
 
-    def _wait_for_holder(self, a: _Attempt, pending: HolderPending) -> Done | Requeue:
+    def _wait_for_holder(self, a: Attempt, pending: HolderPending) -> Done | Requeue:
         """Another event holds this grant's invoice and has not settled: look again later,
         backing off with the time waited (not a failure), up to the retry age limit."""
         waited = self._now_ms() - (a.info.published_ms or a.now_ms)
@@ -337,15 +324,12 @@ class Executor:
             return self._dead_letter(a, failed.reason, failed.detail, step=pending.step)
         delay = min(self._policy.max_backoff_ms, max(self._policy.min_backoff_ms, waited // 2))
         log.info("event.waiting", why="business_key_pending", holder=pending.owner.event_key)
-        if a.partly_applied and self._store.hold(
-            a.event.key, a.event.client_id, a.token, a.take_pending(), delay
-        ):
-            return Requeue(delay, "business_key_pending", counts=False, lease_token=a.token)
+        # The lease goes back even if this event is partly applied: the holder may need it.
         self._flush(a)
         self._store.release(a.event.key, a.event.client_id, a.token)
         return Requeue(delay, "business_key_pending", counts=False)
 
-    def _wait(self, a: _Attempt) -> Done | Requeue:
+    def _wait(self, a: Attempt) -> Done | Requeue:
         waited = self._now_ms() - (a.info.published_ms or a.now_ms)
         if waited > self._limits.unknown_client_wait_ms:
             detail = f"client {a.event.client_id} not onboarded after {waited} ms"
@@ -356,7 +340,7 @@ class Executor:
 
     def _dead_letter(
         self,
-        a: _Attempt,
+        a: Attempt,
         reason: Reason,
         detail: str,
         *,
@@ -386,7 +370,7 @@ class Executor:
 
     def _finish(
         self,
-        a: _Attempt,
+        a: Attempt,
         outcome: Outcome,
         state: ClientState | None,
         *,
@@ -446,7 +430,7 @@ class Executor:
         self._observe(Outcome.DEAD_LETTERED, str(event.get("type", "")))
         return Done(Outcome.DEAD_LETTERED)
 
-    def _release_quietly(self, a: _Attempt) -> None:
+    def _release_quietly(self, a: Attempt) -> None:
         try:
             self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
@@ -455,10 +439,3 @@ class Executor:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-
-def _grant_of(decision: Decision) -> AddCredits | None:
-    """The plan's grant, if any (a plan holds at most one)."""
-    if isinstance(decision, Apply):
-        return next((step for step in decision.steps if isinstance(step, AddCredits)), None)
-    return None

@@ -11,21 +11,24 @@ after other grants moved the readings.
 
 from __future__ import annotations
 
-from handlers.plan import AddCredits
+from handlers.plan import AddCredits, Apply, Decision
 from worker.errors import ApiError
 from worker.log import get_logger
-from worker.pipeline.attempts import AttemptStore, Dangling
+from worker.pipeline.attempts import AttemptStore, Dangling, Grant
 from worker.pipeline.ledger import StepRecord, StepState
 from worker.pipeline.steps import Applied, NotApplied, OurGrants, Resolution, StepRunner
 
 log = get_logger(__name__)
 
 
-def ours_since(store: AttemptStore, client_id: str, since_ms: int, event_key: str) -> OurGrants:
-    """Our other grants of `client_id` started at or after `since_ms`: applied credits, and how
-    many are still undecided."""
+def ours_since(store: AttemptStore, client_id: str, judged: Grant) -> OurGrants:
+    """Our other grants of `client_id` that began after `judged`: applied credits, and how many
+    are still undecided (unknown, if `judged` is no longer in the client's record)."""
+    seen = store.grants_since(client_id, judged)
+    if seen is None:
+        return OurGrants(known=False)
     applied = undecided = 0
-    for grant, state in store.grants_since(client_id, since_ms, event_key):
+    for grant, state in seen:
         if state == StepState.DONE:
             applied += grant.amount
         elif state == StepState.IN_PROGRESS:
@@ -71,9 +74,16 @@ def _judge(
         {"request": {"username": username, "amount": grant.amount},
          "business_key": "-"}
     )  # fmt: skip
-    ours = ours_since(store, client_id, item.record.at_ms, grant.event_key)
+    ours = ours_since(store, client_id, grant)
     try:
         return runner.resolve(step, item.record.evidence, ours)
     except ApiError as exc:
         log.warning("grant.dangling_unread", dangling=grant.event_key, error=str(exc))
         return None
+
+
+def grant_of(decision: Decision) -> AddCredits | None:
+    """The plan's grant, if any (a plan holds at most one)."""
+    if isinstance(decision, Apply):
+        return next((step for step in decision.steps if isinstance(step, AddCredits)), None)
+    return None

@@ -18,9 +18,9 @@ before the call and again now, when the surface reports `used` (credits consumed
 sending moves credits from balance to used and leaves allocated alone. When it does not, the
 balance alone is compared, and the readings say so (`evidence`): a subaccount that sent mail
 between the readings then makes the grant undecidable, never guessed. **ours** is the sum of
-this system's other grants of the client started after the judged one and done (from the
-client's grants record, `keys.grants`): they moved allocated too. One of them still undecided
-makes the readings undecidable.
+this system's other grants of the client that began after the judged one and are done (from
+the client's grants record, `keys.grants`, ordered by the Redis server's clock): they moved
+allocated too. One of them still undecided makes the readings undecidable.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class OurGrants:
 
     applied: int = 0
     undecided: int = 0
+    known: bool = True  # False: the judged grant is no longer in the client's grants record
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,9 @@ def _judge_credits(
         before, after = balance_before or 0, details.balance
     if ours.applied or ours.undecided:
         readings.update(our_grants_between=ours.applied, our_grants_undecided=ours.undecided)
-    if balance_before is None or ours.undecided:
+    if not ours.known:
+        readings["our_grants_between"] = "unknown: the grant fell off the client's record"
+    if balance_before is None or ours.undecided or not ours.known:
         return Undecidable(readings)
     moved = after - before - ours.applied
     if moved == amount:

@@ -33,8 +33,7 @@ local outcome_field = ARGV[10]
 local done_field = ARGV[11]  -- the previous step's record, or ''
 local done_record = ARGV[12]
 local grant_member = ARGV[13]  -- "<event key> <step> <amount>"
-local started_ms = ARGV[14]
-local grants_kept = tonumber(ARGV[15])
+local grants_kept = tonumber(ARGV[14])
 
 if done_field ~= '' then redis.call('HSET', ledger_key, done_field, done_record) end
 if redis.call('GET', lock_key) ~= lease_token then return {0, '', '', '', ''} end
@@ -91,8 +90,10 @@ end
 if status == 'claimed' then
   redis.call('HSET', ledger_key, step, in_progress_record)
   -- in the client's grants before the call, so no grant of ours that may have taken effect is
-  -- ever missing when another grant's evidence is judged
-  redis.call('ZADD', grants_key, started_ms, grant_member)
+  -- ever missing when another grant's evidence is judged; scored by the server's clock, one
+  -- clock for every worker, so the order of two grants is the order they began
+  local now = redis.call('TIME')
+  redis.call('ZADD', grants_key, now[1] * 1000 + math.floor(now[2] / 1000), grant_member)
   redis.call('ZREMRANGEBYRANK', grants_key, 0, -grants_kept - 1)
   redis.call('EXPIRE', grants_key, ledger_ttl_s)
 elseif status == 'duplicate' then
