@@ -172,7 +172,7 @@ class StepRunner:
                 details = self._details(step.request.username)
                 if details is None:
                     return NotApplied({"exists": False})
-                return _judge_credits(step, evidence, details, ours or OurGrants())
+                return judge_grant(step, evidence, details, ours or OurGrants())
             case _:
                 assert_never(step)
 
@@ -202,7 +202,7 @@ def _judge_status(step: SetStatus, details: CreditDetails | None) -> Resolution:
     return NotApplied({"after": reading})
 
 
-def _judge_credits(
+def judge_grant(
     step: AddCredits, evidence: dict[str, Any], details: CreditDetails, ours: OurGrants
 ) -> Resolution:
     """The resolution table's grant row: allocated (or the balance alone) net of our grants."""
