@@ -15,17 +15,17 @@ import redis
 
 from handlers import examples as f
 from handlers import username_for
+from handlers.requests import ChangeCredits
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import leave_grant_in_progress, pipeline_settings
 from tests.servers import ThreadedUvicorn
 from worker import keys
-from worker.api.models import ChangeCredits
 from worker.pipeline.executor import AttemptInfo, Done
 from worker.pipeline.steps import ALLOCATED, BALANCE_ONLY
 from worker.runtime import Runtime, build_runtime
 from worker.sandbox import SandboxAdmin, create_app
 
-PLENTY = 100_000_000  # credits to send from for the length of a test
+PLENTY = 10_000_000  # credits to send from for the length of a test (the cap per grant)
 FAST_SENDING = 1_000_000.0  # emails/s: thousands of credits move between any two readings
 
 
@@ -196,7 +196,7 @@ def test_a_grant_whose_surface_reports_no_usage_is_never_guessed_while_the_balan
         readings = letter.readings
         assert readings["evidence"] == BALANCE_ONLY
         assert readings["amount"] == 90
-        assert readings["balance_before"] >= PLENTY - 10 * FAST_SENDING  # a real reading
+        assert 0 < readings["balance_before"] <= PLENTY  # a real reading
         assert readings["balance_after"] not in (
             readings["balance_before"],
             readings["balance_before"] + 90,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from handlers.plan import AddCredits
-from worker.api.models import CreditDetails, CreditType
+from handlers.requests import CreditType
+from worker.api.models import CreditDetails
 from worker.pipeline.steps import (
     ALLOCATED,
     BALANCE_ONLY,

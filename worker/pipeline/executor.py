@@ -18,6 +18,7 @@ from typing import Any, assert_never
 import structlog
 
 from handlers import Context, decide
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
 from handlers.outcomes import Outcome, Reason
 from handlers.plan import (
@@ -31,7 +32,7 @@ from handlers.plan import (
     Wait,
     step_name,
 )
-from worker.errors import ApiError, BrokerUnavailable, InvalidEvent, Transient
+from worker.errors import ApiError, BrokerUnavailable, Transient
 from worker.log import get_logger, redactor
 from worker.pipeline.attempts import (
     AttemptStore,
@@ -104,7 +105,7 @@ class Executor:
         """
         structlog.contextvars.clear_contextvars()
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, self._limits.events)
         except InvalidEvent as exc:
             return self._reject_invalid(raw, info, exc)
         structlog.contextvars.bind_contextvars(

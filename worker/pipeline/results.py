@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from handlers.limits import DEFAULT_LIMITS, EventLimits
 from handlers.outcomes import Outcome
 
 # Told of every finished event (outcome, event type): how metrics see the engine without it
@@ -46,3 +47,4 @@ class Limits:
     unknown_client_retry_ms: int
     lock_busy_delay_ms: int
     max_deliveries: int
+    events: EventLimits = DEFAULT_LIMITS  # the door's limits, applied again on consume
