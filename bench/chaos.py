@@ -65,7 +65,7 @@ class ChaosConfig:
         size = ScenarioSize(clients=8, events_per_client=6, ghosts=1, invalid=2, window=6)
         return ChaosConfig(
             seed=seed, size=size, kills=1, api_pause_s=1.0, emails_per_s=100.0, send_rate=40.0,
-            heartbeat_timeout_ms=1_500, lock_ttl_ms=12_000, threads=2, drain_timeout_s=150.0,
+            heartbeat_timeout_ms=1_500, lock_ttl_ms=15_000, threads=2, drain_timeout_s=150.0,
         )  # fmt: skip
 
 
@@ -248,6 +248,21 @@ class Run:
             return False
 
 
+    def wait_drained(self, client: redis.Redis, wanted: set[str]) -> None:
+        """Wait for the drain; on time-out, say what is still pending and what the logs say."""
+        try:
+            wait_until(lambda: self.drained(client, wanted), self.cfg.drain_timeout_s, "the drain")
+        except AssertionError:
+            ns = keys.dramatiq_namespace(PREFIX)
+            pending = client.hlen(f"{ns}:{QUEUE}.msgs"), client.hlen(f"{ns}:{QUEUE}.DQ.msgs")
+            missing = sorted(wanted - finished_keys(client))
+            tails = "".join(proc.tail(8) for proc in self.workers)
+            raise AssertionError(
+                f"not drained after {self.cfg.drain_timeout_s}s: messages (ready, delayed) "
+                f"{pending}, {len(missing)} events without outcome {missing[:5]}{tails}"
+            ) from None
+
+
 def finished_keys(client: redis.Redis) -> set[str]:
     entries: Any = client.xrange(keys.outcomes(PREFIX))
     return {_text(fields[b"key"]) for _id, fields in entries}
@@ -325,11 +340,11 @@ def execute(cfg: ChaosConfig) -> Verdict:
             run.deliver(scenario.main, rng)
             chaos.join()
             main_keys = {key_of(e) for e in scenario.main}
-            wait_until(lambda: run.drained(client, main_keys), cfg.drain_timeout_s, "the drain")
+            run.wait_drained(client, main_keys)
             run.deliver(scenario.final, rng)
             all_keys = main_keys | {key_of(e) for e in scenario.final}
             drain_from = time.monotonic()
-            wait_until(lambda: run.drained(client, all_keys), cfg.drain_timeout_s, "the drain")
+            run.wait_drained(client, all_keys)
             drained_at = time.monotonic()
         finally:
             stop.set()
