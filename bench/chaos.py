@@ -247,7 +247,6 @@ class Run:
         except redis.RedisError:
             return False
 
-
     def wait_drained(self, client: redis.Redis, wanted: set[str]) -> None:
         """Wait for the drain; on time-out, say what is still pending and what the logs say."""
         try:
