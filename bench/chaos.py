@@ -59,6 +59,10 @@ class ChaosConfig:
     threads: int = 4
     drain_timeout_s: float = 900.0
 
+    @property
+    def unknown_client_wait_s(self) -> int:
+        return (self.heartbeat_timeout_ms + self.lock_ttl_ms) // 1000 + 15
+
     @staticmethod
     def small(seed: int = 7) -> ChaosConfig:
         """What `make test` runs: a few clients, one kill, one Redis restart, short timeouts."""
@@ -123,7 +127,9 @@ class Run:
             "SUBACCOUNT_WORKER_RETRY_MIN_BACKOFF_MS": "100",
             "SUBACCOUNT_WORKER_RETRY_MAX_BACKOFF_MS": "2000",
             "SUBACCOUNT_WORKER_LOCK_BUSY_DELAY_MS": "100",
-            "SUBACCOUNT_WORKER_UNKNOWN_CLIENT_WAIT_S": "20",
+            # Longer than a killed worker can hold an onboarding (heartbeat + lease), or its
+            # client's other events would give up waiting for it.
+            "SUBACCOUNT_WORKER_UNKNOWN_CLIENT_WAIT_S": str(c.unknown_client_wait_s),
             "SUBACCOUNT_WORKER_UNKNOWN_CLIENT_RETRY_MS": "500",
             "SUBACCOUNT_WORKER_MAX_DELIVERIES": "20",
             "SUBACCOUNT_WORKER_METRICS_PORT": "0",
@@ -292,9 +298,7 @@ def chaos_thread(
 ) -> None:
     """Kills, a Redis restart and an API pause at seeded moments within `span_s` seconds."""
     rng = random.Random(cfg.seed * 31)
-    actions: list[tuple[float, str]] = [
-        (rng.uniform(0.1, 0.9) * span_s, "kill") for _ in range(cfg.kills)
-    ]
+    actions = [((k + rng.uniform(0.2, 0.8)) / cfg.kills * span_s, "kill") for k in range(cfg.kills)]
     actions += [(rng.uniform(0.3, 0.6) * span_s, "redis") for _ in range(cfg.redis_restarts)]
     actions.append((rng.uniform(0.6, 0.8) * span_s, "pause"))
     started = time.monotonic()
@@ -330,7 +334,7 @@ def execute(cfg: ChaosConfig) -> Verdict:
     with running(cfg) as (run, admin):
         client = redis.Redis.from_url(run.redis.url, socket_timeout=5)
         stop = threading.Event()
-        span_s = len(scenario.main) / cfg.send_rate + 5
+        span_s = max(len(scenario.main) / cfg.send_rate, 10.0) * 2
         chaos = threading.Thread(target=chaos_thread, args=(run, cfg, admin, span_s, stop))
         started = time.monotonic()
         chaos.start()
@@ -340,6 +344,7 @@ def execute(cfg: ChaosConfig) -> Verdict:
             chaos.join()
             main_keys = {key_of(e) for e in scenario.main}
             run.wait_drained(client, main_keys)
+            main_drained_at = time.monotonic()
             run.deliver(scenario.final, rng)
             all_keys = main_keys | {key_of(e) for e in scenario.final}
             drain_from = time.monotonic()
@@ -357,6 +362,7 @@ def execute(cfg: ChaosConfig) -> Verdict:
             resent_chunks=run.chaos.resent_chunks,
             run_s=round(drained_at - started, 1),
             last_phase_drain_s=round(drained_at - drain_from, 1),
+            main_drain_after_last_kill_s=round(main_drained_at - run.chaos.last_kill_at, 1),
         )  # fmt: skip
         if run.chaos.refused_at_door != len(scenario.invalid):
             verdict.violations.append(
