@@ -2,53 +2,37 @@
 
 A fake that shared the client's validators (`worker.api`) or the engine's types could not catch
 their bugs, so `worker/sandbox/**` may import the standard library, third-party packages and
-`worker.sandbox` only. Checked by parsing the source, as an architecture test.
+`worker.sandbox` only (not `worker.api`, `worker.pipeline`, `handlers` or any other room).
 """
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+from tests.unit.test_architecture import imported_modules
 
-SANDBOX = Path(__file__).resolve().parents[2] / "worker" / "sandbox"
 FIRST_PARTY = ("worker", "handlers")
 
 
-def _imported_modules(path: Path) -> list[str]:
-    """Absolute module names `path` imports (relative imports stay inside the package)."""
-    modules: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            modules += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules.append(node.module)
-    return modules
-
-
-def _outside_the_sandbox(module: str) -> bool:
-    top = module.split(".")[0]
-    return top in FIRST_PARTY and not (module + ".").startswith("worker.sandbox.")
+def outside_the_sandbox(module: str) -> bool:
+    """Whether `module` is the project's own and not part of the sandbox."""
+    return module.split(".")[0] in FIRST_PARTY and not f"{module}.".startswith("worker.sandbox.")
 
 
 def test_the_sandbox_imports_nothing_of_the_project_outside_itself() -> None:
     """No module under worker/sandbox imports worker.api, worker.pipeline, handlers or the like."""
-    sources = sorted(SANDBOX.rglob("*.py"))
-    assert len(sources) > 10  # the walk found the package
+    found = imported_modules("worker/sandbox")
+    assert len(found) > 10  # the walk found the package
     offending = [
-        f"{path.relative_to(SANDBOX.parents[1])}: {module}"
-        for path in sources
-        for module in _imported_modules(path)
-        if _outside_the_sandbox(module)
+        f"{path} imports {name}"
+        for path, names in found.items()
+        for name in sorted(names)
+        if outside_the_sandbox(name)
     ]
     assert offending == []
 
 
-def test_the_check_sees_forbidden_imports(tmp_path: Path) -> None:
-    """The parser catches both import forms and ignores relative and third-party imports."""
-    source = tmp_path / "example.py"
-    source.write_text(
-        "import handlers.plan\nfrom worker.api.models import CreditType\n"
-        "from worker.sandbox import fields\nfrom . import sibling\nimport pydantic\n"
-    )
-    flagged = [m for m in _imported_modules(source) if _outside_the_sandbox(m)]
-    assert flagged == ["handlers.plan", "worker.api.models"]
+def test_the_rule_tells_the_sandbox_from_the_rest() -> None:
+    """The project's other rooms are outside; the sandbox itself and third parties are not."""
+    outside = ["worker.api.models", "worker.pipeline", "handlers.plan", "worker", "worker.settings"]
+    inside = ["worker.sandbox", "worker.sandbox.fields", "pydantic", "workers", "handlers_x.y"]
+    assert [outside_the_sandbox(name) for name in outside] == [True] * len(outside)
+    assert [outside_the_sandbox(name) for name in inside] == [False] * len(inside)

@@ -20,81 +20,47 @@ import structlog
 
 from handlers import Context, decide
 from handlers.events import Event, parse_event
-from handlers.outcomes import Reason
-from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
-from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
+from handlers.outcomes import Outcome, Reason
+from handlers.plan import (
+    AddCredits,
+    Apply,
+    ClientState,
+    Decision,
+    Reject,
+    Skip,
+    Step,
+    Wait,
+    step_name,
+)
+from worker.errors import ApiError, BrokerUnavailable, InvalidEvent, Transient
 from worker.log import get_logger, redactor
-from worker.pipeline.attempts import AttemptStore, Claim, Finish, Opened
+from worker.pipeline.attempts import AttemptStore, BeginStep, Claim, ClaimStatus, Finish, Opened
 from worker.pipeline.attempts import StepDone as PendingDone
+from worker.pipeline.failures import (
+    HolderPending,
+    LeaseLost,
+    StepFailed,
+    check_claim,
+    holder_never_settled,
+    maybe_applied,
+)
+from worker.pipeline.grants import ours_since, settle_dangling
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter
+from worker.pipeline.results import (
+    AttemptInfo,
+    Done,
+    Limits,
+    OutcomeObserver,
+    Requeue,
+    observe_nothing,
+)
 from worker.pipeline.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
 from worker.pipeline.steps import Applied, StepRunner, Undecidable, journaled
 
 log = get_logger(__name__)
 
-# Told of every finished event (outcome, event type): how metrics see the engine without it
-# importing them.
-OutcomeObserver = Callable[[str, str], None]
-
-
-def _observe_nothing(outcome: str, event_type: str) -> None:
-    """The default observer."""
-
-
-@dataclass(frozen=True)
-class AttemptInfo:
-    """What the message says about earlier attempts (carried in its options)."""
-
-    attempt: int = 1
-    published_ms: int = 0
-    first_failure_ms: int | None = None
-
-
-@dataclass(frozen=True)
-class Done:
-    outcome: str  # applied, duplicate, superseded, ignored, dead_lettered
-
-
-@dataclass(frozen=True)
-class Requeue:
-    delay_ms: int
-    reason: str
-    counts: bool  # True: a failed attempt (counts against the limits); False: just waiting
-    lease_token: str | None = None  # the client's lease, kept for the retry to take back
-
-
-@dataclass(frozen=True)
-class Limits:
-    unknown_client_wait_ms: int
-    unknown_client_retry_ms: int
-    lock_busy_delay_ms: int
-    max_deliveries: int
-
-
-class StepFailed(Exception):
-    """A step could not complete in this attempt; carries the dead-letter reason or the retry."""
-
-    def __init__(
-        self,
-        step: str,
-        error: ApiError | None,
-        reason: Reason,
-        readings: dict[str, Any],
-        business_key: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.step = step
-        self.error = error
-        self.reason = reason
-        self.readings = readings
-        self.business_key = business_key  # held by a step that was proven not applied
-        self.detail = detail or (str(error) if error else "the outcome of the call is unknown")
-        super().__init__(f"step {step} failed: {reason}")
-
-
-class LeaseLost(Exception):
-    """The client's lease expired while we worked; start over with fresh state."""
+__all__ = ["AttemptInfo", "Done", "Executor", "Limits", "OutcomeObserver", "Requeue"]
 
 
 @dataclass
@@ -111,6 +77,8 @@ class _Attempt:
     pending: PendingDone | None = None
     stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
     did_steps: bool = False  # a step took effect in this attempt
+    grant: AddCredits | None = None  # the plan's grant, whose business key a dead letter frees
+    started_ms: int = 0  # when this attempt marked its grant in progress
 
     @property
     def partly_applied(self) -> bool:
@@ -136,7 +104,7 @@ class Executor:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        observer: OutcomeObserver = _observe_nothing,
+        observer: OutcomeObserver = observe_nothing,
     ) -> None:
         self._store = store
         self._observe = observer
@@ -185,18 +153,22 @@ class Executor:
         ledger = opened.ledger or Ledger(steps={})
         attempt = _Attempt(event, raw, info, token, state, ledger, self._now_ms())
         try:
+            if opened.dangling and state.username:  # other events' grants left mid-call
+                settle_dangling(self._store, self._runner, event.client_id, state.username,
+                                opened.dangling, self._now_ms())  # fmt: skip
+            decision = decide(event, state, self._ctx)
+            attempt.grant = _grant_of(decision)
             if opened.deliveries > self._limits.max_deliveries:
                 detail = f"{opened.deliveries - 1} deliveries ended without an outcome"
                 return self._dead_letter(attempt, Reason.POISON_MESSAGE, detail)
-            return self._decide_and_run(attempt)
+            return self._run_decision(attempt, decision)
         except BaseException:
             self._release_quietly(attempt)
             raise
 
-    def _decide_and_run(self, a: _Attempt) -> Done | Requeue:
-        decision = decide(a.event, a.state, self._ctx)
+    def _run_decision(self, a: _Attempt, decision: Decision) -> Done | Requeue:
         if isinstance(decision, Skip):
-            return self._finish(a, decision.outcome, None, reason=decision.reason)
+            return self._finish(a, Outcome(decision.outcome), None, reason=decision.reason)
         if isinstance(decision, Reject):
             return self._dead_letter(a, decision.reason, decision.detail)
         if isinstance(decision, Wait):
@@ -210,12 +182,14 @@ class Executor:
                 statuses[step_name(step)] = self._run_step(a, step)
         except StepFailed as failed:
             return self._step_failed(a, failed)
+        except HolderPending as pending:
+            return self._wait_for_holder(a, pending)
         except LeaseLost:
             log.warning("event.lease_lost")
             self._flush(a)
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
         duplicate = bool(statuses) and all(s == "duplicate" for s in statuses.values())
-        outcome = "duplicate" if duplicate else "applied"
+        outcome = Outcome.DUPLICATE if duplicate else Outcome.APPLIED
         return self._finish(a, outcome, plan.state, steps=statuses)
 
     # --- one step ---------------------------------------------------------------------------
@@ -228,49 +202,44 @@ class Executor:
             log.info("step.skipped", step=name, why="done by an earlier attempt")
             return "duplicate" if "duplicate_of" in record.result else "skipped"
         unfinished = a.ledger.unfinished(name)
-        if unfinished is not None and self._resolve(a, step, unfinished.evidence):
+        if unfinished is not None and self._resolve(a, step, unfinished.evidence, unfinished.at_ms):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         if journaled(step):
             owner = self._begin(a, step, name, evidence)
-            if owner.conflict:
-                raise _conflict(step, name, owner)
-            if owner.event_key != a.event.key:
+            if owner.status == ClaimStatus.DUPLICATE:
                 log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
                 return "duplicate"
+            check_claim(step, name, owner)
         elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
             self._renew(a)
         a.stepped = True
         try:
             result = self._runner.run(step)
         except ApiError as exc:
-            if _maybe_applied(step, exc):
+            if maybe_applied(step, exc):
                 return self._unanswered(a, step, name, evidence, exc)
-            # Refused or never sent: nothing happened. A permanent refusal also frees the
-            # business key, so another report of the same invoice is not skipped as a duplicate.
-            business = None if isinstance(exc, Transient) else getattr(step, "business_key", None)
-            self._store.clear_step(a.event.key, name, business)
-            raise StepFailed(
-                name, exc, classify_permanent(exc), {}, getattr(step, "business_key", None)
-            ) from None
+            # Refused or never sent: nothing happened. (A dead letter then frees the business
+            # key, so another report of the same invoice is not skipped as a duplicate.)
+            if journaled(step):
+                self._store.clear_step(a.event.key, name)
+            raise StepFailed(name, exc, classify_permanent(exc), {}) from None
         self._done(a, name, result)
         return "done"
 
     def _begin(self, a: _Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
-        record = StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence)
-        held, owner = self._store.begin_step(
-            a.event.key,
-            a.event.client_id,
-            a.token,
-            name,
-            record,
-            step.business_key,
-            StepRecord(
-                StepState.DONE, a.token, self._now_ms(), result={"duplicate_of": "__OWNER__"}
-            ),
-            a.take_pending(),
-            step.request.amount,
+        a.started_ms = self._now_ms()
+        begin = BeginStep(
+            event_key=a.event.key,
+            client_id=a.event.client_id,
+            token=a.token,
+            step=name,
+            record=StepRecord(StepState.IN_PROGRESS, a.token, a.started_ms, evidence),
+            business_key=step.business_key,
+            amount=step.request.amount,
+            done=a.take_pending(),
         )
+        held, owner = self._store.begin_step(begin)
         if not held:
             raise LeaseLost()
         log.debug("step.started", step=name)
@@ -281,7 +250,7 @@ class Executor:
     ) -> str:
         """A call that may have been applied: judge it by evidence, never send it blindly."""
         log.warning("step.ambiguous", step=name, error=str(exc))
-        if self._resolve(a, step, evidence):
+        if self._resolve(a, step, evidence, a.started_ms):
             return "done"
         self._store.clear_step(a.event.key, name)  # proven not applied: send again later
         retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
@@ -291,10 +260,14 @@ class Executor:
         if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
             raise LeaseLost()
 
-    def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any]) -> bool:
-        """Judge an unanswered step; True if it took effect. Raises StepFailed if undecidable."""
+    def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any], started_ms: int) -> bool:
+        """Judge an unanswered step (a grant net of our other grants of the client since it
+        started); True if it took effect. Raises StepFailed if undecidable."""
         name = step_name(step)
-        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence))
+        ours = None
+        if journaled(step):
+            ours = ours_since(self._store, a.event.client_id, started_ms, a.event.key)
+        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence, ours))
         log.info("step.resolved", step=name, resolution=type(resolution).__name__)
         if isinstance(resolution, Applied):
             self._done(a, name, resolution.result)
@@ -332,8 +305,6 @@ class Executor:
                 self._policy, failed.error, attempt=a.info.attempt, age_ms=age, rng=self._rng
             )
             if isinstance(verdict, GiveUp):
-                if failed.business_key:  # never applied: let another report of it through
-                    self._store.clear_step(a.event.key, failed.step, failed.business_key)
                 return self._dead_letter(a, verdict.reason, verdict.detail, step=failed.step)
             log.info(
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
@@ -357,6 +328,23 @@ class Executor:
             self._store.release(a.event.key, a.event.client_id, a.token)
         return Requeue(delay_ms, reason, counts=True)
 
+    def _wait_for_holder(self, a: _Attempt, pending: HolderPending) -> Done | Requeue:
+        """Another event holds this grant's invoice and has not settled: look again later,
+        backing off with the time waited (not a failure), up to the retry age limit."""
+        waited = self._now_ms() - (a.info.published_ms or a.now_ms)
+        if waited > self._policy.max_age_ms:
+            failed = holder_never_settled(pending.step, pending.owner, waited)
+            return self._dead_letter(a, failed.reason, failed.detail, step=pending.step)
+        delay = min(self._policy.max_backoff_ms, max(self._policy.min_backoff_ms, waited // 2))
+        log.info("event.waiting", why="business_key_pending", holder=pending.owner.event_key)
+        if a.partly_applied and self._store.hold(
+            a.event.key, a.event.client_id, a.token, a.take_pending(), delay
+        ):
+            return Requeue(delay, "business_key_pending", counts=False, lease_token=a.token)
+        self._flush(a)
+        self._store.release(a.event.key, a.event.client_id, a.token)
+        return Requeue(delay, "business_key_pending", counts=False)
+
     def _wait(self, a: _Attempt) -> Done | Requeue:
         waited = self._now_ms() - (a.info.published_ms or a.now_ms)
         if waited > self._limits.unknown_client_wait_ms:
@@ -375,28 +363,34 @@ class Executor:
         step: str | None = None,
         readings: dict[str, Any] | None = None,
     ) -> Done | Requeue:
+        grant = a.grant
+        if grant is not None:  # a grant that never took effect holds its invoice no longer
+            name = step_name(grant)
+            self._store.release_claim(a.event.key, name, grant.business_key, a.take_pending())
         now = self._now_ms()
         letter = DeadLetter(
             key=a.event.key,
             event=a.raw,
-            reason=reason.value,
+            reason=reason,
             detail=redactor.scrub(detail),
             attempts=a.info.attempt,
             first_failure_ms=a.info.first_failure_ms or now,
             last_failure_ms=now,
             step=step,
             readings=readings or {},
+            grant_step=step_name(grant) if grant else None,
+            business_key=grant.business_key if grant else None,
         )
         log.warning("event.dead_lettered", reason=reason.value, step=step, detail=letter.detail)
-        return self._finish(a, "dead_lettered", None, reason=reason.value, dead=letter)
+        return self._finish(a, Outcome.DEAD_LETTERED, None, reason=reason, dead=letter)
 
     def _finish(
         self,
         a: _Attempt,
-        outcome: str,
+        outcome: Outcome,
         state: ClientState | None,
         *,
-        reason: str | None = None,
+        reason: str | None = None,  # a dead letter's `Reason`, or why an event was skipped
         steps: dict[str, str] | None = None,
         dead: DeadLetter | None = None,
     ) -> Done | Requeue:
@@ -416,11 +410,11 @@ class Executor:
     def _duplicate(self, event: Event, opened: Opened) -> Done:
         reason = f"already {opened.outcome or 'finished'}"
         self._store.record_duplicate(
-            self._outcome_record(event.key, event.to_message(), "duplicate", reason)
+            self._outcome_record(event.key, event.to_message(), Outcome.DUPLICATE, reason)
         )
         log.info("event.duplicate", first_outcome=opened.outcome)
-        self._observe("duplicate", event.type.value)
-        return Done("duplicate")
+        self._observe(Outcome.DUPLICATE, event.type.value)
+        return Done(Outcome.DUPLICATE)
 
     def _reject_invalid(self, raw: Any, info: AttemptInfo, exc: InvalidEvent) -> Done:
         """An event invalid at consume time (published around the validator): dead-letter it."""
@@ -445,15 +439,15 @@ class Executor:
         now = self._now_ms()
         detail = redactor.scrub(str(exc))
         first = info.first_failure_ms or now
-        letter = DeadLetter(key, event, reason.value, detail, info.attempt, first, now)
-        outcome = self._outcome_record(key, event, "dead_lettered", reason.value)
+        letter = DeadLetter(key, event, reason, detail, info.attempt, first, now)
+        outcome = self._outcome_record(key, event, Outcome.DEAD_LETTERED, reason)
         self._store.record_unlocked(key, outcome, letter.encode())
         log.warning("event.dead_lettered", reason=reason.value, detail=detail)
-        self._observe("dead_lettered", str(event.get("type", "")))
-        return Done("dead_lettered")
+        self._observe(Outcome.DEAD_LETTERED, str(event.get("type", "")))
+        return Done(Outcome.DEAD_LETTERED)
 
     def _outcome_record(
-        self, key: str, event: dict[str, Any], outcome: str, reason: str
+        self, key: str, event: dict[str, Any], outcome: Outcome, reason: str
     ) -> dict[str, Any]:
         """The outcome stream's record of an event: one shape for every ending."""
         return {
@@ -477,28 +471,8 @@ class Executor:
         return int(self._clock() * 1000)
 
 
-def _conflict(step: AddCredits, name: str, owner: Claim) -> StepFailed:
-    """Another event claimed this grant's business key for another amount: the two reports of
-    one invoice disagree and a human must decide."""
-    readings = {
-        "business_key": step.business_key,
-        "claimed_by_event": owner.event_key,
-        "claimed_amount": owner.amount,
-        "this_amount": step.request.amount,
-    }
-    detail = (
-        f"{step.business_key} is claimed for {owner.amount} credits by event {owner.event_key} "
-        f"(see its outcome); this event says {step.request.amount}. Check the billing records, "
-        "settle the difference by hand, then purge this dead letter or replay it with "
-        "--resolve applied"
-    )
-    return StepFailed(name, None, Reason.BUSINESS_KEY_CONFLICT, readings, detail=detail)
-
-
-def _maybe_applied(step: Step, exc: ApiError) -> bool:
-    """Could this failed call have taken effect? Always when no answer came; and for a grant,
-    also on a 5xx: a proxy's 502 or a server error after the commit may hide an applied grant,
-    and the balance read before it can tell."""
-    if isinstance(exc, Ambiguous):
-        return True
-    return journaled(step) and isinstance(exc, Transient) and (exc.status or 0) >= 500
+def _grant_of(decision: Decision) -> AddCredits | None:
+    """The plan's grant, if any (a plan holds at most one)."""
+    if isinstance(decision, Apply):
+        return next((step for step in decision.steps if isinstance(step, AddCredits)), None)
+    return None

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from handlers.outcomes import Reason
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -17,13 +19,17 @@ class DeadLetter:
 
     key: str
     event: dict[str, Any]
-    reason: str
+    reason: Reason
     detail: str
     attempts: int
     first_failure_ms: int
     last_failure_ms: int
     step: str | None = None
     readings: dict[str, Any] = field(default_factory=dict)
+    # The grant step of its plan and the business key it claims (e.g. "invoice:INV-1"), so a
+    # purge can give the key back when the grant never took effect.
+    grant_step: str | None = None
+    business_key: str | None = None
 
     @property
     def client_id(self) -> str:
@@ -38,4 +44,5 @@ class DeadLetter:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> DeadLetter:
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        return cls(**{**data, "reason": Reason(data["reason"])})
