@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.pipeline_support import pipeline_settings, running_pipeline
 from tests.servers import RedisServer, ThreadedUvicorn
+from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin, create_app
 
 TEST_API_KEY = "test-key-9f8e7d6c5b4a"
@@ -52,3 +54,14 @@ def sandbox(sandbox_server: ThreadedUvicorn) -> Iterator[SandboxAdmin]:
     admin.reset()
     yield admin
     admin.close()
+
+
+@pytest.fixture
+def pipeline(
+    redis_url: str, sandbox: SandboxAdmin, sandbox_server: ThreadedUvicorn
+) -> Iterator[Runtime]:
+    """The whole pipeline in-process: a Dramatiq worker (4 threads) running our actor on the
+    test-owned Redis against the sandbox's v6 surface."""
+    settings = pipeline_settings(redis_url, f"{sandbox_server.url}/v6", TEST_API_KEY)
+    with running_pipeline(settings) as runtime:
+        yield runtime
