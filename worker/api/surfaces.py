@@ -1,8 +1,8 @@
 """The two public API surfaces as pure translations: typed request ⇄ HTTP request / wire data.
 
 v5 follows the official SDK (`api_key` header, `/subaccounts/createSubaccount`, `monhtly` sic);
-v6 follows the seed's REST paths (`Authorization: Bearer`). Operations v6 lacks (credits,
-recurring, credit details, update fields) use the sandbox's definitions, see SUBACCOUNTS.md.
+v6 follows the v6 REST reference's paths (`Authorization: Bearer`). Operations v6 lacks (credits,
+recurring, credit details, update fields) use the sandbox's definitions, see docs/api.md.
 No I/O here: the client sends what these functions build.
 """
 
@@ -65,7 +65,7 @@ def _status(active: bool) -> str:
 
 
 class V6:
-    """The v6 REST surface (seed 002), plus the sandbox-defined routes it lacks."""
+    """The v6 REST surface (docs/api.md), plus the sandbox-defined routes it lacks."""
 
     name = ApiSurface.V6
 

@@ -3,7 +3,8 @@
 A batch is all-or-nothing: every event is validated before anything is written, and the writes
 go in one MULTI/EXEC, so Redis holds either the whole batch or none of it. The messages use
 Dramatiq's own Redis layout (a `.msgs` hash plus the queue list), so `dramatiq` workers consume
-them as if `actor.send()` had been called; `tests/integration/test_publish.py` guards that layout.
+them as if `actor.send()` had been called; `tests/integration/test_pipeline.py` (events published
+here, consumed by a real `dramatiq.Worker`) guards that layout.
 """
 
 from __future__ import annotations
