@@ -22,6 +22,7 @@
 | `{p}:ops:audit` | stream | operators' actions, capped |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
+| `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 """
@@ -72,6 +73,11 @@ def outcomes(prefix: str) -> str:
 def timeline(prefix: str, client_id: str) -> str:
     """Per-client index of outcomes (newest first, capped) so a client's history needs no scan."""
     return f"{prefix}:timeline:{client_id}"
+
+
+def grants(prefix: str, client_id: str) -> str:
+    """The grants this system started for a client (capped), to judge evidence against."""
+    return f"{prefix}:grants:{client_id}"
 
 
 def rate_limit(prefix: str) -> str:
