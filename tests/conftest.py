@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
@@ -65,3 +66,21 @@ def pipeline(
     settings = pipeline_settings(redis_url, f"{sandbox_server.url}/v6", TEST_API_KEY)
     with running_pipeline(settings) as runtime:
         yield runtime
+
+
+@pytest.fixture
+def v6(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
+    """A raw client of the v6 surface with the Bearer header, on a freshly reset sandbox."""
+    from tests.sandbox_support import v6_client  # it imports this module's key
+
+    with v6_client(sandbox_server.url) as client:
+        yield client
+
+
+@pytest.fixture
+def v5(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
+    """A raw client of the v5 surface with the api_key header, on a freshly reset sandbox."""
+    from tests.sandbox_support import v5_client  # it imports this module's key
+
+    with v5_client(sandbox_server.url) as client:
+        yield client
