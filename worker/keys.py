@@ -12,7 +12,7 @@
 | `{p}:dead:index` | zset | event id scored by last failure time (ms) |
 | `{p}:dead:counts` | hash | reason → number of dead letters (for the metrics gauge) |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
-| `{p}:timeline:{client_id}` | list | newest first: JSON of each outcome (and operator action) of one client, capped |
+| `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:credits:snapshots` | hash | username → JSON of its latest credit snapshot |
 | `{p}:credits:history:{username}` | list | newest first: JSON snapshots of one subaccount, capped |
