@@ -89,7 +89,9 @@ def test_each_fixable_drift_gets_a_catalogue_event_the_handlers_apply(
     fix = plan_fix(drift, recorded, V6, NOW)
     assert fix.event is not None, fix.note
     assert (fix.event["type"], fix.event["source"], fix.event["subject"]) == (
-        event_type, RECONCILE_SOURCE, "a"
+        event_type,
+        RECONCILE_SOURCE,
+        "a",
     )
     assert fix.note.endswith(steps)
 

@@ -176,8 +176,13 @@ def lease_holder(client: redis.Redis, prefix: str) -> bool:
     return bool(client.exists(keys.credit_lease(prefix)))
 
 
-def build_monitor(settings: Settings, client: redis.Redis, broker: Any | None) -> Monitor:
-    """A monitor wired from settings (the CLI's and the tests' door)."""
+def build_monitor(
+    settings: Settings,
+    client: redis.Redis,
+    broker: Any | None,
+    clock: Callable[[], float] = time.time,
+) -> Monitor:
+    """A monitor wired from settings (the CLI's and the tests' door; tests bring a clock)."""
     store = CreditsStore(
         client,
         settings.key_prefix,
@@ -191,7 +196,8 @@ def build_monitor(settings: Settings, client: redis.Redis, broker: Any | None) -
         thresholds_from(settings),
         page_size=settings.monitor_page_size,
         rate_window_s=settings.monitor_rate_window_s,
+        clock=clock,
     )
     lease = Lease(client, keys.credit_lease(settings.key_prefix), settings.monitor_lease_ttl_ms)
-    metrics = MonitorMetrics(store, settings.monitor_balance_gauges)
-    return Monitor(scanner, lease, settings.monitor_interval_s, metrics=metrics)
+    metrics = MonitorMetrics(store, settings.monitor_balance_gauges, clock)
+    return Monitor(scanner, lease, settings.monitor_interval_s, clock=clock, metrics=metrics)
