@@ -104,7 +104,9 @@ def test_the_alert_id_is_stable_through_an_episode() -> None:
     state, escalated = evaluate("acme-1", state, r(10, 50), TH)
     state, _ = evaluate("acme-1", state, r(20, 5000), TH)
     state, cleared = evaluate("acme-1", state, r(100, 5000), TH)
-    assert opened and escalated and cleared
+    assert opened is not None
+    assert escalated is not None
+    assert cleared is not None
     assert opened.alert_id == escalated.alert_id == cleared.alert_id == alert_id_for("acme-1", 0)
     _, again = evaluate("acme-1", state, r(5000, 900), TH)
     assert again is not None
