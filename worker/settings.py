@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     monitor_rate_share: float = Field(
         0.5, gt=0, le=1, description="Largest share of the API rate limit the monitor may use"
     )
+    monitor_concurrency: int = Field(4, ge=1, le=64, description="Credit reads in flight")
     monitor_lease_ttl_ms: int = Field(30_000, ge=1000, description="Leader lease of the monitor")
     monitor_history_maxlen: int = Field(288, ge=2, description="Snapshots kept per subaccount")
     monitor_rate_window_s: float = Field(

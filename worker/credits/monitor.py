@@ -197,6 +197,7 @@ def build_monitor(
         page_size=settings.monitor_page_size,
         rate_window_s=settings.monitor_rate_window_s,
         clock=clock,
+        concurrency=settings.monitor_concurrency,
     )
     lease = Lease(client, keys.credit_lease(settings.key_prefix), settings.monitor_lease_ttl_ms)
     metrics = MonitorMetrics(store, settings.monitor_balance_gauges, clock)

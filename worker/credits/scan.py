@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,7 @@ class Scanner:
         rate_window_s: float = 86_400.0,
         clock: Clock = time.time,
         keep_alive: Callable[[], None] = _noop,
+        concurrency: int = 4,
     ) -> None:
         self.api = api
         self.store = store
@@ -85,6 +87,7 @@ class Scanner:
         self.rate_window_s = rate_window_s
         self.clock = clock
         self.keep_alive = keep_alive  # called between calls: the monitor renews its lease there
+        self.concurrency = concurrency  # reads in flight: the limiter, not latency, sets the pace
 
     def list_all(self) -> list[Subaccount]:
         return list_subaccounts(self.api, self.page_size, self.keep_alive)
@@ -116,17 +119,25 @@ class Scanner:
         self, usernames: list[str], owners: Mapping[str, str], report: ScanReport
     ) -> None:
         read: list[tuple[CreditDetails, float]] = []
-        for username in usernames:
-            try:
-                read.append((self.api.get_credit_details(username), self.clock()))
-            except NotFound:
-                continue  # deleted between the list and the read: the next scan sees it gone
-            except ApiError as exc:
-                report.errors += 1
-                log.warning("credits.read_failed", username=username, error=str(exc))
-            self.keep_alive()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="credits-read") as pool:
+            for username, result in zip(usernames, pool.map(self._read, usernames), strict=True):
+                if isinstance(result, ApiError):
+                    report.errors += 1
+                    log.warning("credits.read_failed", username=username, error=str(result))
+                elif result is not None:
+                    read.append(result)
+                self.keep_alive()
         if read:
             self._judge(read, owners, report)
+
+    def _read(self, username: str) -> tuple[CreditDetails, float] | ApiError | None:
+        """One subaccount's credit details and when they were read (None: it is gone)."""
+        try:
+            return self.api.get_credit_details(username), self.clock()
+        except NotFound:
+            return None  # deleted between the list and the read: the next scan sees it gone
+        except ApiError as exc:
+            return exc
 
     def _judge(
         self, read: list[tuple[CreditDetails, float]], owners: Mapping[str, str], report: ScanReport
