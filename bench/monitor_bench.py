@@ -180,7 +180,7 @@ def _print(fig: dict[str, Any], args: Any, count: int, events: int) -> None:
         ["scan duration", f"{seconds:.1f} s"],
         [f"expected at {rate:.1f} req/s (limit x share)", f"{expected:.1f} s"],
         ["duration / expected", f"{seconds / expected:.3f}"],
-        ["monitor call latency (median, incl. waits)", f"{fig['latency_ms']:.1f} ms"],
+        ["monitor call latency (median, after the limiter)", f"{fig['latency_ms']:.1f} ms"],
         ["monitor 429s (Transient)", str(fig["monitor"].get("Transient", 0))],
         ["monitor read errors", str(report.errors)],
         ["worker API calls during the scan", str(worker_calls)],

@@ -109,6 +109,10 @@ class Monitor:
             self.metrics.leader.set(1 if self.leader else 0)
         if not self.leader or not self._due():
             return None
+        return self.scan_now()
+
+    def scan_now(self) -> ScanReport:
+        """Scan (the caller holds the lease), note the drift, update the metrics."""
         self._renewed = time.monotonic()
         report = self.scanner.scan()
         reconcile.note_drift(
@@ -169,11 +173,6 @@ class Monitor:
 def request_scan(client: redis.Redis, prefix: str) -> None:
     """Ask the running monitor to scan at its next tick (what `credits refresh` does)."""
     client.hset(keys.credit_scan(prefix), "requested_at", repr(time.time()))
-
-
-def lease_holder(client: redis.Redis, prefix: str) -> bool:
-    """Whether some monitor holds the lease (is running)."""
-    return bool(client.exists(keys.credit_lease(prefix)))
 
 
 def build_monitor(

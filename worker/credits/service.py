@@ -14,7 +14,8 @@ import redis
 
 from handlers.plan import ClientState
 from worker import keys
-from worker.credits.monitor import build_monitor, lease_holder, request_scan
+from worker.credits.lease import LeaseLost
+from worker.credits.monitor import build_monitor, request_scan
 from worker.credits.rule import AlertState, Level
 from worker.credits.scan import ScanReport
 from worker.credits.store import CreditsStore, Snapshot
@@ -101,14 +102,14 @@ def list_credits(
     runway_below_s: float | None = None,
     now: float | None = None,
 ) -> list[CreditRow]:
-    """Every snapshot, filtered (balance below `below`, runway below `runway_below_s`),
-    sorted by runway (shortest first)."""
+    """Every snapshot, filtered (limited ones with a balance below `below`, runway below
+    `runway_below_s`), sorted by runway (shortest first)."""
     store = CreditsStore(client, prefix)
     at = time.time() if now is None else now
     alerts = store.alerts()
     rows = [_row(s, alerts.get(name, AlertState()), at) for name, s in store.snapshots().items()]
-    if below is not None:
-        rows = [r for r in rows if r.balance < below]
+    if below is not None:  # (an unlimited subaccount's balance means nothing)
+        rows = [r for r in rows if r.balance < below and r.credit_type != "unlimited"]
     if runway_below_s is not None:
         rows = [r for r in rows if r.runway_s is not None and r.runway_s < runway_below_s]
     return sorted(rows, key=_runway_order)
@@ -149,25 +150,31 @@ def show_credits(
 def refresh(
     settings: Settings, client: redis.Redis, client_or_username: str | None = None
 ) -> RefreshResult:
-    """Scan now: one subaccount here; all of them here, or by the running monitor if any.
-
-    With a monitor running (it holds the lease), a full refresh is a request it serves at its
-    next tick, so two processes never judge the same alerts at once.
-    """
-    if client_or_username is None and lease_holder(client, settings.key_prefix):
-        request_scan(client, settings.key_prefix)
-        return RefreshResult(scanned_here=False, requested=True)
+    """Scan now: one subaccount here; all of them here under the lease, or, when a monitor
+    holds it, by that monitor at its next tick (two processes never judge the same alerts)."""
     settings.require_api_key()
     monitor = build_monitor(settings, client, broker=_broker(settings, client))
     try:
-        if client_or_username is None:
-            report = monitor.scanner.scan()
-        else:
+        if client_or_username is not None:
+            monitor.scanner.keep_alive = _no_lease_needed
             username = resolve_username(client, settings.key_prefix, client_or_username)
             report = monitor.scanner.refresh([username])
+            return RefreshResult(scanned_here=True, requested=False, report=report)
+        if monitor.lease.hold():
+            try:
+                report = monitor.scan_now()
+                return RefreshResult(scanned_here=True, requested=False, report=report)
+            except LeaseLost:
+                pass  # a monitor took over meanwhile: it will scan
+        request_scan(client, settings.key_prefix)
+        return RefreshResult(scanned_here=False, requested=True)
     finally:
+        monitor.lease.release()
         monitor.scanner.api.close()
-    return RefreshResult(scanned_here=True, requested=False, report=report)
+
+
+def _no_lease_needed() -> None:
+    """A one-subaccount refresh reads too little to need the lease."""
 
 
 def _broker(settings: Settings, client: redis.Redis) -> Any:
