@@ -23,7 +23,7 @@ from worker.api.rate_limit import TokenBucket, Unlimited
 from worker.credits import reconcile
 from worker.credits.lease import Lease, LeaseLost
 from worker.credits.metrics import MonitorMetrics
-from worker.credits.notify import Notifier, declare_notify_actor
+from worker.credits.notify import Notifier, check_notify_settings, declare_notify_actor
 from worker.credits.rule import Thresholds
 from worker.credits.scan import BothLimits, Scanner, ScanReport
 from worker.credits.store import CreditsStore
@@ -69,6 +69,7 @@ def monitor_client(
 
 def build_notifier(settings: Settings, client: redis.Redis, broker: Any | None) -> Notifier:
     """A notifier that also enqueues deliveries when a webhook URL is configured."""
+    check_notify_settings(settings)
     send = None
     if settings.notify_url and broker is not None:
         actor = declare_notify_actor(broker, settings)

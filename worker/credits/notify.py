@@ -85,11 +85,27 @@ def signed_headers(secret: str, notification: Notification, body: str) -> dict[s
     }
 
 
+def check_notify_settings(settings: Settings) -> None:
+    """With a webhook URL, a usable secret is required (else ConfigError naming the variable)."""
+    if not settings.notify_url:
+        return
+    secret = settings.notify_secret.get_secret_value()
+    if not secret:
+        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_SECRET is required with NOTIFY_URL")
+    try:
+        Webhook(secret)
+    except Exception:
+        raise ConfigError(
+            "SUBACCOUNT_WORKER_NOTIFY_SECRET must be whsec_ followed by base64 (Standard Webhooks)"
+        ) from None
+
+
 def deliver(settings: Settings, notification: Notification, http: httpx.Client) -> None:
     """POST one notification to the configured webhook; raise DeliveryFailed if not accepted."""
+    if not settings.notify_url:
+        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_URL is not set in the delivering worker")
+    check_notify_settings(settings)
     secret = settings.notify_secret.get_secret_value()
-    if not settings.notify_url or not secret:
-        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_URL and _NOTIFY_SECRET are both required")
     body = notification.body()
     try:
         response = http.post(

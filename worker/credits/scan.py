@@ -21,7 +21,15 @@ from worker.api.models import CreditDetails, CreditType, ListPage, Subaccount
 from worker.api.rate_limit import RateLimiter
 from worker.credits.drift import Drift, find_drift
 from worker.credits.notify import Notification, NotificationType, Notifier
-from worker.credits.rule import AlertState, Level, Reading, Thresholds, Transition, evaluate
+from worker.credits.rule import (
+    AlertState,
+    Level,
+    Reading,
+    Thresholds,
+    Transition,
+    evaluate,
+    with_overrides,
+)
 from worker.credits.runway import consumption_rate, runway_s
 from worker.credits.store import CreditsStore, Snapshot, client_states
 from worker.errors import ApiError, NotFound
@@ -143,15 +151,15 @@ class Scanner:
         self, read: list[tuple[CreditDetails, float]], owners: Mapping[str, str], report: ScanReport
     ) -> None:
         names = [details.username for details, _at in read]
+        rules = self.store.rule_overrides()
         histories = self.store.histories(names)
         alerts = self.store.alerts_of(names)
         pipe = self.store.redis.pipeline(transaction=False)
         notes: list[Notification] = []
         for details, at in read:
             snap = self._snapshot(details, at, owners.get(details.username), histories)
-            state, change = evaluate(
-                snap.username, alerts[snap.username], _reading(snap), self.thresholds
-            )
+            rule = with_overrides(self.thresholds, rules.get(snap.client_id or ""))
+            state, change = evaluate(snap.username, alerts[snap.username], _reading(snap), rule)
             self.store.add_snapshot(pipe, snap)
             self.store.set_alert(pipe, snap.username, state)
             if change is not None:

@@ -15,8 +15,8 @@ import redis
 from handlers.plan import ClientState
 from worker import keys
 from worker.credits.lease import LeaseLost
-from worker.credits.monitor import build_monitor, request_scan
-from worker.credits.rule import AlertState, Level
+from worker.credits.monitor import build_monitor, request_scan, thresholds_from
+from worker.credits.rule import RULE_FIELDS, AlertState, Level, Thresholds, with_overrides
 from worker.credits.scan import ScanReport
 from worker.credits.store import CreditsStore, Snapshot
 from worker.errors import ConfigError
@@ -177,11 +177,34 @@ def _no_lease_needed() -> None:
     """A one-subaccount refresh reads too little to need the lease."""
 
 
+def client_rule(settings: Settings, client: redis.Redis, client_id: str) -> Thresholds:
+    """The low-credit rule of one client: the settings' defaults with its own overrides."""
+    overrides = CreditsStore(client, settings.key_prefix).rule_overrides().get(client_id)
+    return with_overrides(thresholds_from(settings), overrides)
+
+
+def set_client_rule(
+    settings: Settings,
+    client: redis.Redis,
+    client_id: str,
+    changes: dict[str, float],
+    *,
+    reset: bool = False,
+) -> Thresholds:
+    """Set some thresholds of one client (`RULE_FIELDS`), or `reset` it to the defaults; the
+    rule now in force. It applies from the next scan."""
+    unknown = set(changes) - set(RULE_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown rule fields {sorted(unknown)}; known: {list(RULE_FIELDS)}")
+    store = CreditsStore(client, settings.key_prefix)
+    current = {} if reset else store.rule_overrides().get(client_id, {})
+    store.set_rule_override(client_id, {**current, **changes})
+    return client_rule(settings, client, client_id)
+
+
 def _broker(settings: Settings, client: redis.Redis) -> Any:
     if not settings.notify_url:
         return None
-    if not settings.notify_secret.get_secret_value():
-        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_SECRET is required with NOTIFY_URL")
     from worker.pipeline.broker import build_broker
 
     return build_broker(settings, client)

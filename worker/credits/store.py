@@ -142,6 +142,19 @@ class CreditsStore:
         raw = self.redis.lrange(keys.credit_alert_log(self.prefix, username), 0, limit - 1)
         return [json.loads(item) for item in raw]
 
+    # --- per-client rules -------------------------------------------------------------------
+
+    def rule_overrides(self) -> dict[str, dict[str, Any]]:
+        """Client id → the threshold fields set for it (the rest come from the defaults)."""
+        raw = self.redis.hgetall(keys.credit_rules(self.prefix))
+        return {_text(k): json.loads(v) for k, v in raw.items()}
+
+    def set_rule_override(self, client_id: str, fields: dict[str, Any]) -> None:
+        if fields:
+            self.redis.hset(keys.credit_rules(self.prefix), client_id, json.dumps(fields))
+        else:
+            self.redis.hdel(keys.credit_rules(self.prefix), client_id)
+
     # --- drift and scan figures --------------------------------------------------------------
 
     def open_drift(self) -> dict[str, dict[str, Any]]:
