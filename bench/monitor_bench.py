@@ -144,7 +144,7 @@ def _scan(
         results.update([result])
         latencies.append(seconds)
 
-    monitor = build_monitor(settings, client, None)
+    monitor = build_monitor(settings, client)
     monitor.scanner.api.close()
     monitor.scanner.api = monitor_client(settings, client, observer=observe)
     before_worker = _worker_results(port)

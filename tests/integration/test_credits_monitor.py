@@ -19,7 +19,6 @@ from tests.servers import ThreadedUvicorn, wait_until
 from worker.credits.monitor import Monitor, build_monitor
 from worker.credits.notify import read_notifications
 from worker.credits.service import client_rule, list_credits, set_client_rule, show_credits
-from worker.pipeline.broker import build_broker
 from worker.runtime import Runtime, redis_client
 from worker.sandbox import SandboxAdmin, create_app
 from worker.settings import Settings
@@ -46,10 +45,8 @@ def _onboard(runtime: Runtime, redis_client: redis.Redis, *events: dict[str, Any
     assert {r["outcome"] for r in found.values()} == {"applied"}
 
 
-def _monitor(settings: Settings, clock: FakeClock, with_broker: bool = False) -> Monitor:
-    client = redis_client(settings)
-    broker = build_broker(settings, client) if with_broker else None
-    return build_monitor(settings, client, broker, clock=clock)
+def _monitor(settings: Settings, clock: FakeClock) -> Monitor:
+    return build_monitor(settings, redis_client(settings), clock=clock)
 
 
 def test_runway_is_within_20_percent_of_the_truth_after_a_few_scans(
@@ -105,7 +102,7 @@ def test_a_low_balance_opens_one_alert_and_a_top_up_closes_it_with_signed_notifi
         with running_pipeline(settings) as runtime:
             _onboard(runtime, redis_client, f.onboarded("acme", credits=1300))
             sandbox.set_sending(1, seed=1)
-            monitor = _monitor(settings, clock, with_broker=True)
+            monitor = _monitor(settings, clock)
             for _ in range(8):  # 1300 → 600 over 700 s, a scan every 100 s
                 monitor.tick()
                 clock.advance(100)

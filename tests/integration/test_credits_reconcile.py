@@ -179,7 +179,7 @@ def test_an_invoice_granted_to_a_subaccount_disabled_by_hand_warns_and_records_d
     [(key, raw)] = redis_client.hgetall("saw:credits:drift").items()
     assert key == f"unexpected_disabled:{username_for('acme')}".encode()
     assert json.loads(raw)["notified"] is False
-    monitor = build_monitor(pipeline.settings, redis_client, None)
+    monitor = build_monitor(pipeline.settings, redis_client)
     for _ in range(2):  # the pipeline's record and two scans finding the same: one notification
         report = monitor.scanner.scan()
         note_drift(monitor.scanner.store, monitor.scanner.notifier, report.drift, time.time())

@@ -43,14 +43,12 @@ def monitor() -> None:
     """Scan every subaccount at a bounded rate; alert on low credits; serve /metrics, /healthz."""
     from worker.credits.metrics import serve
     from worker.credits.monitor import build_monitor
-    from worker.pipeline.broker import build_broker
 
     settings = load()
     guard(settings.require_api_key)
     configure_logging(settings)
     client = _redis(settings)
-    broker = build_broker(settings, client) if settings.notify_url else None
-    mon = guard(lambda: build_monitor(settings, client, broker))
+    mon = guard(lambda: build_monitor(settings, client))
     server = None
     if settings.monitor_port and mon.metrics is not None:
         registry = mon.metrics.registry

@@ -23,7 +23,7 @@ from worker.api.rate_limit import TokenBucket, Unlimited
 from worker.credits import reconcile
 from worker.credits.lease import Lease, LeaseLost
 from worker.credits.metrics import MonitorMetrics
-from worker.credits.notify import Notifier, check_notify_settings, declare_notify_actor
+from worker.credits.notify import Notifier, check_notify_settings
 from worker.credits.rule import Thresholds
 from worker.credits.scan import BothLimits, Scanner, ScanReport
 from worker.credits.store import CreditsStore
@@ -65,19 +65,6 @@ def monitor_client(
         limiter=BothLimits(own, shared),
         observer=observer,
     )
-
-
-def build_notifier(settings: Settings, client: redis.Redis, broker: Any | None) -> Notifier:
-    """A notifier that also enqueues deliveries when a webhook URL is configured."""
-    check_notify_settings(settings)
-    send = None
-    if settings.notify_url and broker is not None:
-        actor = declare_notify_actor(broker, settings)
-
-        def send(message: dict[str, Any]) -> None:
-            actor.send(message)
-
-    return Notifier(client, settings.key_prefix, settings.notify_stream_maxlen, send)
 
 
 @dataclass
@@ -179,10 +166,10 @@ def request_scan(client: redis.Redis, prefix: str) -> None:
 def build_monitor(
     settings: Settings,
     client: redis.Redis,
-    broker: Any | None,
     clock: Callable[[], float] = time.time,
 ) -> Monitor:
     """A monitor wired from settings (the CLI's and the tests' door; tests bring a clock)."""
+    check_notify_settings(settings)
     store = CreditsStore(
         client,
         settings.key_prefix,
@@ -192,7 +179,7 @@ def build_monitor(
     scanner = Scanner(
         monitor_client(settings, client),
         store,
-        build_notifier(settings, client, broker),
+        Notifier(client, settings),
         thresholds_from(settings),
         page_size=settings.monitor_page_size,
         rate_window_s=settings.monitor_rate_window_s,

@@ -24,7 +24,7 @@ from handlers.plan import ClientState
 from worker import keys
 from worker.api.client import SubaccountClient
 from worker.credits.drift import Drift, DriftKind, Fix, find_drift, plan_fix
-from worker.credits.notify import Notification, NotificationType, Notifier
+from worker.credits.notify import Notification, NotificationType, Notifier, logged
 from worker.credits.scan import list_subaccounts
 from worker.credits.store import CreditsStore, client_states
 from worker.log import get_logger
@@ -169,9 +169,12 @@ def note_drift(
                     NotificationType.DRIFT_DETECTED, now, data, d.key, repr(first_seen)
                 )
             )
-    store.replace_drift(records, keep_kinds=())
+    pipe = store.redis.pipeline(transaction=True)
+    store.replace_drift(pipe, records)
     for note in notes:
-        notifier.emit(note)
+        notifier.add(pipe, note)
+    store.execute(pipe)
+    logged(notes)
     return notes
 
 

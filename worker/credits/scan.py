@@ -20,7 +20,7 @@ from worker.api.client import SubaccountClient
 from worker.api.models import CreditDetails, CreditType, ListPage, Subaccount
 from worker.api.rate_limit import RateLimiter
 from worker.credits.drift import Drift, find_drift
-from worker.credits.notify import Notification, NotificationType, Notifier
+from worker.credits.notify import Notification, NotificationType, Notifier, logged
 from worker.credits.rule import (
     AlertState,
     Level,
@@ -154,7 +154,7 @@ class Scanner:
         rules = self.store.rule_overrides()
         histories = self.store.histories(names)
         alerts = self.store.alerts_of(names)
-        pipe = self.store.redis.pipeline(transaction=False)
+        pipe = self.store.redis.pipeline(transaction=True)  # alerts and their notifications
         notes: list[Notification] = []
         for details, at in read:
             snap = self._snapshot(details, at, owners.get(details.username), histories)
@@ -166,10 +166,10 @@ class Scanner:
                 self.store.log_alert(pipe, snap.username, _log_record(snap, change))
                 if change.notify:
                     notes.append(credit_notification(snap, change))
+                    self.notifier.add(pipe, notes[-1])
             _count(report, snap, state)
         self.store.execute(pipe)
-        for note in notes:
-            self.notifier.emit(note)
+        logged(notes)
 
     def _snapshot(
         self,

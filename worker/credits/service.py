@@ -153,7 +153,7 @@ def refresh(
     """Scan now: one subaccount here; all of them here under the lease, or, when a monitor
     holds it, by that monitor at its next tick (two processes never judge the same alerts)."""
     settings.require_api_key()
-    monitor = build_monitor(settings, client, broker=_broker(settings, client))
+    monitor = build_monitor(settings, client)
     try:
         if client_or_username is not None:
             monitor.scanner.keep_alive = _no_lease_needed
@@ -200,11 +200,3 @@ def set_client_rule(
     current = {} if reset else store.rule_overrides().get(client_id, {})
     store.set_rule_override(client_id, {**current, **changes})
     return client_rule(settings, client, client_id)
-
-
-def _broker(settings: Settings, client: redis.Redis) -> Any:
-    if not settings.notify_url:
-        return None
-    from worker.pipeline.broker import build_broker
-
-    return build_broker(settings, client)

@@ -161,16 +161,12 @@ class CreditsStore:
         raw = self.redis.hgetall(keys.credit_drift(self.prefix))
         return {_text(k): json.loads(v) for k, v in raw.items()}
 
-    def replace_drift(self, records: dict[str, dict[str, Any]], keep_kinds: Iterable[str]) -> None:
-        """Set the open drift to `records`, keeping records of `keep_kinds` not found by scans."""
+    def replace_drift(self, pipe: Any, records: dict[str, dict[str, Any]]) -> None:
+        """Set the open drift to `records` (on `pipe`, a MULTI the caller runs)."""
         key = keys.credit_drift(self.prefix)
-        kept = {k: v for k, v in self.open_drift().items() if v.get("kind") in set(keep_kinds)}
-        pipe = self.redis.pipeline(transaction=True)
         pipe.delete(key)
-        merged = {**kept, **records}
-        if merged:
-            pipe.hset(key, mapping={k: json.dumps(v) for k, v in merged.items()})
-        self.execute(pipe)
+        if records:
+            pipe.hset(key, mapping={k: json.dumps(v) for k, v in records.items()})
 
     def set_scan(self, figures: Mapping[str, float | int | str]) -> None:
         self.redis.hset(keys.credit_scan(self.prefix), mapping=dict(figures))  # type: ignore[arg-type]
