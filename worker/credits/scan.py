@@ -127,7 +127,8 @@ class Scanner:
         self, usernames: list[str], owners: Mapping[str, str], report: ScanReport
     ) -> None:
         read: list[tuple[CreditDetails, float]] = []
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="credits-read") as pool:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="credits-read")
+        try:
             for username, result in zip(usernames, pool.map(self._read, usernames), strict=True):
                 if isinstance(result, ApiError):
                     report.errors += 1
@@ -135,6 +136,8 @@ class Scanner:
                 elif result is not None:
                     read.append(result)
                 self.keep_alive()
+        finally:  # on SIGTERM or a lost lease, the reads not started are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
         if read:
             self._judge(read, owners, report)
 
