@@ -21,6 +21,9 @@ from worker.api.models import CreditType
 from worker.credits.rule import AlertState, Level
 from worker.credits.runway import Sample
 from worker.errors import BrokerUnavailable
+from worker.log import get_logger
+
+log = get_logger(__name__)
 
 
 class Snapshot(BaseModel):
@@ -180,9 +183,13 @@ def client_states(client: redis.Redis, prefix: str, batch: int = 500) -> list[Cl
     """Every client state the pipeline recorded (`{p}:client:*`), read with SCAN + MGET."""
     found: list[ClientState] = []
     for chunk in _chunks(client.scan_iter(match=keys.client(prefix, "*"), count=batch), batch):
-        for raw in client.mget(chunk):
-            if raw:
+        for key, raw in zip(chunk, client.mget(chunk), strict=True):
+            if not raw:
+                continue  # (not a string: some other key under the client prefix)
+            try:
                 found.append(ClientState.model_validate_json(raw))
+            except ValueError:
+                log.warning("credits.client_state_unreadable", key=_text(key))
     return found
 
 
