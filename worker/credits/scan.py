@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.plan import ClientState
+from handlers.requests import CreditType
 from worker.api.client import SubaccountClient
-from worker.api.models import CreditDetails, CreditType, ListPage, Subaccount
+from worker.api.models import CreditDetails, ListPage, Subaccount
 from worker.api.rate_limit import RateLimiter
 from worker.credits.drift import Drift, find_drift
 from worker.credits.notify import Notification, NotificationType, Notifier, logged

@@ -16,8 +16,8 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from handlers.plan import ClientState
+from handlers.requests import CreditType
 from worker import keys
-from worker.api.models import CreditType
 from worker.credits.rule import AlertState, Level
 from worker.credits.runway import Sample
 from worker.errors import BrokerUnavailable
