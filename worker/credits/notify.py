@@ -143,6 +143,22 @@ def declare_notify_actor(broker: Any, settings: Settings) -> Any:
     return declare(deliver_credit_notification)
 
 
+def delivery_worker(settings: Settings, client: redis.Redis, threads: int = 2) -> Any:
+    """A started Dramatiq worker delivering notifications (only their queue), or None without a
+    webhook URL. The monitor runs it, so event workers are untouched: every monitor (the standby
+    too) delivers; while none runs, no notification is produced either, and the queue keeps
+    what is waiting."""
+    if not settings.notify_url:
+        return None
+    from worker.pipeline.broker import build_broker
+
+    broker = build_broker(settings, client)
+    declare_notify_actor(broker, settings)
+    worker = dramatiq.Worker(broker, queues={settings.notify_queue_name}, worker_threads=threads)
+    worker.start()
+    return worker
+
+
 class Notifier:
     """Records notifications in the stream and, with a webhook URL, queues their delivery.
 
