@@ -2,11 +2,11 @@
 
 Each notification is a Standard Webhooks message (`webhook-id`, `webhook-timestamp`,
 `webhook-signature` = `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`): the body is
-`{"type", "timestamp", "data"}`. Delivery runs in the workers, through the queue: the monitor
-writes a message for the `deliver_credit_notification` actor on its own queue (in the same
-transaction as the alert change), whose failures Dramatiq retries with exponential backoff. The
-message carries the notification only; URL and secret come from the delivering process's
-settings, so no secret ever sits in Redis.
+`{"type", "timestamp", "data"}`. Delivery goes through the queue: the monitor writes a message
+for the `deliver_credit_notification` actor on its own queue (in the same transaction as the alert
+change); `delivery_worker` (run by every monitor) consumes it, and Dramatiq retries failures with
+exponential backoff. The message carries the notification only; URL and secret come from the
+delivering process's settings, so no secret ever sits in Redis.
 The `webhook-id` is stable across retries, so a receiver can drop a repeat delivery.
 """
 
