@@ -22,6 +22,8 @@ CHAPTERS = (
     "A suspension and a reactivation, out of order",
     "An API outage turns two invoices into dead letters",
     "Bulk replay, previewed first",
+    "A subaccount disabled by hand, found and fixed by reconcile",
+    "A low-credit alert while the subaccounts send mail",
     "A client churns",
     "Where the story ends",
 )
@@ -62,7 +64,7 @@ def test_demo_ci_tells_the_whole_story_and_exits_0() -> None:
         assert title in out
     held = re.search(r"all (\d+) expectations held", out)
     assert held, out
-    assert int(held.group(1)) >= 21
+    assert int(held.group(1)) >= 26
     assert "Dead letters left: 0" in out
     assert "✗" not in out
     logs = re.search(r"Server logs: (\S+)", out)

@@ -78,7 +78,7 @@ def run(ci: bool = False) -> int:
 
 def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes]:
     """Redis, sandbox, ingress and worker up and ready; the scene wired to them."""
-    with out.status("starting Redis, the sandbox, the ingress, and a worker ..."):
+    with out.status("starting Redis, the sandbox, the ingress, a worker and the monitor ..."):
         server = RedisServer("--logfile", str(logs / "redis.log")).start()
         stack.callback(server.cleanup)
         ports = Ports()
@@ -91,9 +91,11 @@ def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes
         procs.start("sandbox", "sandbox", "--port", str(ports.sandbox), "--no-access-log")
         procs.start("ingress", "ingress", "--port", str(ports.ingress))
         procs.start("worker", "worker", "--threads", "4")
+        procs.start("monitor", "monitor")
         base = f"http://127.0.0.1:{ports.ingress}"
         procs.wait_ready("sandbox", f"http://127.0.0.1:{ports.sandbox}/_sandbox/health")
         procs.wait_ready("ingress", f"{base}/readyz")
+        procs.wait_ready("monitor", f"http://127.0.0.1:{ports.monitor}/healthz")
         admin = stack.enter_context(SandboxAdmin(f"http://127.0.0.1:{ports.sandbox}"))
         doors = FrontDoors(
             base,
@@ -120,7 +122,7 @@ def tell(out: Console, scene: Scene, chapters: Sequence[ChapterFn]) -> list[Chec
     names = ", ".join(f"{c.name} ({c.client_id})" for c in scene.cast.values())
     out.print(Text("subaccount-worker demo", "bold") + Text(f": the story of {names}"))
     servers = ", ".join(f"{name} {url}" for name, url in scene.servers.items())
-    out.print(Text(f"Running: {servers}, and a worker.", "dim"))
+    out.print(Text(f"Running: {servers}, a worker and the credit monitor.", "dim"))
     checks: list[Check] = []
     for number, chapter_fn in enumerate(chapters, 1):
         try:
@@ -138,11 +140,16 @@ def tell(out: Console, scene: Scene, chapters: Sequence[ChapterFn]) -> list[Chec
 
 
 def _console_until_interrupted(out: Console, procs: Processes, scene: Scene) -> None:
-    """Keep the system running for exploring (the console joins here) until Ctrl-C."""
+    """Keep the system running for exploring with the CLI until Ctrl-C."""
+    redis_url = scene.settings.redis_url
     out.print()
-    out.print(Text("Everything keeps running until Ctrl-C, which stops it all.", "bold"))
+    out.print(
+        Text("Everything keeps running until Ctrl-C, which stops it all. Explore with:", "bold")
+    )
+    for command in ("status", "dead-letters jobs", "credits list", "audit list"):
+        out.print(Text(f"  SUBACCOUNT_WORKER_REDIS_URL={redis_url} subaccount-worker {command}"))
     try:
-        while all(name in procs.alive() for name in ("worker", "ingress")):
+        while all(name in procs.alive() for name in ("worker", "ingress", "monitor")):
             time.sleep(1)
         out.print(Text("a server stopped on its own; see the logs", "red"))
     except KeyboardInterrupt:

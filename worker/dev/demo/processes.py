@@ -22,7 +22,6 @@ from worker.settings import ENV_PREFIX, Settings, load_settings
 
 STOP_TIMEOUT_S = 20
 START_TIMEOUT_S = 30
-CONSOLE_PORT = 8090
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,6 @@ def demo_values(redis_url: str, ports: Ports) -> dict[str, str]:
         "credits_critical_balance": "100",
         "credits_warn_runway_s": "0",
         "credits_critical_runway_s": "0",
-        # One console user for the person running the demo (its token is printed at the end).
-        "console_tokens": f"demo:admin:{secrets.token_urlsafe(18)}",
-        "console_secret": secrets.token_hex(32),
     }
 
 
@@ -130,15 +126,3 @@ class Processes:
 
 class ProcessDied(RuntimeError):
     """A server the demo started exited before it was ready."""
-
-
-def console_port() -> int:
-    """The console's usual port if it is free, else any free one."""
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", CONSOLE_PORT))
-        except OSError:
-            return free_port()
-    return CONSOLE_PORT

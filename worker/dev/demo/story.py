@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from worker.dev.demo import ops_chapters
+from worker.dev.demo import credit_chapters, ops_chapters
 from worker.dev.demo.doors import (
     Delivery,
     billing_invoice_paid,
@@ -246,5 +246,7 @@ CHAPTERS: list[ChapterFn] = [
     out_of_order,
     outage,
     ops_chapters.replay,
+    credit_chapters.reconcile,
+    credit_chapters.low_credit,
     churn,
 ]
