@@ -86,6 +86,9 @@ class Services:
     def from_settings(cls, settings: Settings) -> Services:
         return cls(redis_client(settings), settings)
 
+    def close(self) -> None:
+        self.redis.close()
+
     # --- status and overview -----------------------------------------------------------------
     def status_json(self) -> dict[str, Any]:
         """The object of `status --json`."""
