@@ -20,6 +20,7 @@
 | `{p}:ops:jobs` | zset | replay/purge job ids by start time (ms) |
 | `{p}:ops:job:{id}` | hash | one job: filter, ids, operator, times, counts, cancel flag |
 | `{p}:ops:audit` | stream | operators' actions, capped |
+| `{p}:console:plan:{id}` | string | a console preview's ids and record digests, for its confirm (30 min) |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
 | `{p}:timeline:{client_id}` | list | newest first: outcomes and operator actions of a client |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
@@ -123,3 +124,8 @@ def ops_job(prefix: str, job_id: str) -> str:
 
 def audit(prefix: str) -> str:
     return f"{prefix}:ops:audit"
+
+
+def console_plan(prefix: str, plan_id: str) -> str:
+    """What a console preview planned (ids and record digests), kept for its confirm (expires)."""
+    return f"{prefix}:console:plan:{plan_id}"

@@ -20,7 +20,8 @@ TOKENS = {
     "admin": "ad-token-2d9e4470aa",
 }
 SECRET = "console-signing-secret-0f4b2a"
-TOKENS_SETTING = ",".join(f"{role[:3]}-user:{role}:{token}" for role, token in TOKENS.items())
+NAMES = {"viewer": "vera", "operator": "otto", "admin": "ada"}
+TOKENS_SETTING = ",".join(f"{NAMES[role]}:{role}:{token}" for role, token in TOKENS.items())
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 

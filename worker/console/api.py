@@ -26,6 +26,7 @@ class ReplayRequest(BaseModel):
     filter: dict[str, Any] | None = None
     dry_run: bool = True
     resolve: str | None = Field(None, pattern="^(applied|not_applied)$")
+    rate: float | None = Field(None, gt=0, description="dead letters per second")
 
 
 @router.get("/status")
@@ -49,13 +50,12 @@ def replays(
     """The plan (`dry_run`), or the started job of exactly the plan's ids (202)."""
     svc = services(request)
     filters = Filters.from_mapping(body.filter or {})
-    if body.ids is None and not body.filter:
-        return JSONResponse({"error": "give ids or a filter"}, status_code=422)
+    if (body.ids is None) == (body.filter is None):
+        return JSONResponse({"error": "give ids or a filter (not both)"}, status_code=422)
     plan = svc.plan("replay", body.ids, filters, body.resolve)
     if body.dry_run:
         return JSONResponse(svc.plan_json(plan))
-    ids = svc.plan_ids(plan)
-    job = svc.start_job("replay", ids, filters, body.resolve, user.name)
+    job = svc.start_job(plan, user.name, body.rate)
     return JSONResponse(svc.job_json(job), status_code=202)
 
 

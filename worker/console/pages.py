@@ -18,6 +18,7 @@ from starlette.responses import Response
 from worker.console.auth import Role, User
 from worker.console.guard import Forbidden, current_user, may_change
 from worker.console.services import Filters, NotFound, Services
+from worker.ops.filters import InvalidInput
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -56,7 +57,10 @@ def dead_letters(
     page = svc.dead_letter_page(filters, after, PAGE_SIZE)
     context: dict[str, Any] = {"filters": filters, "page": page, "after": after}
     if is_fragment(request) and request.headers.get("hx-target") == "results":
-        return render(request, "_dead_letter_results.html", **context)
+        response = render(request, "_dead_letter_results.html", **context)
+        query = "&".join(q for q in (filters.query, f"after={after}" if after else "") if q)
+        response.headers["HX-Push-Url"] = "/dead-letters" + (f"?{query}" if query else "")
+        return response
     context["clusters"] = svc.clusters()
     context["reasons"] = svc.reasons()
     context["jobs"] = svc.jobs(running_only=True)
@@ -65,17 +69,17 @@ def dead_letters(
 
 @router.post("/dead-letters/preview", response_class=HTMLResponse)
 async def preview(request: Request, user: User = Depends(may_change(Role.OPERATOR))) -> Response:
-    """The plan of a replay or purge of the selected rows, or of everything matching."""
+    """The plan of a replay or purge of the selected rows, or of everything matching; it is
+    kept (ids and record digests) for the confirm, which acts on exactly that."""
     form = await request.form()
-    action = str(form.get("action", "replay"))
-    if action == "purge" and not user.may(Role.ADMIN):
-        raise Forbidden(f"{user.name} is a {user.role.label}: purging needs admin")
-    resolve = str(form.get("resolve", "")) or None
-    ids = [str(v) for v in form.getlist("ids")]
-    filters = Filters.from_mapping(form)
-    everything = form.get("scope") == "matching"
-    plan = services(request).plan(action, None if everything else ids, filters, resolve)
-    context = {"plan": plan, "action": action, "resolve": resolve, "filters": filters}
+    action = _allowed_action(form.get("action"), user)
+    resolve = str(form.get("resolve") or "") or None
+    ids = None if form.get("scope") == "matching" else [str(v) for v in form.getlist("ids")]
+    svc = services(request)
+    plan = svc.plan(action, ids, Filters.from_mapping(form), resolve)
+    plan_id = svc.keep_plan(plan) if plan.planned else None
+    context: dict[str, Any] = {"plan": plan, "plan_id": plan_id, "action": action}
+    context["resolve"] = resolve
     return render(request, "_preview.html", preview_rows=PREVIEW_ROWS, **context)
 
 
@@ -83,14 +87,32 @@ async def preview(request: Request, user: User = Depends(may_change(Role.OPERATO
 async def confirm(request: Request, user: User = Depends(may_change(Role.OPERATOR))) -> Response:
     """Start the job of a previewed plan: exactly the ids the preview showed."""
     form = await request.form()
-    action = str(form.get("action", "replay"))
+    svc = services(request)
+    plan = svc.kept_plan(str(form.get("plan") or ""))
+    _allowed_action(plan.action, user)
+    job = svc.start_job(plan, user.name, _rate(form.get("rate")))
+    return render(request, "_job.html", job=job)
+
+
+def _allowed_action(value: object, user: User) -> str:
+    action = str(value or "replay")
     if action == "purge" and not user.may(Role.ADMIN):
         raise Forbidden(f"{user.name} is a {user.role.label}: purging needs admin")
-    ids = [str(v) for v in form.getlist("ids")]
-    resolve = str(form.get("resolve", "")) or None
-    filters = Filters.from_mapping(form)
-    job = services(request).start_job(action, ids, filters, resolve, user.name)
-    return render(request, "_job.html", job=job)
+    return action
+
+
+def _rate(value: object) -> float | None:
+    """The job's rate in dead letters per second; empty = as fast as it goes."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        raise InvalidInput(f"rate {text!r} is not a number of events per second") from None
+    if rate <= 0:
+        raise InvalidInput(f"rate must be more than 0 (got {text})")
+    return rate
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)

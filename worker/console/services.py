@@ -9,24 +9,34 @@ attributes and the JSON API serialises them as the CLI's `--json` does.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
 import redis
 
+from handlers import Context
 from worker import keys
+from worker.console.jobs import BackgroundJobs
 from worker.console.views import line_chart, when
 from worker.errors import SubaccountWorkerError
+from worker.ops.audit import AuditEntry, list_audit
+from worker.ops.clusters import summarize
 from worker.ops.dead_letters import DeadLetters
+from worker.ops.filters import DeadLetterFilter, InvalidInput, parse_time
+from worker.ops.jobs import Job, Runner, cancel_job, get_job, list_jobs, running_jobs
+from worker.ops.listing import DeadLetterView, list_dead_letters
 from worker.ops.outcomes import read_outcomes
-from worker.pipeline.outcomes import DeadLetter
+from worker.ops.plans import Action, Plan, Resolve, select
+from worker.ops.plans import plan as make_plan
 from worker.pipeline.publish import Publisher
 from worker.runtime import redis_client
-from worker.settings import Settings
+from worker.settings import ApiSurface, Settings
 
+PLAN_TTL_S = 30 * 60
 CHART_MINUTES = 60
 CHART_MAX_OUTCOMES = 20_000
 FILTER_FIELDS = ("reason", "type", "client", "source", "step", "status", "since", "until", "q")
@@ -57,11 +67,42 @@ class Filters:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of dead letters, newest first, and the cursor of the next page (None: last)."""
+    """One page of dead letters (newest first), the cursor of the next page (None: the last)
+    and how many match in all."""
 
-    items: list[dict[str, Any]]
+    items: list[DeadLetterView]
     next_cursor: str | None
     total: int
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A recorded job with the figures its progress bar shows."""
+
+    job: Job
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.job, name)
+
+    @property
+    def processed(self) -> int:
+        return self.job.done + self.job.skipped
+
+    @property
+    def total(self) -> int:
+        return self.job.planned
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else (100 * self.processed) // self.total
+
+    @property
+    def running(self) -> bool:
+        return self.job.state == "running"
+
+    @property
+    def started_at(self) -> int:
+        return self.job.started_ms
 
 
 class NotFound(SubaccountWorkerError):
@@ -81,12 +122,14 @@ class Services:
         self.prefix = settings.key_prefix
         self.dead = DeadLetters(client, settings.key_prefix)
         self.publisher = Publisher(client, settings)
+        self.runs = BackgroundJobs()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         return cls(redis_client(settings), settings)
 
     def close(self) -> None:
+        self.runs.stop_all()
         self.redis.close()
 
     # --- status and overview -----------------------------------------------------------------
@@ -121,63 +164,140 @@ class Services:
     def reasons(self) -> list[str]:
         return sorted(self.dead.counts_by_reason())
 
-    def dead_letter_page(self, filters: Filters, cursor: str | None, limit: int) -> Page:
-        letters = self.dead.list(
-            reason=filters.get("reason"),
-            client_id=filters.get("client"),
-            event_type=filters.get("type"),
-            limit=limit,
+    def dead_filter(self, filters: Filters) -> DeadLetterFilter:
+        """The operations filter for the page's fields (InvalidInput names a bad one)."""
+        v = filters.values
+        return DeadLetterFilter.parse(
+            reason=v.get("reason"),
+            type=v.get("type"),
+            client=v.get("client"),
+            since=v.get("since"),
+            until=v.get("until"),
+            status=v.get("status"),
+            step=v.get("step"),
+            source=v.get("source"),
+            search=v.get("q"),
         )
-        return Page([_view(d) for d in letters], None, self.dead.count())
 
-    def dead_letters_json(self, filters: Filters, limit: int) -> list[dict[str, Any]]:
-        return self.dead_letter_page(filters, None, limit).items
+    def dead_letter_page(self, filters: Filters, cursor: str | None, limit: int) -> Page:
+        """A page of the listing; later pages start below the previous page's last failure time
+        (`until`), so a page costs the same at the 100,000th dead letter as at the first."""
+        flt = self.dead_filter(filters)
+        until_ms, skip, total = _read_cursor(cursor)
+        if until_ms is not None:
+            flt = replace(flt, until_ms=until_ms)
+        page = list_dead_letters(self.redis, self.prefix, flt, limit=limit, offset=skip)
+        total = total if total is not None else page.total
+        more = page.total > skip + len(page.items)
+        return Page(
+            page.items, _next_cursor(page.items, until_ms, skip, total) if more else None, total
+        )
+
+    def dead_letters_json(self, filters: Filters, limit: int | None) -> list[dict[str, Any]]:
+        """The array of `dead-letters list --json`."""
+        flt = self.dead_filter(filters)
+        page = list_dead_letters(self.redis, self.prefix, flt, limit=limit)
+        return [item.to_json() for item in page.items]
 
     def clusters(self) -> list[dict[str, Any]]:
-        counts = self.dead.counts_by_reason()
-        return [
-            {"reason": r, "count": n, "query": urlencode({"reason": r})}
-            for r, n in sorted(counts.items(), key=lambda kv: -kv[1])
-        ]
+        """The failure clusters of `dead-letters summary`, each with its listing's query."""
+        rows = []
+        for cluster in summarize(self.redis, self.prefix).clusters:
+            row = cluster.to_json()
+            query = {"reason": cluster.reason, "type": cluster.type, "step": cluster.step}
+            query["status"] = None if cluster.status is None else str(cluster.status)
+            row["query"] = urlencode({k: v for k, v in query.items() if v})
+            rows.append(row)
+        return rows
 
     # --- replay and purge --------------------------------------------------------------------
     def plan(
         self, action: str, ids: list[str] | None, filters: Filters, resolve: str | None
-    ) -> Any:
-        raise Unavailable("replay plans come with the operations service")
+    ) -> Plan:
+        """The operations plan of a replay or purge of `ids`, or of everything matching."""
+        flt = self.dead_filter(filters) if ids is None else None
+        if ids is not None and not ids:
+            raise InvalidInput("select at least one dead letter, or everything matching")
+        letters, missing = select(self.redis, self.prefix, ids=ids, flt=flt)
+        return make_plan(
+            self.redis,
+            self.prefix,
+            letters,
+            action=_action(action),
+            resolve=_resolve(resolve),
+            ctx=Context(needs_password=self.settings.api_surface == ApiSurface.V6),
+            flt=flt,
+            missing=missing,
+        )
 
-    def plan_json(self, plan: Any) -> dict[str, Any]:
-        raise Unavailable("replay plans come with the operations service")
+    def plan_json(self, plan: Plan) -> dict[str, Any]:
+        return plan.to_json()
 
-    def plan_ids(self, plan: Any) -> list[str]:
-        raise Unavailable("replay plans come with the operations service")
+    def keep_plan(self, plan: Plan) -> str:
+        """Keep what a preview planned (ids and the digest of each record) for its confirm."""
+        plan_id = secrets.token_urlsafe(12)
+        kept = {
+            "action": plan.action,
+            "resolve": plan.resolve,
+            "filter": plan.filter,
+            "items": {item.id: item.digest for item in plan.planned},
+        }
+        self.redis.set(keys.console_plan(self.prefix, plan_id), json.dumps(kept), ex=PLAN_TTL_S)
+        return plan_id
 
-    def start_job(
-        self, action: str, ids: list[str], filters: Filters, resolve: str | None, operator: str
-    ) -> Any:
-        raise Unavailable("replay jobs come with the operations service")
+    def kept_plan(self, plan_id: str) -> Plan:
+        """The plan of a preview, again: exactly its ids, planned now, each item carrying the
+        digest of the record the preview saw, so the job skips one that changed in between."""
+        raw: Any = self.redis.get(keys.console_plan(self.prefix, plan_id))
+        if raw is None:
+            raise InvalidInput("this preview has expired: preview again")
+        kept = json.loads(raw)
+        digests: dict[str, str] = kept["items"]
+        fresh = self.plan(kept["action"], list(digests), Filters(), kept["resolve"])
+        items = [replace(item, digest=digests.get(item.id, item.digest)) for item in fresh.items]
+        return replace(fresh, items=items, filter=kept["filter"])
 
-    def jobs(self, *, running_only: bool = False) -> list[Any]:
-        return []
+    def start_job(self, plan: Plan, operator: str, rate: float | None = None) -> JobView:
+        """Run `plan` as a recorded job in a background thread; returns once it is recorded."""
+        runner = Runner(
+            self.redis, self.prefix, self.publisher, getattr(self.settings, "timeline_maxlen", 200)
+        )
+        job_id = self.runs.start(runner, plan, operator, rate)
+        return self.job(job_id)
 
-    def job(self, job_id: str) -> Any:
-        raise NotFound(f"no job {job_id!r}")
+    def jobs(self, *, running_only: bool = False) -> list[JobView]:
+        found = (
+            running_jobs(self.redis, self.prefix)
+            if running_only
+            else list_jobs(self.redis, self.prefix)
+        )
+        return [JobView(job) for job in found]
 
-    def job_json(self, job: Any) -> dict[str, Any]:
-        raise Unavailable("replay jobs come with the operations service")
+    def job(self, job_id: str) -> JobView:
+        found = get_job(self.redis, self.prefix, job_id)
+        if found is None:
+            raise NotFound(f"no job {job_id!r}: jobs are kept 30 days")
+        return JobView(found)
 
-    def job_finished(self, job: Any) -> bool:
-        return True
+    def job_json(self, job: JobView) -> dict[str, Any]:
+        return job.job.to_json()
 
-    def cancel_job(self, job_id: str, operator: str) -> Any:
-        raise NotFound(f"no job {job_id!r}")
+    def job_finished(self, job: JobView) -> bool:
+        return not job.running
+
+    def cancel_job(self, job_id: str, operator: str) -> JobView:
+        found = cancel_job(self.redis, self.prefix, job_id, operator)
+        if found is None:
+            raise NotFound(f"no job {job_id!r}")
+        self.runs.cancel(job_id)
+        return JobView(found)
 
     # --- events, clients ---------------------------------------------------------------------
     def event(self, event_id: str) -> dict[str, Any]:
         letter = self.dead.get(event_id)
         if letter is None:
             raise NotFound(f"no event {event_id!r} known")
-        return {"id": event_id, "dead_letter": _view(letter), "envelope": letter.event}
+        return {"id": event_id, "dead_letter": DeadLetterView.of(letter), "envelope": letter.event}
 
     def client(self, client_id: str) -> dict[str, Any]:
         raw: Any = self.redis.lrange(keys.timeline(self.prefix, client_id), 0, 199)
@@ -201,12 +321,22 @@ class Services:
     def fix(self, ids: list[str], operator: str) -> Any:
         raise Unavailable("reconcile comes with the credits service")
 
-    def audit(self, query: Mapping[str, str]) -> list[Any]:
-        return []
+    def audit(self, query: Mapping[str, str], limit: int | None = 200) -> list[AuditEntry]:
+        """Operator actions newest first, filtered by operator, action and `since`."""
+        since = query.get("since")
+        since_ms = parse_time(since, int(time.time() * 1000), "since") if since else None
+        entries = list_audit(self.redis, self.prefix, since_ms=since_ms, limit=None)
+        wanted = [
+            e
+            for e in entries
+            if query.get("operator") in (None, e.operator)
+            and query.get("action") in (None, e.action)
+        ]
+        return wanted[:limit] if limit else wanted
 
     def audit_lines(self, query: Mapping[str, str]) -> Iterator[str]:
-        for entry in self.audit(query):
-            yield json.dumps(entry, default=str) + "\n"
+        for entry in self.audit(query, limit=None):
+            yield json.dumps(entry.to_json(), default=str) + "\n"
 
 
 def outcomes_per_minute(
@@ -224,19 +354,38 @@ def outcomes_per_minute(
     return buckets, kinds
 
 
-def _view(letter: DeadLetter) -> dict[str, Any]:
-    """A dead letter in the shape of `dead-letters list --json`."""
-    return {
-        "id": letter.key,
-        "event_id": str(letter.event.get("id", "")),
-        "reason": letter.reason,
-        "type": letter.event_type,
-        "subject": letter.client_id,
-        "source": str(letter.event.get("source", "")),
-        "attempts": letter.attempts,
-        "detail": letter.detail,
-        "step": letter.step,
-        "readings": letter.readings,
-        "first_failed_at": letter.first_failure_ms,
-        "last_failed_at": letter.last_failure_ms,
-    }
+def _read_cursor(cursor: str | None) -> tuple[int | None, int, int | None]:
+    """`until_ms.skip.total` of the next page, or nothing for the first page."""
+    if not cursor:
+        return None, 0, None
+    try:
+        until, skip, total = (int(part) for part in cursor.split("."))
+    except ValueError:
+        raise InvalidInput(f"bad page cursor {cursor!r}: start from the first page") from None
+    return until, skip, total
+
+
+def _next_cursor(items: list[DeadLetterView], until_ms: int | None, skip: int, total: int) -> str:
+    """Below the last item's failure time, skipping the items of that same millisecond that
+    this page (and the pages before it, at that same time) already showed."""
+    last = parse_time(items[-1].last_failed_at or "", 0)
+    ties = sum(1 for item in items if parse_time(item.last_failed_at or "", 0) == last)
+    if last == until_ms:
+        ties += skip
+    return f"{last}.{ties}.{total}"
+
+
+def _action(name: str) -> Action:
+    if name not in ("replay", "purge"):
+        raise InvalidInput(f"unknown action {name!r}: replay or purge")
+    return "replay" if name == "replay" else "purge"
+
+
+def _resolve(value: str | None) -> Resolve | None:
+    if value in (None, ""):
+        return None
+    if value == "applied":
+        return "applied"
+    if value == "not_applied":
+        return "not_applied"
+    raise InvalidInput(f"resolve is 'applied' or 'not_applied', not {value!r}")
