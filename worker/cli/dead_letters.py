@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from handlers import Context
 from worker.cli import ops_render as r
-from worker.cli.base import app, load, open_runtime
+from worker.cli.base import app
 from worker.ops import export as export_ops
 from worker.ops.audit import operator_name
 from worker.ops.clusters import summarize
@@ -25,7 +25,7 @@ from worker.ops.filters import DeadLetterFilter, check_limit
 from worker.ops.jobs import JobResult, Runner, cancel_job, list_jobs
 from worker.ops.listing import DeadLetterView, get_letters, list_dead_letters
 from worker.ops.plans import Action, Plan, Resolve, plan, select
-from worker.settings import ApiSurface, Settings
+from worker.settings import ApiSurface
 
 dead = typer.Typer(help="Inspect, replay and purge dead letters.", no_args_is_help=True)
 app.add_typer(dead, name="dead-letters")
@@ -35,11 +35,6 @@ All = Annotated[bool, typer.Option("--all", help="Every dead letter (no filter n
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 Rate = Annotated[float | None, typer.Option("--rate", help="At most N dead letters a second.")]
-
-
-def _open() -> tuple[Settings, Any]:
-    settings = load()
-    return settings, open_runtime(settings)
 
 
 @dead.command("list")
@@ -63,7 +58,7 @@ def dead_list(
     lim = None if all_ else r.run(lambda: check_limit(limit))
     if offset < 0:
         r.fail(f"--offset must be 0 or more (got {offset})", 2)
-    settings, rt = _open()
+    settings, rt = r.open_ops()
     page = r.run(
         lambda: list_dead_letters(rt.redis, settings.key_prefix, flt, limit=lim, offset=offset)
     )
@@ -88,7 +83,7 @@ def _letters_table(items: list[DeadLetterView]) -> Any:
 @dead.command("show")
 def dead_show(key: Annotated[str, typer.Argument(help="Dead letter id.")]) -> None:
     """Print one dead letter in full (JSON)."""
-    settings, rt = _open()
+    settings, rt = r.open_ops()
     found = r.run(lambda: get_letters(rt.redis, settings.key_prefix, [key]))
     if key not in found:
         r.fail(f"no dead letter {key!r}: list them with `dead-letters list`", 1)
@@ -110,7 +105,7 @@ def dead_summary(
 ) -> None:
     """Failure clusters: counts by reason x type x step x last HTTP status, oldest and newest."""
     flt = r.make_filter(reason, type_, client, since, until, status, step, source, search)
-    settings, rt = _open()
+    settings, rt = r.open_ops()
     summary = r.run(lambda: summarize(rt.redis, settings.key_prefix, flt))
     if as_json:
         r.print_json(summary.to_json())
@@ -196,7 +191,7 @@ def _act(
         r.fail("give ids or a filter, not both", 2)
     if rate is not None and rate <= 0:
         r.fail(f"--rate must be more than 0 (got {rate})", 2)
-    settings, rt = _open()
+    settings, rt = r.open_ops()
     prefix = settings.key_prefix
     ctx = Context(needs_password=settings.api_surface == ApiSurface.V6)
     letters, missing = r.run(lambda: select(rt.redis, prefix, ids=ids, flt=flt))
@@ -289,7 +284,7 @@ def dead_jobs(
 ) -> None:
     """Replay and purge jobs, newest first (running ones show their progress)."""
     r.run(lambda: check_limit(limit))
-    settings, rt = _open()
+    settings, rt = r.open_ops()
     if cancel:
         job = r.run(
             lambda: cancel_job(rt.redis, settings.key_prefix, cancel, operator_name(operator))
@@ -327,7 +322,7 @@ def dead_export(
 ) -> None:
     """Write dead letters (the filter's, or all) as JSON Lines, secrets redacted."""
     flt = r.make_filter(reason, type_, client, since, until, status, step, source, search)
-    settings, rt = _open()
+    settings, rt = r.open_ops()
     who = operator_name(operator)
     stream = sys.stdout if str(file) == "-" else None
     count = r.run(
@@ -346,7 +341,7 @@ def dead_import(
     as_json: r.Json = False,
 ) -> None:
     """Put exported dead letters back (those already present are left as they are)."""
-    settings, rt = _open()
+    settings, rt = r.open_ops()
     result = r.run(lambda: export_ops.import_from(rt.redis, settings.key_prefix, file,
                                                   operator_name(operator)))  # fmt: skip
     if as_json:

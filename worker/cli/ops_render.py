@@ -16,8 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from worker.cli.base import configure_logging, load, open_runtime
 from worker.errors import ConfigError, InvalidEvent, SubaccountWorkerError
 from worker.ops.filters import DeadLetterFilter, InvalidInput
+from worker.settings import Settings
 
 T = TypeVar("T")
 out = Console(highlight=False, soft_wrap=False)
@@ -52,6 +54,13 @@ def run(fn: Callable[[], T]) -> T:
         fail(str(exc), 1)
     except redis.RedisError as exc:
         fail(f"Redis failed ({type(exc).__name__}: {exc}); check SUBACCOUNT_WORKER_REDIS_URL", 1)
+
+
+def open_ops() -> tuple[Settings, Any]:
+    """Settings, logging (to stderr: stdout is for output) and the runtime of one command."""
+    settings = load()
+    configure_logging(settings)
+    return settings, open_runtime(settings)
 
 
 def fail(message: str, code: int) -> NoReturn:
