@@ -20,9 +20,9 @@
 | `{p}:ops:jobs` | zset | replay/purge job ids by start time (ms) |
 | `{p}:ops:job:{id}` | hash | one job: filter, ids, operator, times, counts, cancel flag |
 | `{p}:ops:audit` | stream | operators' actions, capped |
-| `{p}:console:plan:{id}` | string | a console preview's ids and record digests, for its confirm (30 min) |
+| `{p}:console:plan:{id}` | string | a console preview's ids and digests, for its confirm |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
-| `{p}:timeline:{client_id}` | list | newest first: outcomes and operator actions of a client |
+| `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 """
