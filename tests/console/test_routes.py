@@ -11,6 +11,7 @@ import pytest
 
 from tests.console.support import SECRET, TOKENS, same_origin, write_dead_letter
 from worker.pipeline.attempts import AttemptStore
+from worker.pipeline.outcomes import DeadLetter
 
 Login = Callable[[str], tuple[httpx.Client, str]]
 ROLES = ["viewer", "operator", "admin"]
@@ -19,36 +20,40 @@ PAGES += ["/clients/acme", "/api/status", "/api/dead-letters", "/api/dead-letter
 
 
 @pytest.fixture
-def seeded(store: AttemptStore) -> list[str]:
+def seeded(store: AttemptStore) -> list[DeadLetter]:
     """Three dead letters of client acme (one ambiguous), as the worker writes them."""
     letters = [write_dead_letter(store, "acme", n=n) for n in range(2)]
     readings = {"balance_before": 100, "balance_after": 150, "amount": 100}
     letters.append(
         write_dead_letter(store, "acme", n=9, reason="ambiguous_outcome", readings=readings)
     )
-    return [letter.key for letter in letters]
+    return letters
+
+
+def event_path(letter: DeadLetter) -> str:
+    return f"/events/{letter.event['id']}?source={letter.event['source']}"
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_page_and_read_api_answers_each_role(
-    as_role: Login, seeded: list[str], role: str
+    as_role: Login, seeded: list[DeadLetter], role: str
 ) -> None:
     client, _ = as_role(role)
-    for path in [*PAGES, f"/events/{seeded[0]}"]:
+    for path in [*PAGES, event_path(seeded[0])]:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_the_json_api_takes_a_bearer_token(
-    anonymous: httpx.Client, seeded: list[str], role: str
+    anonymous: httpx.Client, seeded: list[DeadLetter], role: str
 ) -> None:
     auth = {"Authorization": f"Bearer {TOKENS[role]}"}
     status = anonymous.get("/api/status", headers=auth)
     assert status.status_code == 200
     assert status.json()["dead_letters"] == {"retries_exhausted": 2, "ambiguous_outcome": 1}
     listed = anonymous.get("/api/dead-letters?reason=ambiguous_outcome", headers=auth).json()
-    assert [item["id"] for item in listed] == [seeded[2]]
+    assert [item["id"] for item in listed] == [seeded[2].key]
     assert {"id", "event_id", "reason", "type", "subject", "attempts", "detail"} <= set(listed[0])
 
 
@@ -100,21 +105,21 @@ def test_login_only_redirects_inside_the_console(anonymous: httpx.Client) -> Non
 
 
 def test_a_viewer_gets_403_on_every_change(
-    as_role: Login, anonymous: httpx.Client, seeded: list[str]
+    as_role: Login, anonymous: httpx.Client, seeded: list[DeadLetter]
 ) -> None:
     client, csrf = as_role("viewer")
-    form = {"csrf": csrf, "ids": seeded[0], "action": "replay"}
+    form = {"csrf": csrf, "ids": seeded[0].key, "action": "replay"}
     for path in ["/dead-letters/preview", "/dead-letters/confirm", "/jobs/j1/cancel"]:
         assert client.post(path, data=form, headers=same_origin(client)).status_code == 403, path
     bearer = {"Authorization": f"Bearer {TOKENS['viewer']}"}
-    answer = anonymous.post("/api/replays", json={"ids": [seeded[0]]}, headers=bearer)
+    answer = anonymous.post("/api/replays", json={"ids": [seeded[0].key]}, headers=bearer)
     assert answer.status_code == 403
     assert "viewer" in answer.json()["error"]
 
 
-def test_an_operator_may_not_purge(as_role: Login, seeded: list[str]) -> None:
+def test_an_operator_may_not_purge(as_role: Login, seeded: list[DeadLetter]) -> None:
     client, csrf = as_role("operator")
-    form = {"csrf": csrf, "ids": seeded[0], "action": "purge"}
+    form = {"csrf": csrf, "ids": seeded[0].key, "action": "purge"}
     answer = client.post("/dead-letters/preview", data=form, headers=same_origin(client))
     assert answer.status_code == 403
     assert (
@@ -135,10 +140,10 @@ def test_an_operator_may_not_purge(as_role: Login, seeded: list[str]) -> None:
     ],
 )
 def test_a_change_from_another_site_is_refused(
-    as_role: Login, seeded: list[str], headers: dict[str, str], why: str
+    as_role: Login, seeded: list[DeadLetter], headers: dict[str, str], why: str
 ) -> None:
     client, csrf = as_role("admin")
-    form = {"csrf": csrf, "ids": seeded[0], "action": "replay"}
+    form = {"csrf": csrf, "ids": seeded[0].key, "action": "replay"}
     answer = client.post(
         "/dead-letters/preview", data=form, headers={"HX-Request": "true", **headers}
     )
@@ -148,10 +153,10 @@ def test_a_change_from_another_site_is_refused(
 
 @pytest.mark.parametrize("token", [None, "", "forged-token"])
 def test_a_change_without_the_sessions_csrf_token_is_refused(
-    as_role: Login, seeded: list[str], token: str | None
+    as_role: Login, seeded: list[DeadLetter], token: str | None
 ) -> None:
     client, _ = as_role("admin")
-    form = {"ids": seeded[0], "action": "replay"}
+    form = {"ids": seeded[0].key, "action": "replay"}
     if token is not None:
         form["csrf"] = token
     answer = client.post("/dead-letters/preview", data=form, headers=same_origin(client))
@@ -159,10 +164,10 @@ def test_a_change_without_the_sessions_csrf_token_is_refused(
     assert "CSRF" in answer.text
 
 
-def test_another_sessions_csrf_token_is_refused(as_role: Login, seeded: list[str]) -> None:
+def test_another_sessions_csrf_token_is_refused(as_role: Login, seeded: list[DeadLetter]) -> None:
     admin, _ = as_role("admin")
     _, other_csrf = as_role("operator")
-    form = {"csrf": other_csrf, "ids": seeded[0], "action": "replay"}
+    form = {"csrf": other_csrf, "ids": seeded[0].key, "action": "replay"}
     answer = admin.post("/dead-letters/preview", data=form, headers=same_origin(admin))
     assert answer.status_code == 403
 
@@ -174,14 +179,14 @@ def test_a_cross_site_script_with_a_bearer_token_is_refused(anonymous: httpx.Cli
 
 
 def test_no_secret_in_any_response(
-    as_role: Login, anonymous: httpx.Client, seeded: list[str]
+    as_role: Login, anonymous: httpx.Client, seeded: list[DeadLetter]
 ) -> None:
     """Tokens and the signing secret never appear in a page, an API answer or a header."""
     secrets = [*TOKENS.values(), SECRET]
     answers = [anonymous.get("/login"), anonymous.get("/api/status")]
     for role in ROLES:
         client, _csrf = as_role(role)
-        answers += [client.get(path) for path in [*PAGES, f"/events/{seeded[0]}"]]
+        answers += [client.get(path) for path in [*PAGES, event_path(seeded[0])]]
         answers.append(
             client.post("/dead-letters/preview", data={"csrf": "x"}, headers=same_origin(client))
         )

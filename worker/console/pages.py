@@ -131,9 +131,12 @@ def cancel_job(
 
 # --- events and clients ----------------------------------------------------------------------
 @router.get("/events/{event_id:path}", response_class=HTMLResponse)
-def event_page(request: Request, event_id: str, user: User = Depends(current_user)) -> Response:
+def event_page(
+    request: Request, event_id: str, source: str | None = None, user: User = Depends(current_user)
+) -> Response:
+    """One event by its CloudEvent id (and source, when two sources used the same id)."""
     try:
-        story = services(request).event(event_id)
+        story = services(request).event(event_id, source or None)
     except NotFound as exc:
         return render(request, "missing.html", 404, what=str(exc))
     return render(request, "event.html", story=story)

@@ -32,6 +32,8 @@ from worker.ops.listing import DeadLetterView, list_dead_letters
 from worker.ops.outcomes import read_outcomes
 from worker.ops.plans import Action, Plan, Resolve, select
 from worker.ops.plans import plan as make_plan
+from worker.ops.status import Status, read_status
+from worker.ops.timeline import EventStory, client_story, event_story
 from worker.pipeline.publish import Publisher
 from worker.runtime import redis_client
 from worker.settings import ApiSurface, Settings
@@ -133,14 +135,22 @@ class Services:
         self.redis.close()
 
     # --- status and overview -----------------------------------------------------------------
+    def status(self) -> Status:
+        return read_status(
+            self.redis,
+            self.prefix,
+            self.settings.queue_name,
+            self.settings.heartbeat_timeout_ms,
+        )
+
     def status_json(self) -> dict[str, Any]:
         """The object of `status --json`."""
-        return {"dead_letters": self.dead.counts_by_reason()}
+        return self.status().to_json()
 
     def overview(self) -> dict[str, Any]:
         """Everything the overview shows, for its template and its live stream."""
-        status = self.status_json()
-        by_reason = sorted(status["dead_letters"].items(), key=lambda kv: (-kv[1], kv[0]))
+        status = self.status()
+        by_reason = sorted(status.dead_letters.items(), key=lambda kv: (-kv[1], kv[0]))
         now_ms = int(time.time() * 1000)
         outcomes = read_outcomes(self.redis, self.prefix, count=CHART_MAX_OUTCOMES)
         per_minute, by_outcome = outcomes_per_minute(outcomes, now_ms, CHART_MINUTES)
@@ -149,13 +159,13 @@ class Services:
         )
         return {
             "status": status,
-            "dead_total": sum(n for _, n in by_reason),
+            "dead_total": status.dead_letters_total,
             "by_reason": by_reason,
             "chart": chart,
             "chart_minutes": CHART_MINUTES,
             "outcomes_total": sum(per_minute),
             "by_outcome": sorted(by_outcome.items(), key=lambda kv: -kv[1]),
-            "jobs": self.jobs(running_only=True),
+            "jobs": [JobView(job) for job in running_jobs(self.redis, self.prefix)],
             "low_credits": None,
             "drift": None,
         }
@@ -293,19 +303,24 @@ class Services:
         return JobView(found)
 
     # --- events, clients ---------------------------------------------------------------------
-    def event(self, event_id: str) -> dict[str, Any]:
-        letter = self.dead.get(event_id)
-        if letter is None:
-            raise NotFound(f"no event {event_id!r} known")
-        return {"id": event_id, "dead_letter": DeadLetterView.of(letter), "envelope": letter.event}
+    def event(self, event_id: str, source: str | None = None) -> EventStory:
+        """`events show`: envelope (redacted), ledger steps, outcomes, dead letter, replays."""
+        try:
+            return event_story(self.redis, self.prefix, event_id, source)
+        except InvalidInput as exc:
+            raise NotFound(str(exc)) from None
 
     def client(self, client_id: str) -> dict[str, Any]:
-        raw: Any = self.redis.lrange(keys.timeline(self.prefix, client_id), 0, 199)
-        state: Any = self.redis.get(keys.client(self.prefix, client_id))
+        """`clients show`: state, timeline and dead letters (and, with the credits service,
+        the credits snapshot, its history and drift)."""
+        story = client_story(self.redis, self.prefix, client_id)
         return {
-            "client_id": client_id,
-            "state": json.loads(state) if state else None,
-            "timeline": [json.loads(item) for item in raw],
+            "client_id": story.client_id,
+            "state": story.state,
+            "timeline": story.timeline,
+            "dead_letters": story.dead_letters,
+            "timeline_source": story.source,
+            "credits": None,
         }
 
     # --- credits and audit -------------------------------------------------------------------
