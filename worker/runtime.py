@@ -15,6 +15,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from handlers import Context
 from worker.api.client import SubaccountClient
+from worker.credits.notify import declare_notify_actor
 from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
@@ -37,6 +38,7 @@ class Runtime:
     actor: Any
     publisher: Publisher
     dead_letters: DeadLetters
+    notify_actor: Any = None  # delivers credit notifications (issue 14), on its own queue
 
     def close(self) -> None:
         self.api.close()
@@ -110,4 +112,5 @@ def build_runtime(settings: Settings) -> Runtime:
         actor=actor,
         publisher=Publisher(client, settings),
         dead_letters=DeadLetters(client, settings.key_prefix),
+        notify_actor=declare_notify_actor(broker, settings),
     )

@@ -1,0 +1,174 @@
+"""Credit notifications: recorded in a capped Redis stream, and POSTed to a signed webhook.
+
+Each notification is a Standard Webhooks message (`webhook-id`, `webhook-timestamp`,
+`webhook-signature` = `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`): the body is
+`{"type", "timestamp", "data"}`. Delivery runs in the workers, through the queue: the monitor
+enqueues a message for the `deliver_credit_notification` actor on its own queue, whose failures
+Dramatiq retries with exponential backoff. The message carries the notification only; URL and
+secret come from the delivering process's settings, so no secret ever sits in Redis.
+The `webhook-id` is stable across retries, so a receiver can drop a repeat delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+import dramatiq
+import httpx
+import redis
+from standardwebhooks.webhooks import Webhook
+
+from worker import keys
+from worker.errors import BrokerUnavailable, ConfigError, SubaccountWorkerError
+from worker.log import get_logger
+from worker.settings import Settings
+
+log = get_logger(__name__)
+ACTOR_NAME = "deliver_credit_notification"
+
+
+class NotificationType(StrEnum):
+    CREDITS_LOW = "subaccount.credits_low"
+    CREDITS_RECOVERED = "subaccount.credits_recovered"
+    DRIFT_DETECTED = "subaccount.drift_detected"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification: its stable id, type, time (epoch s) and data."""
+
+    id: str
+    type: NotificationType
+    at: float
+    data: dict[str, Any]
+
+    @classmethod
+    def make(
+        cls, kind: NotificationType, at: float, data: dict[str, Any], *parts: str
+    ) -> Notification:
+        """A notification whose id derives from its type and `parts` (same parts, same id)."""
+        digest = hashlib.sha256("\n".join([kind.value, *parts]).encode()).hexdigest()[:24]
+        return cls(id=f"msg_{digest}", type=kind, at=at, data=data)
+
+    def body(self) -> str:
+        """The JSON body sent to the webhook (Standard Webhooks' recommended envelope)."""
+        stamp = dt.datetime.fromtimestamp(self.at, dt.UTC).isoformat().replace("+00:00", "Z")
+        return json.dumps({"type": self.type.value, "timestamp": stamp, "data": self.data})
+
+    def to_message(self) -> dict[str, Any]:
+        return {**asdict(self), "type": self.type.value}
+
+    @classmethod
+    def from_message(cls, raw: dict[str, Any]) -> Notification:
+        return cls(raw["id"], NotificationType(raw["type"]), float(raw["at"]), raw["data"])
+
+
+class DeliveryFailed(SubaccountWorkerError):
+    """The webhook did not accept a notification; the queue retries it with backoff."""
+
+
+def signed_headers(secret: str, notification: Notification, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers of `body` (signed with `secret`, `whsec_...` base64)."""
+    sent_at = dt.datetime.now(dt.UTC)
+    signature = Webhook(secret).sign(notification.id, sent_at, body)
+    return {
+        "webhook-id": notification.id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+def deliver(settings: Settings, notification: Notification, http: httpx.Client) -> None:
+    """POST one notification to the configured webhook; raise DeliveryFailed if not accepted."""
+    secret = settings.notify_secret.get_secret_value()
+    if not settings.notify_url or not secret:
+        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_URL and _NOTIFY_SECRET are both required")
+    body = notification.body()
+    try:
+        response = http.post(
+            settings.notify_url, content=body, headers=signed_headers(secret, notification, body)
+        )
+    except httpx.HTTPError as exc:
+        raise DeliveryFailed(f"webhook not reached ({type(exc).__name__}); will retry") from None
+    if not response.is_success:
+        raise DeliveryFailed(f"webhook answered {response.status_code}; will retry")
+    log.info(
+        "credits.notification_delivered",
+        notification_id=notification.id,
+        notification_type=notification.type.value,
+    )
+
+
+def declare_notify_actor(broker: Any, settings: Settings) -> Any:
+    """Declare the delivery actor on `broker`, on its own queue with its own retry policy."""
+    http = httpx.Client(timeout=settings.notify_timeout_s)
+
+    def deliver_credit_notification(message: dict[str, Any]) -> None:
+        deliver(settings, Notification.from_message(message), http)
+
+    declare = dramatiq.actor(
+        broker=broker,
+        actor_name=ACTOR_NAME,
+        queue_name=settings.notify_queue_name,
+        max_retries=settings.notify_max_retries,
+        min_backoff=settings.notify_min_backoff_ms,
+        max_backoff=settings.notify_max_backoff_ms,
+        throws=(ConfigError,),  # a missing URL/secret is not retried: it will not fix itself
+    )
+    return declare(deliver_credit_notification)
+
+
+Send = Callable[[dict[str, Any]], None]
+
+
+class Notifier:
+    """Records each notification in the stream, then hands it to `send` (the actor) if any."""
+
+    def __init__(self, client: redis.Redis, prefix: str, maxlen: int, send: Send | None) -> None:
+        self._redis = client
+        self._key = keys.credit_notifications(prefix)
+        self._maxlen = maxlen
+        self._send = send
+
+    def emit(self, notification: Notification) -> None:
+        fields = {
+            "id": notification.id,
+            "type": notification.type.value,
+            "at": repr(notification.at),
+            "data": json.dumps(notification.data),
+        }
+        try:
+            self._redis.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+            if self._send is not None:
+                self._send(notification.to_message())
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not record a notification ({exc})") from exc
+        log.info(
+            "credits.notification",
+            notification_id=notification.id,
+            notification_type=notification.type.value,
+        )
+
+
+def read_notifications(client: redis.Redis, prefix: str, count: int = 100) -> list[Notification]:
+    """The most recent notifications, oldest first."""
+    rows: Any = client.xrevrange(keys.credit_notifications(prefix), count=count)
+    found = []
+    for _entry_id, raw in reversed(rows):
+        f = {
+            k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+            for k, v in raw.items()
+        }
+        found.append(
+            Notification(
+                f["id"], NotificationType(f["type"]), float(f["at"]), json.loads(f["data"])
+            )
+        )
+    return found
