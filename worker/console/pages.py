@@ -150,25 +150,28 @@ def client_page(request: Request, client_id: str, user: User = Depends(current_u
 # --- credits ---------------------------------------------------------------------------------
 @router.get("/credits", response_class=HTMLResponse)
 def credits_page(request: Request, user: User = Depends(current_user)) -> Response:
-    return render(request, "credits.html", **services(request).credits())
+    return render(request, "credits.html", **services(request).credit.page())
 
 
 @router.post("/credits/reconcile", response_class=HTMLResponse)
 def reconcile_report(request: Request, user: User = Depends(may_change(Role.VIEWER))) -> Response:
-    """Run reconcile's report (reads only): any user may ask for it."""
-    return render(request, "_reconcile.html", report=services(request).reconcile())
+    """Reconcile's report (it reads the API, changes nothing): any user may ask for it. Its fix
+    plan is kept for an admin's preview and confirm."""
+    return render(request, "_reconcile.html", report=services(request).credit.reconcile())
 
 
 @router.post("/credits/fix/preview", response_class=HTMLResponse)
-def fix_preview(request: Request, user: User = Depends(may_change(Role.ADMIN))) -> Response:
-    return render(request, "_fix_preview.html", plan=services(request).fix_plan())
+async def fix_preview(request: Request, user: User = Depends(may_change(Role.ADMIN))) -> Response:
+    fix_id = str((await request.form()).get("fix") or "")
+    fixes = services(request).credit.kept_fix(fix_id)
+    return render(request, "_fix_preview.html", fixes=fixes, fix_id=fix_id)
 
 
 @router.post("/credits/fix/confirm", response_class=HTMLResponse)
 async def fix_confirm(request: Request, user: User = Depends(may_change(Role.ADMIN))) -> Response:
-    form = await request.form()
-    ids = [str(v) for v in form.getlist("ids")]
-    return render(request, "_fix_done.html", result=services(request).fix(ids, user.name))
+    fix_id = str((await request.form()).get("fix") or "")
+    enqueued = services(request).credit.fix(fix_id, user.name)
+    return render(request, "_fix_done.html", enqueued=enqueued)
 
 
 # --- audit -----------------------------------------------------------------------------------

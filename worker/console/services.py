@@ -20,6 +20,7 @@ import redis
 
 from handlers import Context
 from worker import keys
+from worker.console.credit_services import CreditServices
 from worker.console.jobs import BackgroundJobs
 from worker.console.views import line_chart, when
 from worker.errors import SubaccountWorkerError
@@ -125,6 +126,7 @@ class Services:
         self.dead = DeadLetters(client, settings.key_prefix)
         self.publisher = Publisher(client, settings)
         self.runs = BackgroundJobs()
+        self.credit = CreditServices(client, settings, self.publisher)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -150,6 +152,7 @@ class Services:
     def overview(self) -> dict[str, Any]:
         """Everything the overview shows, for its template and its live stream."""
         status = self.status()
+        low_credits, drift = self.credit.counts()
         by_reason = sorted(status.dead_letters.items(), key=lambda kv: (-kv[1], kv[0]))
         now_ms = int(time.time() * 1000)
         outcomes = read_outcomes(self.redis, self.prefix, count=CHART_MAX_OUTCOMES)
@@ -166,8 +169,8 @@ class Services:
             "outcomes_total": sum(per_minute),
             "by_outcome": sorted(by_outcome.items(), key=lambda kv: -kv[1]),
             "jobs": [JobView(job) for job in running_jobs(self.redis, self.prefix)],
-            "low_credits": None,
-            "drift": None,
+            "low_credits": low_credits,
+            "drift": drift,
         }
 
     # --- dead letters -----------------------------------------------------------------------
@@ -320,22 +323,10 @@ class Services:
             "timeline": story.timeline,
             "dead_letters": story.dead_letters,
             "timeline_source": story.source,
-            "credits": None,
+            **self.credit.client(client_id),
         }
 
     # --- credits and audit -------------------------------------------------------------------
-    def credits(self) -> dict[str, Any]:
-        return {"rows": None, "alerts": None}
-
-    def reconcile(self) -> Any:
-        raise Unavailable("reconcile comes with the credits service")
-
-    def fix_plan(self) -> Any:
-        raise Unavailable("reconcile comes with the credits service")
-
-    def fix(self, ids: list[str], operator: str) -> Any:
-        raise Unavailable("reconcile comes with the credits service")
-
     def audit(self, query: Mapping[str, str], limit: int | None = 200) -> list[AuditEntry]:
         """Operator actions newest first, filtered by operator, action and `since`."""
         since = query.get("since")
