@@ -121,6 +121,8 @@ def test_an_operator_replays_an_outage_from_the_browser(
     page.goto("/")
     expect(page.locator("[data-figure=dead_letters]")).to_have_text("1")
     screenshot(page, "overview.png")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "overview-dark.png")
 
 
 def test_a_viewer_sees_no_action_and_is_refused_if_it_tries(
