@@ -3,6 +3,7 @@ job acting on exactly the previewed dead letters, each action audited with the u
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -62,6 +63,12 @@ def test_an_api_replay_runs_as_a_job_audited_with_the_users_name(
     assert redis_client.hexists("saw:dead", outage[2].key)
     (entry,) = [e for e in list_audit(redis_client, "saw") if e.action == "replay"]
     assert (entry.operator, entry.job_id, entry.count) == ("otto", job["id"], 2)
+    anonymous.post("/login", data={"token": TOKENS["viewer"]}, headers=same_origin(anonymous))
+    exported = anonymous.get("/audit/export?operator=otto&action=replay")
+    assert exported.headers["content-type"].startswith("application/x-ndjson")
+    (line,) = exported.text.splitlines()
+    assert json.loads(line)["job_id"] == job["id"]
+    assert anonymous.get("/audit/export?operator=nobody").text == ""
 
 
 def test_a_confirm_acts_on_exactly_the_previewed_dead_letters(
