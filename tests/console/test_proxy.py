@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.console.support import TOKENS, same_origin
-from tests.servers import RedisServer, ThreadedUvicorn
+from tests.servers import RedisServer, ThreadedUvicorn, free_port
 from worker.console import create_app
 from worker.settings import load_settings
 
@@ -56,3 +56,20 @@ def test_the_trusted_header_names_the_user_and_its_role(sso: str) -> None:
         assert refused.status_code == 403
         assert client.get("/login").status_code == 200  # no token form: behind SSO
         assert 'name="token"' not in client.get("/login").text
+
+
+def test_redis_down_is_a_503_that_says_so() -> None:
+    settings = load_settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", console_tokens="ana:admin:tok-ana-123456"
+    )
+    app = create_app(settings)
+    server = ThreadedUvicorn(app).start()
+    try:
+        auth = {"Authorization": "Bearer tok-ana-123456"}
+        answer = httpx.get(f"{server.url}/api/status", headers=auth, timeout=10)
+        assert answer.status_code == 503
+        assert "Redis did not answer" in answer.json()["error"]
+        assert httpx.get(f"{server.url}/healthz", timeout=10).text == "ok"
+    finally:
+        server.stop()
+        app.state.services.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import redis
 import uvicorn
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
@@ -21,7 +22,7 @@ from starlette.responses import Response
 from worker.console import api, live, pages
 from worker.console.auth import SESSION_COOKIE, Authenticator
 from worker.console.guard import NotAuthenticated, Refused, SecurityHeaders, check_same_origin
-from worker.console.services import NotFound, Services, Unavailable
+from worker.console.services import NotFound, Services
 from worker.console.views import register_filters
 from worker.errors import BrokerUnavailable, SubaccountWorkerError
 from worker.log import get_logger
@@ -48,6 +49,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_exception_handler(Refused, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _missing)  # type: ignore[arg-type]
     app.add_exception_handler(SubaccountWorkerError, _failed)  # type: ignore[arg-type]
+    app.add_exception_handler(redis.RedisError, _redis_down)  # type: ignore[arg-type]
     _add_login_routes(app)
     return app
 
@@ -111,14 +113,7 @@ async def _refused(request: Request, exc: Refused) -> Response:
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         headers = {"WWW-Authenticate": 'Bearer realm="console"'}
         return JSONResponse({"error": str(exc)}, status_code=401, headers=headers)
-    if wants_html:
-        templates: Jinja2Templates = request.app.state.templates
-        context: dict[str, Any] = {"message": str(exc), "status": exc.status}
-        context["user"] = getattr(request.state, "user", None)
-        return templates.TemplateResponse(request, "refused.html", context, status_code=exc.status)
-    if "hx-request" in request.headers:
-        return HTMLResponse(f'<p class="error">{_escape(str(exc))}</p>', status_code=exc.status)
-    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    return _problem(request, exc.status, str(exc))
 
 
 async def _missing(request: Request, exc: NotFound) -> Response:
@@ -127,9 +122,14 @@ async def _missing(request: Request, exc: NotFound) -> Response:
 
 async def _failed(request: Request, exc: SubaccountWorkerError) -> Response:
     """A service said no (bad filter, nothing to replay, Redis down): say why, keep the page."""
-    status = 503 if isinstance(exc, Unavailable | BrokerUnavailable) else 422
+    status = 503 if isinstance(exc, BrokerUnavailable) else 422
     log.info("console_request_failed", path=request.url.path, status=status, why=str(exc))
     return _problem(request, status, str(exc))
+
+
+async def _redis_down(request: Request, exc: redis.RedisError) -> Response:
+    log.warning("console_redis_error", path=request.url.path, error=type(exc).__name__)
+    return _problem(request, 503, f"Redis did not answer ({type(exc).__name__}): try again")
 
 
 def _problem(request: Request, status: int, message: str) -> Response:

@@ -114,10 +114,6 @@ class NotFound(SubaccountWorkerError):
     """What the page asks for does not exist (any more)."""
 
 
-class Unavailable(SubaccountWorkerError):
-    """This build has no service for that yet."""
-
-
 class Services:
     """The service calls of one console process, sharing its Redis connection pool."""
 
