@@ -11,6 +11,7 @@ import pytest
 from tests.console.support import SECRET, TOKENS_SETTING, login
 from tests.servers import RedisServer, ThreadedUvicorn
 from worker.console import create_app
+from worker.console.services import Services
 from worker.pipeline.attempts import AttemptStore
 from worker.runtime import build_store, redis_client
 from worker.settings import Settings, load_settings
@@ -26,7 +27,9 @@ def console_settings(redis_server: RedisServer) -> Settings:
 @pytest.fixture(scope="session")
 def console_server(console_settings: Settings) -> Iterator[ThreadedUvicorn]:
     """The console app under uvicorn for the session (each test empties Redis first)."""
-    app = create_app(console_settings)
+    # No index warmer here: it would race the emptying of Redis between tests.
+    services = Services(redis_client(console_settings), console_settings, warm_index=False)
+    app = create_app(console_settings, services)
     server = ThreadedUvicorn(app).start()
     yield server
     server.stop()

@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import redis
 
 from tests.console.support import TOKENS, write_dead_letter
 from tests.servers import wait_until
+from worker import keys
+from worker.console.jobs import IndexWarmer
 from worker.pipeline.attempts import AttemptStore
+from worker.settings import Settings
 
 Login = Callable[[str], tuple[httpx.Client, str]]
 
@@ -63,3 +67,17 @@ def test_a_finished_jobs_stream_ends_with_close(
 
 def test_streams_need_a_login(anonymous: httpx.Client) -> None:
     assert anonymous.get("/live/overview").status_code == 303
+
+
+def test_the_index_warmer_indexes_new_dead_letters_in_the_background(
+    console_settings: Settings, store: AttemptStore, redis_client: redis.Redis
+) -> None:
+    """A burst of dead letters is indexed without anyone opening a page."""
+    letters = [write_dead_letter(store, "warm", n=n) for n in range(3)]
+    warmer = IndexWarmer(redis_client, "saw", period_s=0.05).start()
+    try:
+        index = keys.dead_letter_ix(prefix="saw", dim="client", value="warm")
+        wait_until(lambda: redis_client.zcard(index) == 3, what="the client index")
+    finally:
+        warmer.stop()
+    assert {m.decode() for m in redis_client.zrange(index, 0, -1)} == {x.key for x in letters}

@@ -1,4 +1,4 @@
-"""Replay and purge jobs started from the console run in this process, one thread each.
+"""The console's background work: replay and purge jobs (one thread each) and the index warmer.
 
 The operations `Runner` records the job in Redis (progress, cancel flag, audit); this module
 only gives it a thread and hands back the job id as soon as the record exists, so the page can
@@ -11,13 +11,17 @@ import queue
 import threading
 from typing import Any
 
+import redis
+
 from worker.errors import SubaccountWorkerError
 from worker.log import get_logger
+from worker.ops.index import DeadLetterIndex
 from worker.ops.jobs import Runner
 from worker.ops.plans import Plan
 
 log = get_logger(__name__)
 START_TIMEOUT_S = 10.0
+INDEX_SYNC_S = 5.0
 
 
 class _Announcing(Runner):
@@ -72,3 +76,32 @@ class BackgroundJobs:
         with self._lock:
             for stop in self._stops.values():
                 stop.set()
+
+
+class IndexWarmer:
+    """Keeps the operators' dead-letter index (`worker.ops.index`) up to date in the background,
+    so a page never pays for indexing a burst of dead letters that arrived since the last look
+    (the listing syncs too; syncing twice is harmless)."""
+
+    def __init__(self, client: Any, prefix: str, period_s: float = INDEX_SYNC_S) -> None:
+        self._index = DeadLetterIndex(client, prefix)
+        self._period_s = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="console-index", daemon=True)
+
+    def start(self) -> IndexWarmer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._index.sync()
+            except (redis.RedisError, SubaccountWorkerError) as exc:
+                log.warning("console_index_sync_failed", error=type(exc).__name__)
+            self._stop.wait(self._period_s)

@@ -22,7 +22,7 @@ import redis
 from handlers import Context
 from worker import keys
 from worker.console.credit_services import CreditServices
-from worker.console.jobs import BackgroundJobs
+from worker.console.jobs import BackgroundJobs, IndexWarmer
 from worker.console.views import line_chart, when
 from worker.errors import SubaccountWorkerError
 from worker.ops.audit import AuditEntry, list_audit
@@ -117,13 +117,16 @@ class NotFound(SubaccountWorkerError):
 class Services:
     """The service calls of one console process, sharing its Redis connection pool."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, *, warm_index: bool = True) -> None:
         self.redis = client
         self.settings = settings
         self.prefix = settings.key_prefix
         self.dead = DeadLetters(client, settings.key_prefix)
         self.publisher = Publisher(client, settings)
         self.runs = BackgroundJobs()
+        self.warmer = IndexWarmer(client, settings.key_prefix)
+        if warm_index:
+            self.warmer.start()
         self.credit = CreditServices(client, settings, self.publisher)
         self._overview_lock = threading.Lock()
         self._overview: tuple[float, dict[str, Any] | None] = (0.0, None)
@@ -134,6 +137,7 @@ class Services:
 
     def close(self) -> None:
         self.runs.stop_all()
+        self.warmer.stop()
         self.redis.close()
 
     # --- status and overview -----------------------------------------------------------------
