@@ -18,6 +18,7 @@ from tests.console.browser import chromium, log_in, screenshot
 from tests.console.support import write_dead_letter
 from tests.pipeline_support import pipeline_settings, running_pipeline, wait_for_outcomes
 from tests.servers import ThreadedUvicorn
+from worker.credits.monitor import build_monitor
 from worker.pipeline.attempts import AttemptStore
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
@@ -64,6 +65,7 @@ def outage(
 
 def test_an_operator_replays_an_outage_from_the_browser(
     browser: Browser,
+    pipeline: Runtime,
     console: ThreadedUvicorn,
     outage: list[str],
     sandbox: SandboxAdmin,
@@ -112,8 +114,12 @@ def test_an_operator_replays_an_outage_from_the_browser(
     grants = [e for e in sandbox.journal(operation="add_credits") if e["applied"]]
     assert sorted(e["username"] for e in grants) == sorted(username_for(c) for c in CLIENTS)
 
-    # The client's page shows the replay in its timeline.
+    # The client's page shows the replay in its timeline, beside a credits snapshot.
+    monitor = build_monitor(pipeline.settings, pipeline.redis, None)
+    for _ in range(3):
+        monitor.tick()
     page.goto("/clients/acme-2")
+    expect(page.locator("[data-credit=balance]")).to_have_text("250")  # granted once
     expect(page.locator("ol.timeline")).to_contain_text("replayed")
     expect(page.locator("ol.timeline")).to_contain_text("by otto")
     screenshot(page, "client.png")

@@ -73,6 +73,7 @@ class CreditServices:
         oldest_first = list(reversed(detail.history))
         chart: Chart = line_chart(
             [snap.balance for snap in oldest_first],
+            width=560,
             first_label=when(oldest_first[0].read_at * 1000) if oldest_first else "",
             last_label=when(oldest_first[-1].read_at * 1000) if oldest_first else "",
         )

@@ -41,6 +41,7 @@ from worker.runtime import redis_client
 from worker.settings import ApiSurface, Settings
 
 PLAN_TTL_S = 30 * 60
+TIMELINE_SHOWN = 200  # newest entries drawn on a client's page
 CHART_MINUTES = 60
 CHART_MAX_OUTCOMES = 2_000  # newest outcomes drawn; a busier hour is drawn in part (said so)
 OVERVIEW_CACHE_S = 1.5  # viewers and their live streams share one reading
@@ -336,7 +337,8 @@ class Services:
         return {
             "client_id": story.client_id,
             "state": story.state,
-            "timeline": story.timeline,
+            "timeline": story.timeline[:TIMELINE_SHOWN],
+            "timeline_total": len(story.timeline),
             "dead_letters": story.dead_letters,
             "timeline_source": story.source,
             **self.credit.client(client_id),

@@ -32,8 +32,8 @@ class Chart:
 def line_chart(
     values: Sequence[float],
     *,
-    width: int = 600,
-    height: int = 120,
+    width: int = 800,
+    height: int = 110,
     first_label: str = "",
     last_label: str = "",
 ) -> Chart:
@@ -42,6 +42,8 @@ def line_chart(
     n = len(values)
     if n == 0:
         return Chart(width, height, "", "", top, first_label, last_label, True)
+    if n == 1:  # one reading: a flat line across
+        values, n = [values[0], values[0]], 2
     step = width / max(n - 1, 1)
     points = [(i * step, height - (v / top) * (height - 4) - 2) for i, v in enumerate(values)]
     path = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in points)
