@@ -11,7 +11,7 @@ import pytest
 from tests.console.support import SECRET, TOKENS_SETTING, login
 from tests.servers import RedisServer, ThreadedUvicorn
 from worker.console import create_app
-from worker.console.services import Services
+from worker.console.services import Services, console_redis
 from worker.pipeline.attempts import AttemptStore
 from worker.runtime import build_store, redis_client
 from worker.settings import Settings, load_settings
@@ -28,7 +28,7 @@ def console_settings(redis_server: RedisServer) -> Settings:
 def console_server(console_settings: Settings) -> Iterator[ThreadedUvicorn]:
     """The console app under uvicorn for the session (each test empties Redis first)."""
     # No index warmer here: it would race the emptying of Redis between tests.
-    services = Services(redis_client(console_settings), console_settings, warm_index=False)
+    services = Services(console_redis(console_settings), console_settings, warm_index=False)
     app = create_app(console_settings, services)
     server = ThreadedUvicorn(app).start()
     yield server

@@ -37,10 +37,10 @@ from worker.ops.plans import plan as make_plan
 from worker.ops.status import Status, read_status
 from worker.ops.timeline import EventStory, client_story, event_story
 from worker.pipeline.publish import Publisher
-from worker.runtime import redis_client
 from worker.settings import ApiSurface, Settings
 
 PLAN_TTL_S = 30 * 60
+REDIS_CONNECTIONS = 64
 TIMELINE_SHOWN = 200  # newest entries drawn on a client's page
 CHART_MINUTES = 60
 CHART_MAX_OUTCOMES = 2_000  # newest outcomes drawn; a busier hour is drawn in part (said so)
@@ -134,7 +134,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        return cls(redis_client(settings), settings)
+        return cls(console_redis(settings), settings)
 
     def close(self) -> None:
         self.runs.stop_all()
@@ -361,6 +361,20 @@ class Services:
     def audit_lines(self, query: Mapping[str, str]) -> Iterator[str]:
         for entry in self.audit(query, limit=None):
             yield json.dumps(entry.to_json(), default=str) + "\n"
+
+
+def console_redis(settings: Settings) -> redis.Redis:
+    """A Redis client whose pool waits for a free connection instead of failing: the console's
+    request threads, live streams and jobs may outnumber its connections for a moment."""
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=5,
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 def outcomes_per_minute(
