@@ -72,6 +72,9 @@ def test_an_operator_replays_an_outage_from_the_browser(
     redis_client: redis.Redis,
 ) -> None:
     page = log_in(browser, console.url, "operator")
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
     rows = page.locator("table.dead-letters tbody tr[data-id]")
     expect(rows).to_have_count(5)
 
@@ -129,6 +132,7 @@ def test_an_operator_replays_an_outage_from_the_browser(
     screenshot(page, "overview.png")
     page.emulate_media(color_scheme="dark")
     screenshot(page, "overview-dark.png")
+    assert problems == []  # no script error, no CSP violation
 
 
 def test_a_viewer_sees_no_action_and_is_refused_if_it_tries(
