@@ -57,6 +57,14 @@ def test_the_json_api_takes_a_bearer_token(
     assert {"id", "event_id", "reason", "type", "subject", "attempts", "detail"} <= set(listed[0])
 
 
+def test_a_bad_filter_or_limit_is_422_saying_what_to_fix(anonymous: httpx.Client) -> None:
+    auth = {"Authorization": f"Bearer {TOKENS['viewer']}"}
+    assert anonymous.get("/api/dead-letters?limit=abc", headers=auth).status_code == 422
+    bad = anonymous.get("/api/dead-letters?since=yesterday", headers=auth)
+    assert bad.status_code == 422
+    assert "RFC 3339" in bad.json()["error"]
+
+
 def test_no_credentials_is_401_on_the_api_and_a_login_redirect_on_pages(
     anonymous: httpx.Client,
 ) -> None:

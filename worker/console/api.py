@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,7 @@ from worker.console.pages import services
 from worker.console.services import Filters
 
 router = APIRouter(prefix="/api")
+MAX_LIMIT = 10_000
 
 
 class ReplayRequest(BaseModel):
@@ -36,10 +37,13 @@ def status(request: Request, user: User = Depends(current_user)) -> JSONResponse
 
 
 @router.get("/dead-letters")
-def dead_letters(request: Request, user: User = Depends(current_user)) -> JSONResponse:
-    """The array of `dead-letters list --json` for the same filters (`limit`, default 100)."""
+def dead_letters(
+    request: Request,
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    user: User = Depends(current_user),
+) -> JSONResponse:
+    """The array of `dead-letters list --json` for the same filters, newest first."""
     filters = Filters.from_mapping(request.query_params)
-    limit = int(request.query_params.get("limit") or 100)
     return JSONResponse(services(request).dead_letters_json(filters, limit))
 
 
