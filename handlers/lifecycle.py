@@ -17,14 +17,8 @@ from handlers.plan import (
     Skip,
     Step,
 )
+from handlers.requests import ChangeCredits, CreateSubaccount, SetDisabled, SetRecurring
 from handlers.rules import RECONCILE_SOURCE, Context, gate, known_username, newer, username_for
-from worker.api.models import (
-    ChangeCredits,
-    CreateSubaccount,
-    Recurring,
-    SetDisabled,
-    SetRecurring,
-)
 
 
 def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> Decision:
@@ -56,12 +50,7 @@ def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> De
         )
     if data.recurring:
         steps.append(
-            SetRecurringCredits(
-                request=SetRecurring(
-                    username=username,
-                    recurring=Recurring(**data.recurring.model_dump()),
-                )
-            )
+            SetRecurringCredits(request=SetRecurring(username=username, recurring=data.recurring))
         )
     at = event.time
     new_state = state.model_copy(

@@ -26,6 +26,7 @@
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:credits:snapshots` | hash | username → JSON of its latest credit snapshot |
 | `{p}:credits:history:{username}` | list | newest first: JSON snapshots of one subaccount, capped |
+| `{p}:credits:rules` | hash | client id → JSON of its low-credit rule (overrides of the defaults) |
 | `{p}:credits:alerts` | hash | username → JSON of its low-credit alert state |
 | `{p}:credits:alert-log:{username}` | list | newest first: JSON of each alert change, capped |
 | `{p}:credits:notifications` | stream | one entry per credit notification, capped |
@@ -169,3 +170,7 @@ def credit_scan(prefix: str) -> str:
 
 def credit_lease(prefix: str) -> str:
     return f"{prefix}:credits:lease"
+
+
+def credit_rules(prefix: str) -> str:
+    return f"{prefix}:credits:rules"

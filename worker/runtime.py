@@ -16,12 +16,13 @@ from dramatiq.brokers.redis import RedisBroker
 from handlers import Context
 from worker.api.client import SubaccountClient
 from worker.credits.notify import declare_notify_actor
+from worker.credits.reconcile import drift_recorder
 from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
 from worker.pipeline.executor import Executor, Limits
-from worker.pipeline.publish import Publisher
+from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
 from worker.pipeline.steps import StepRunner
 from worker.settings import ApiSurface, Settings
@@ -69,7 +70,9 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     )
 
 
-def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClient) -> Executor:
+def build_executor(
+    settings: Settings, store: AttemptStore, api: SubaccountClient, client: redis.Redis
+) -> Executor:
     policy = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
         max_age_ms=int(settings.retry_max_age_s * 1000),
@@ -81,6 +84,7 @@ def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClien
         unknown_client_retry_ms=settings.unknown_client_retry_ms,
         lock_busy_delay_ms=settings.lock_busy_delay_ms,
         max_deliveries=settings.max_deliveries,
+        events=event_limits(settings),
     )
     ctx = Context(needs_password=api.surface == ApiSurface.V6)
     return Executor(
@@ -91,6 +95,7 @@ def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClien
         limits,
         rng=random.Random(),
         observer=metrics.record_outcome,
+        on_drift=drift_recorder(client, settings.key_prefix),
     )
 
 
@@ -100,7 +105,7 @@ def build_runtime(settings: Settings) -> Runtime:
     broker = build_broker(settings, client)
     api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
     store = build_store(settings, client)
-    executor = build_executor(settings, store, api)
+    executor = build_executor(settings, store, api, client)
     actor = declare_actor(broker, executor, settings)
     return Runtime(
         settings=settings,

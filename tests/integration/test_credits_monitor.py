@@ -18,8 +18,7 @@ from tests.pipeline_support import running_pipeline, wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
 from worker.credits.monitor import Monitor, build_monitor
 from worker.credits.notify import read_notifications
-from worker.credits.service import list_credits, show_credits
-from worker.pipeline.broker import build_broker
+from worker.credits.service import client_rule, list_credits, set_client_rule, show_credits
 from worker.runtime import Runtime, redis_client
 from worker.sandbox import SandboxAdmin, create_app
 from worker.settings import Settings
@@ -46,10 +45,8 @@ def _onboard(runtime: Runtime, redis_client: redis.Redis, *events: dict[str, Any
     assert {r["outcome"] for r in found.values()} == {"applied"}
 
 
-def _monitor(settings: Settings, clock: FakeClock, with_broker: bool = False) -> Monitor:
-    client = redis_client(settings)
-    broker = build_broker(settings, client) if with_broker else None
-    return build_monitor(settings, client, broker, clock=clock)
+def _monitor(settings: Settings, clock: FakeClock) -> Monitor:
+    return build_monitor(settings, redis_client(settings), clock=clock)
 
 
 def test_runway_is_within_20_percent_of_the_truth_after_a_few_scans(
@@ -105,7 +102,7 @@ def test_a_low_balance_opens_one_alert_and_a_top_up_closes_it_with_signed_notifi
         with running_pipeline(settings) as runtime:
             _onboard(runtime, redis_client, f.onboarded("acme", credits=1300))
             sandbox.set_sending(1, seed=1)
-            monitor = _monitor(settings, clock, with_broker=True)
+            monitor = _monitor(settings, clock)
             for _ in range(8):  # 1300 → 600 over 700 s, a scan every 100 s
                 monitor.tick()
                 clock.advance(100)
@@ -172,3 +169,30 @@ def test_one_monitor_scans_while_another_idles_until_the_lease_is_free(
     first.lease.release()
     assert second.tick() is not None
     assert second.leader
+
+
+def test_a_client_rule_overrides_the_defaults(
+    redis_url: str,
+    redis_client: redis.Redis,
+    clock: FakeClock,
+    clocked_sandbox: tuple[str, SandboxAdmin],
+) -> None:
+    """Two clients with 5,000 credits: only the one whose warn balance is 10,000 alerts."""
+    url, _sandbox = clocked_sandbox
+    settings = credit_settings(redis_url, url)
+    with running_pipeline(settings) as runtime:
+        _onboard(
+            runtime,
+            redis_client,
+            f.onboarded("big", credits=5000),
+            f.onboarded("small", credits=5000),
+        )
+    rule = set_client_rule(settings, redis_client, "big", {"warn_balance": 10_000})
+    assert (rule.warn_balance, rule.critical_balance) == (10_000, 100)
+    assert client_rule(settings, redis_client, "small").warn_balance == 1000
+
+    _monitor(settings, clock).tick()
+
+    rows = {r.client_id: r for r in list_credits(redis_client, "saw")}
+    assert (rows["big"].low, rows["small"].low) == (True, False)
+    assert set_client_rule(settings, redis_client, "big", {}, reset=True).warn_balance == 1000

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from typing import Any
 
 import redis
-from typer.testing import CliRunner
 
 from handlers import examples as f
 from handlers import username_for
@@ -14,7 +17,9 @@ from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn
 from worker.api.client import SubaccountClient
-from worker.cli import app
+from worker.credits.monitor import build_monitor
+from worker.credits.notify import NotificationType, read_notifications
+from worker.credits.reconcile import note_drift
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
 from worker.settings import load_settings
@@ -30,9 +35,17 @@ def _env(redis_url: str, sandbox_server: ThreadedUvicorn) -> dict[str, str]:
     }
 
 
+def _run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """The real command line in its own process (the pipeline's log lines stay out of stdout)."""
+    argv = [sys.executable, "-m", "worker.cli", *args]
+    return subprocess.run(
+        argv, env={**os.environ, **env}, input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
 def _cli(env: dict[str, str], *args: str) -> Any:
-    result = CliRunner().invoke(app, list(args), env=env)
-    assert result.exit_code == 0, result.output
+    result = _run(env, *args)
+    assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
@@ -130,16 +143,48 @@ def test_the_fix_is_audited_and_needs_confirmation(
     sandbox.set_state({"subaccounts": {username_for("dis"): {"disabled": True}}})
     env = _env(redis_url, sandbox_server)
 
-    refused = CliRunner().invoke(app, ["reconcile", "--fix"], env=env, input="n\n")
+    refused = _run(env, "reconcile", "--fix", stdin="n\n")
 
-    assert refused.exit_code == 1
-    assert "nothing enqueued" in refused.output
+    assert refused.returncode == 1
+    assert "nothing enqueued" in refused.stderr
     assert redis_client.xlen("saw:ops:audit") == 0
-    accepted = CliRunner().invoke(
-        app, ["reconcile", "--fix", "--operator", "ana"], env=env, input="y\n"
-    )
-    assert accepted.exit_code == 0, accepted.output
-    assert "enqueued 1 corrective events" in accepted.output
+    accepted = _run(env, "reconcile", "--fix", "--operator", "ana", stdin="y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "enqueued 1 corrective events" in accepted.stdout
     [(_id, entry)] = redis_client.xrange("saw:ops:audit")
     assert entry[b"action"] == b"reconcile_fix"
     assert entry[b"operator"] == b"ana"
+
+
+def test_an_invoice_granted_to_a_subaccount_disabled_by_hand_warns_and_records_drift(
+    pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
+) -> None:
+    """The grant goes through (the customer paid), but the outcome carries a warning and an
+    `unexpected_disabled` drift record waits for the monitor to notify; a suspended client's
+    grant is not drift."""
+    _send(pipeline, redis_client, f.onboarded("acme", t=0), f.onboarded("paused", t=0))
+    _send(pipeline, redis_client, f.suspended("paused", t=1))
+    sandbox.set_state({"subaccounts": {username_for("acme"): {"disabled": True}}})
+    paid = [f.invoice_paid("acme", "INV-7", 300, t=2), f.invoice_paid("paused", "INV-8", 5, t=2)]
+    pipeline.publisher.publish_many(paid)
+
+    found = wait_for_outcomes(redis_client, [e["id"] for e in paid])
+
+    acme, paused = (found[e["id"]] for e in paid)
+    assert acme["outcome"] == "applied"
+    assert acme["warning"].startswith(
+        f"subaccount_disabled: the API reports {username_for('acme')}"
+    )
+    assert "warning" not in paused
+    [(key, raw)] = redis_client.hgetall("saw:credits:drift").items()
+    assert key == f"unexpected_disabled:{username_for('acme')}".encode()
+    assert json.loads(raw)["notified"] is False
+    monitor = build_monitor(pipeline.settings, redis_client)
+    for _ in range(2):  # the pipeline's record and two scans finding the same: one notification
+        report = monitor.scanner.scan()
+        note_drift(monitor.scanner.store, monitor.scanner.notifier, report.drift, time.time())
+    notes = read_notifications(redis_client, "saw")
+    drift = [n for n in notes if n.type == NotificationType.DRIFT_DETECTED]
+    assert [(n.data["kind"], n.data["client_id"]) for n in drift] == [
+        ("unexpected_disabled", "acme")
+    ]

@@ -8,8 +8,9 @@ import pytest
 
 from handlers import Context
 from handlers.plan import ClientState, Lifecycle
+from handlers.requests import CreditType
 from handlers.rules import RECONCILE_SOURCE
-from worker.api.models import CreditType, Subaccount
+from worker.api.models import Subaccount
 from worker.credits.drift import DriftKind, find_drift, plan_fix
 
 V6 = Context(needs_password=True)

@@ -43,14 +43,12 @@ def monitor() -> None:
     """Scan every subaccount at a bounded rate; alert on low credits; serve /metrics, /healthz."""
     from worker.credits.metrics import serve
     from worker.credits.monitor import build_monitor
-    from worker.pipeline.broker import build_broker
 
     settings = load()
     guard(settings.require_api_key)
     configure_logging(settings)
     client = _redis(settings)
-    broker = build_broker(settings, client) if settings.notify_url else None
-    mon = guard(lambda: build_monitor(settings, client, broker))
+    mon = guard(lambda: build_monitor(settings, client))
     server = None
     if settings.monitor_port and mon.metrics is not None:
         registry = mon.metrics.registry
@@ -171,6 +169,38 @@ def _stamp(epoch_s: float) -> str:
     import datetime as dt
 
     return dt.datetime.fromtimestamp(epoch_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@credits_app.command("rule")
+def rule_command(
+    client_id: str = typer.Argument(..., metavar="CLIENT", help="Client id."),
+    warn_balance: int | None = typer.Option(None, min=0, help="Warn below this balance."),
+    critical_balance: int | None = typer.Option(None, min=0, help="Critical below this."),
+    warn_runway: str | None = typer.Option(None, help="Warn below this runway, e.g. 3d."),
+    critical_runway: str | None = typer.Option(None, help="Critical below this, e.g. 1d."),
+    reset: bool = typer.Option(False, "--reset", help="Back to the defaults (then the options)."),
+    as_json: bool = typer.Option(False, "--json", help="The rule in force as JSON."),
+) -> None:
+    """Show or set one client's low-credit thresholds (defaults from settings)."""
+    from dataclasses import asdict
+
+    from worker.credits.service import set_client_rule
+
+    settings = load()
+    given = {
+        "warn_balance": warn_balance,
+        "critical_balance": critical_balance,
+        "warn_runway_s": _runway_s(warn_runway),
+        "critical_runway_s": _runway_s(critical_runway),
+    }
+    changes = {k: v for k, v in given.items() if v is not None}
+    client = _redis(settings)
+    rule = guard(lambda: set_client_rule(settings, client, client_id, changes, reset=reset))
+    if as_json:
+        _echo_json(asdict(rule))
+        return
+    for name, value in asdict(rule).items():
+        typer.echo(f"{name}: {value}")
 
 
 @credits_app.command("refresh")

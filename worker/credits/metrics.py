@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from worker.api.models import CreditType
+from handlers.requests import CreditType
 from worker.credits.rule import Level
 from worker.credits.store import CreditsStore
 

@@ -23,7 +23,7 @@ from worker.api.rate_limit import TokenBucket, Unlimited
 from worker.credits import reconcile
 from worker.credits.lease import Lease, LeaseLost
 from worker.credits.metrics import MonitorMetrics
-from worker.credits.notify import Notifier, declare_notify_actor
+from worker.credits.notify import Notifier, check_notify_settings
 from worker.credits.rule import Thresholds
 from worker.credits.scan import BothLimits, Scanner, ScanReport
 from worker.credits.store import CreditsStore
@@ -67,18 +67,6 @@ def monitor_client(
     )
 
 
-def build_notifier(settings: Settings, client: redis.Redis, broker: Any | None) -> Notifier:
-    """A notifier that also enqueues deliveries when a webhook URL is configured."""
-    send = None
-    if settings.notify_url and broker is not None:
-        actor = declare_notify_actor(broker, settings)
-
-        def send(message: dict[str, Any]) -> None:
-            actor.send(message)
-
-    return Notifier(client, settings.key_prefix, settings.notify_stream_maxlen, send)
-
-
 @dataclass
 class Monitor:
     """The scan loop of one monitor process (the leader scans, a standby waits its turn)."""
@@ -109,6 +97,10 @@ class Monitor:
             self.metrics.leader.set(1 if self.leader else 0)
         if not self.leader or not self._due():
             return None
+        return self.scan_now()
+
+    def scan_now(self) -> ScanReport:
+        """Scan (the caller holds the lease), note the drift, update the metrics."""
         self._renewed = time.monotonic()
         report = self.scanner.scan()
         reconcile.note_drift(
@@ -171,18 +163,13 @@ def request_scan(client: redis.Redis, prefix: str) -> None:
     client.hset(keys.credit_scan(prefix), "requested_at", repr(time.time()))
 
 
-def lease_holder(client: redis.Redis, prefix: str) -> bool:
-    """Whether some monitor holds the lease (is running)."""
-    return bool(client.exists(keys.credit_lease(prefix)))
-
-
 def build_monitor(
     settings: Settings,
     client: redis.Redis,
-    broker: Any | None,
     clock: Callable[[], float] = time.time,
 ) -> Monitor:
     """A monitor wired from settings (the CLI's and the tests' door; tests bring a clock)."""
+    check_notify_settings(settings)
     store = CreditsStore(
         client,
         settings.key_prefix,
@@ -192,11 +179,12 @@ def build_monitor(
     scanner = Scanner(
         monitor_client(settings, client),
         store,
-        build_notifier(settings, client, broker),
+        Notifier(client, settings),
         thresholds_from(settings),
         page_size=settings.monitor_page_size,
         rate_window_s=settings.monitor_rate_window_s,
         clock=clock,
+        concurrency=settings.monitor_concurrency,
     )
     lease = Lease(client, keys.credit_lease(settings.key_prefix), settings.monitor_lease_ttl_ms)
     metrics = MonitorMetrics(store, settings.monitor_balance_gauges, clock)

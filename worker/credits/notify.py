@@ -3,9 +3,10 @@
 Each notification is a Standard Webhooks message (`webhook-id`, `webhook-timestamp`,
 `webhook-signature` = `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`): the body is
 `{"type", "timestamp", "data"}`. Delivery runs in the workers, through the queue: the monitor
-enqueues a message for the `deliver_credit_notification` actor on its own queue, whose failures
-Dramatiq retries with exponential backoff. The message carries the notification only; URL and
-secret come from the delivering process's settings, so no secret ever sits in Redis.
+writes a message for the `deliver_credit_notification` actor on its own queue (in the same
+transaction as the alert change), whose failures Dramatiq retries with exponential backoff. The
+message carries the notification only; URL and secret come from the delivering process's
+settings, so no secret ever sits in Redis.
 The `webhook-id` is stable across retries, so a receiver can drop a repeat delivery.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+import uuid
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -27,6 +28,7 @@ from standardwebhooks.webhooks import Webhook
 from worker import keys
 from worker.errors import BrokerUnavailable, ConfigError, SubaccountWorkerError
 from worker.log import get_logger
+from worker.pipeline.publish import Publisher
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -85,11 +87,27 @@ def signed_headers(secret: str, notification: Notification, body: str) -> dict[s
     }
 
 
+def check_notify_settings(settings: Settings) -> None:
+    """With a webhook URL, a usable secret is required (else ConfigError naming the variable)."""
+    if not settings.notify_url:
+        return
+    secret = settings.notify_secret.get_secret_value()
+    if not secret:
+        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_SECRET is required with NOTIFY_URL")
+    try:
+        Webhook(secret)
+    except Exception:
+        raise ConfigError(
+            "SUBACCOUNT_WORKER_NOTIFY_SECRET must be whsec_ followed by base64 (Standard Webhooks)"
+        ) from None
+
+
 def deliver(settings: Settings, notification: Notification, http: httpx.Client) -> None:
     """POST one notification to the configured webhook; raise DeliveryFailed if not accepted."""
+    if not settings.notify_url:
+        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_URL is not set in the delivering worker")
+    check_notify_settings(settings)
     secret = settings.notify_secret.get_secret_value()
-    if not settings.notify_url or not secret:
-        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_URL and _NOTIFY_SECRET are both required")
     body = notification.body()
     try:
         response = http.post(
@@ -125,36 +143,65 @@ def declare_notify_actor(broker: Any, settings: Settings) -> Any:
     return declare(deliver_credit_notification)
 
 
-Send = Callable[[dict[str, Any]], None]
-
-
 class Notifier:
-    """Records each notification in the stream, then hands it to `send` (the actor) if any."""
+    """Records notifications in the stream and, with a webhook URL, queues their delivery.
 
-    def __init__(self, client: redis.Redis, prefix: str, maxlen: int, send: Send | None) -> None:
+    `add` puts both writes on the caller's transaction (beside the alert state that caused the
+    notification), so a notification is recorded and queued exactly when its cause is recorded.
+    The delivery message uses Dramatiq's own layout (as `Publisher` writes events), for the
+    `deliver_credit_notification` actor on `notify_queue_name`.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
-        self._key = keys.credit_notifications(prefix)
-        self._maxlen = maxlen
-        self._send = send
+        self._key = keys.credit_notifications(settings.key_prefix)
+        self._maxlen = settings.notify_stream_maxlen
+        self._queue = (
+            Publisher(
+                client, settings.model_copy(update={"queue_name": settings.notify_queue_name})
+            )
+            if settings.notify_url
+            else None
+        )
 
-    def emit(self, notification: Notification) -> None:
+    def add(self, pipe: Any, notification: Notification) -> None:
+        """Record `notification` (and queue its delivery) on `pipe`, a MULTI the caller runs."""
         fields = {
             "id": notification.id,
             "type": notification.type.value,
             "at": repr(notification.at),
             "data": json.dumps(notification.data),
         }
+        pipe.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)
+        if self._queue is not None:
+            self._queue.add_to(pipe, [delivery_message(notification, self._queue.queue_name)])
+
+    def emit(self, notification: Notification) -> None:
+        """Record (and queue) one notification in its own transaction."""
+        pipe = self._redis.pipeline(transaction=True)
+        self.add(pipe, notification)
         try:
-            self._redis.xadd(self._key, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
-            if self._send is not None:
-                self._send(notification.to_message())
+            pipe.execute()
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not record a notification ({exc})") from exc
-        log.info(
-            "credits.notification",
-            notification_id=notification.id,
-            notification_type=notification.type.value,
-        )
+        logged([notification])
+
+
+def delivery_message(notification: Notification, queue_name: str) -> Any:
+    """The Dramatiq message asking the workers to deliver `notification` (no secret in it)."""
+    return dramatiq.Message(
+        queue_name=queue_name,
+        actor_name=ACTOR_NAME,
+        args=(notification.to_message(),),
+        kwargs={},
+        options={"redis_message_id": str(uuid.uuid4())},
+    )
+
+
+def logged(notifications: list[Notification]) -> None:
+    """Log notifications once their transaction went through."""
+    for note in notifications:
+        log.info("credits.notification", notification_id=note.id, notification_type=note.type.value)
 
 
 def read_notifications(client: redis.Redis, prefix: str, count: int = 100) -> list[Notification]:

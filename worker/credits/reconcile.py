@@ -13,7 +13,7 @@ import datetime as dt
 import getpass
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +24,13 @@ from handlers.plan import ClientState
 from worker import keys
 from worker.api.client import SubaccountClient
 from worker.credits.drift import Drift, DriftKind, Fix, find_drift, plan_fix
-from worker.credits.notify import Notification, NotificationType, Notifier
+from worker.credits.notify import Notification, NotificationType, Notifier, logged
 from worker.credits.scan import list_subaccounts
 from worker.credits.store import CreditsStore, client_states
+from worker.log import get_logger
 from worker.pipeline.publish import Published, Publisher
 
+log = get_logger(__name__)
 EXPLANATION_ENTRIES = 3
 AUDIT_MAXLEN = 10_000
 
@@ -167,10 +169,39 @@ def note_drift(
                     NotificationType.DRIFT_DETECTED, now, data, d.key, repr(first_seen)
                 )
             )
-    store.replace_drift(records, keep_kinds=())
+    pipe = store.redis.pipeline(transaction=True)
+    store.replace_drift(pipe, records)
     for note in notes:
-        notifier.emit(note)
+        notifier.add(pipe, note)
+    store.execute(pipe)
+    logged(notes)
     return notes
+
+
+def drift_recorder(client: redis.Redis, prefix: str) -> Callable[[str, str, str], None]:
+    """The executor's drift observer: open a drift record (not yet notified) unless one is open.
+
+    The monitor notifies it after its next scan. A Redis failure here is only logged: the next
+    scan finds the same drift by itself.
+    """
+
+    def record(kind: str, client_id: str, username: str) -> None:
+        now = time.time()
+        item = {
+            "kind": kind,
+            "client_id": client_id,
+            "username": username,
+            "first_seen": now,
+            "last_seen": now,
+            "notified": False,
+            "source": "pipeline",
+        }
+        try:
+            client.hsetnx(keys.credit_drift(prefix), f"{kind}:{username}", json.dumps(item))
+        except redis.RedisError as exc:
+            log.warning("credits.drift_not_recorded", kind=kind, username=username, error=str(exc))
+
+    return record
 
 
 def operator_name(given: str | None = None) -> str:

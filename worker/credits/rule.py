@@ -44,6 +44,17 @@ class Thresholds:
     period_s: float = 86_400.0
 
 
+RULE_FIELDS = ("warn_balance", "critical_balance", "warn_runway_s", "critical_runway_s")
+
+
+def with_overrides(defaults: Thresholds, overrides: dict[str, float] | None) -> Thresholds:
+    """A client's rule: the defaults with its own thresholds (unknown fields ignored)."""
+    if not overrides:
+        return defaults
+    known = {k: type(getattr(defaults, k))(v) for k, v in overrides.items() if k in RULE_FIELDS}
+    return replace(defaults, **known)
+
+
 @dataclass(frozen=True)
 class Reading:
     """What the rule looks at: one scan's balance and runway (None: unknown / never runs out)."""

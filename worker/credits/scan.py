@@ -11,16 +11,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.plan import ClientState
+from handlers.requests import CreditType
 from worker.api.client import SubaccountClient
-from worker.api.models import CreditDetails, CreditType, ListPage, Subaccount
+from worker.api.models import CreditDetails, ListPage, Subaccount
 from worker.api.rate_limit import RateLimiter
 from worker.credits.drift import Drift, find_drift
-from worker.credits.notify import Notification, NotificationType, Notifier
-from worker.credits.rule import AlertState, Level, Reading, Thresholds, Transition, evaluate
+from worker.credits.notify import Notification, NotificationType, Notifier, logged
+from worker.credits.rule import (
+    AlertState,
+    Level,
+    Reading,
+    Thresholds,
+    Transition,
+    evaluate,
+    with_overrides,
+)
 from worker.credits.runway import consumption_rate, runway_s
 from worker.credits.store import CreditsStore, Snapshot, client_states
 from worker.errors import ApiError, NotFound
@@ -76,6 +86,7 @@ class Scanner:
         rate_window_s: float = 86_400.0,
         clock: Clock = time.time,
         keep_alive: Callable[[], None] = _noop,
+        concurrency: int = 4,
     ) -> None:
         self.api = api
         self.store = store
@@ -85,6 +96,7 @@ class Scanner:
         self.rate_window_s = rate_window_s
         self.clock = clock
         self.keep_alive = keep_alive  # called between calls: the monitor renews its lease there
+        self.concurrency = concurrency  # reads in flight: the limiter, not latency, sets the pace
 
     def list_all(self) -> list[Subaccount]:
         return list_subaccounts(self.api, self.page_size, self.keep_alive)
@@ -116,41 +128,52 @@ class Scanner:
         self, usernames: list[str], owners: Mapping[str, str], report: ScanReport
     ) -> None:
         read: list[tuple[CreditDetails, float]] = []
-        for username in usernames:
-            try:
-                read.append((self.api.get_credit_details(username), self.clock()))
-            except NotFound:
-                continue  # deleted between the list and the read: the next scan sees it gone
-            except ApiError as exc:
-                report.errors += 1
-                log.warning("credits.read_failed", username=username, error=str(exc))
-            self.keep_alive()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="credits-read")
+        try:
+            for username, result in zip(usernames, pool.map(self._read, usernames), strict=True):
+                if isinstance(result, ApiError):
+                    report.errors += 1
+                    log.warning("credits.read_failed", username=username, error=str(result))
+                elif result is not None:
+                    read.append(result)
+                self.keep_alive()
+        finally:  # on SIGTERM or a lost lease, the reads not started are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
         if read:
             self._judge(read, owners, report)
+
+    def _read(self, username: str) -> tuple[CreditDetails, float] | ApiError | None:
+        """One subaccount's credit details and when they were read (None: it is gone)."""
+        try:
+            return self.api.get_credit_details(username), self.clock()
+        except NotFound:
+            return None  # deleted between the list and the read: the next scan sees it gone
+        except ApiError as exc:
+            return exc
 
     def _judge(
         self, read: list[tuple[CreditDetails, float]], owners: Mapping[str, str], report: ScanReport
     ) -> None:
         names = [details.username for details, _at in read]
+        rules = self.store.rule_overrides()
         histories = self.store.histories(names)
         alerts = self.store.alerts_of(names)
-        pipe = self.store.redis.pipeline(transaction=False)
+        pipe = self.store.redis.pipeline(transaction=True)  # alerts and their notifications
         notes: list[Notification] = []
         for details, at in read:
             snap = self._snapshot(details, at, owners.get(details.username), histories)
-            state, change = evaluate(
-                snap.username, alerts[snap.username], _reading(snap), self.thresholds
-            )
+            rule = with_overrides(self.thresholds, rules.get(snap.client_id or ""))
+            state, change = evaluate(snap.username, alerts[snap.username], _reading(snap), rule)
             self.store.add_snapshot(pipe, snap)
             self.store.set_alert(pipe, snap.username, state)
             if change is not None:
                 self.store.log_alert(pipe, snap.username, _log_record(snap, change))
                 if change.notify:
                     notes.append(credit_notification(snap, change))
+                    self.notifier.add(pipe, notes[-1])
             _count(report, snap, state)
         self.store.execute(pipe)
-        for note in notes:
-            self.notifier.emit(note)
+        logged(notes)
 
     def _snapshot(
         self,

@@ -14,8 +14,9 @@ import redis
 
 from handlers.plan import ClientState
 from worker import keys
-from worker.credits.monitor import build_monitor, lease_holder, request_scan
-from worker.credits.rule import AlertState, Level
+from worker.credits.lease import LeaseLost
+from worker.credits.monitor import build_monitor, request_scan, thresholds_from
+from worker.credits.rule import RULE_FIELDS, AlertState, Level, Thresholds, with_overrides
 from worker.credits.scan import ScanReport
 from worker.credits.store import CreditsStore, Snapshot
 from worker.errors import ConfigError
@@ -101,14 +102,14 @@ def list_credits(
     runway_below_s: float | None = None,
     now: float | None = None,
 ) -> list[CreditRow]:
-    """Every snapshot, filtered (balance below `below`, runway below `runway_below_s`),
-    sorted by runway (shortest first)."""
+    """Every snapshot, filtered (limited ones with a balance below `below`, runway below
+    `runway_below_s`), sorted by runway (shortest first)."""
     store = CreditsStore(client, prefix)
     at = time.time() if now is None else now
     alerts = store.alerts()
     rows = [_row(s, alerts.get(name, AlertState()), at) for name, s in store.snapshots().items()]
-    if below is not None:
-        rows = [r for r in rows if r.balance < below]
+    if below is not None:  # (an unlimited subaccount's balance means nothing)
+        rows = [r for r in rows if r.balance < below and r.credit_type != "unlimited"]
     if runway_below_s is not None:
         rows = [r for r in rows if r.runway_s is not None and r.runway_s < runway_below_s]
     return sorted(rows, key=_runway_order)
@@ -149,32 +150,53 @@ def show_credits(
 def refresh(
     settings: Settings, client: redis.Redis, client_or_username: str | None = None
 ) -> RefreshResult:
-    """Scan now: one subaccount here; all of them here, or by the running monitor if any.
-
-    With a monitor running (it holds the lease), a full refresh is a request it serves at its
-    next tick, so two processes never judge the same alerts at once.
-    """
-    if client_or_username is None and lease_holder(client, settings.key_prefix):
-        request_scan(client, settings.key_prefix)
-        return RefreshResult(scanned_here=False, requested=True)
+    """Scan now: one subaccount here; all of them here under the lease, or, when a monitor
+    holds it, by that monitor at its next tick (two processes never judge the same alerts)."""
     settings.require_api_key()
-    monitor = build_monitor(settings, client, broker=_broker(settings, client))
+    monitor = build_monitor(settings, client)
     try:
-        if client_or_username is None:
-            report = monitor.scanner.scan()
-        else:
+        if client_or_username is not None:
+            monitor.scanner.keep_alive = _no_lease_needed
             username = resolve_username(client, settings.key_prefix, client_or_username)
             report = monitor.scanner.refresh([username])
+            return RefreshResult(scanned_here=True, requested=False, report=report)
+        if monitor.lease.hold():
+            try:
+                report = monitor.scan_now()
+                return RefreshResult(scanned_here=True, requested=False, report=report)
+            except LeaseLost:
+                pass  # a monitor took over meanwhile: it will scan
+        request_scan(client, settings.key_prefix)
+        return RefreshResult(scanned_here=False, requested=True)
     finally:
+        monitor.lease.release()
         monitor.scanner.api.close()
-    return RefreshResult(scanned_here=True, requested=False, report=report)
 
 
-def _broker(settings: Settings, client: redis.Redis) -> Any:
-    if not settings.notify_url:
-        return None
-    if not settings.notify_secret.get_secret_value():
-        raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_SECRET is required with NOTIFY_URL")
-    from worker.pipeline.broker import build_broker
+def _no_lease_needed() -> None:
+    """A one-subaccount refresh reads too little to need the lease."""
 
-    return build_broker(settings, client)
+
+def client_rule(settings: Settings, client: redis.Redis, client_id: str) -> Thresholds:
+    """The low-credit rule of one client: the settings' defaults with its own overrides."""
+    overrides = CreditsStore(client, settings.key_prefix).rule_overrides().get(client_id)
+    return with_overrides(thresholds_from(settings), overrides)
+
+
+def set_client_rule(
+    settings: Settings,
+    client: redis.Redis,
+    client_id: str,
+    changes: dict[str, float],
+    *,
+    reset: bool = False,
+) -> Thresholds:
+    """Set some thresholds of one client (`RULE_FIELDS`), or `reset` it to the defaults; the
+    rule now in force. It applies from the next scan."""
+    unknown = set(changes) - set(RULE_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown rule fields {sorted(unknown)}; known: {list(RULE_FIELDS)}")
+    store = CreditsStore(client, settings.key_prefix)
+    current = {} if reset else store.rule_overrides().get(client_id, {})
+    store.set_rule_override(client_id, {**current, **changes})
+    return client_rule(settings, client, client_id)

@@ -16,11 +16,14 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from handlers.plan import ClientState
+from handlers.requests import CreditType
 from worker import keys
-from worker.api.models import CreditType
 from worker.credits.rule import AlertState, Level
 from worker.credits.runway import Sample
 from worker.errors import BrokerUnavailable
+from worker.log import get_logger
+
+log = get_logger(__name__)
 
 
 class Snapshot(BaseModel):
@@ -142,22 +145,31 @@ class CreditsStore:
         raw = self.redis.lrange(keys.credit_alert_log(self.prefix, username), 0, limit - 1)
         return [json.loads(item) for item in raw]
 
+    # --- per-client rules -------------------------------------------------------------------
+
+    def rule_overrides(self) -> dict[str, dict[str, Any]]:
+        """Client id → the threshold fields set for it (the rest come from the defaults)."""
+        raw = self.redis.hgetall(keys.credit_rules(self.prefix))
+        return {_text(k): json.loads(v) for k, v in raw.items()}
+
+    def set_rule_override(self, client_id: str, fields: dict[str, Any]) -> None:
+        if fields:
+            self.redis.hset(keys.credit_rules(self.prefix), client_id, json.dumps(fields))
+        else:
+            self.redis.hdel(keys.credit_rules(self.prefix), client_id)
+
     # --- drift and scan figures --------------------------------------------------------------
 
     def open_drift(self) -> dict[str, dict[str, Any]]:
         raw = self.redis.hgetall(keys.credit_drift(self.prefix))
         return {_text(k): json.loads(v) for k, v in raw.items()}
 
-    def replace_drift(self, records: dict[str, dict[str, Any]], keep_kinds: Iterable[str]) -> None:
-        """Set the open drift to `records`, keeping records of `keep_kinds` not found by scans."""
+    def replace_drift(self, pipe: Any, records: dict[str, dict[str, Any]]) -> None:
+        """Set the open drift to `records` (on `pipe`, a MULTI the caller runs)."""
         key = keys.credit_drift(self.prefix)
-        kept = {k: v for k, v in self.open_drift().items() if v.get("kind") in set(keep_kinds)}
-        pipe = self.redis.pipeline(transaction=True)
         pipe.delete(key)
-        merged = {**kept, **records}
-        if merged:
-            pipe.hset(key, mapping={k: json.dumps(v) for k, v in merged.items()})
-        self.execute(pipe)
+        if records:
+            pipe.hset(key, mapping={k: json.dumps(v) for k, v in records.items()})
 
     def set_scan(self, figures: Mapping[str, float | int | str]) -> None:
         self.redis.hset(keys.credit_scan(self.prefix), mapping=dict(figures))  # type: ignore[arg-type]
@@ -171,9 +183,13 @@ def client_states(client: redis.Redis, prefix: str, batch: int = 500) -> list[Cl
     """Every client state the pipeline recorded (`{p}:client:*`), read with SCAN + MGET."""
     found: list[ClientState] = []
     for chunk in _chunks(client.scan_iter(match=keys.client(prefix, "*"), count=batch), batch):
-        for raw in client.mget(chunk):
-            if raw:
+        for key, raw in zip(chunk, client.mget(chunk), strict=True):
+            if not raw:
+                continue  # (not a string: some other key under the client prefix)
+            try:
                 found.append(ClientState.model_validate_json(raw))
+            except ValueError:
+                log.warning("credits.client_state_unreadable", key=_text(key))
     return found
 
 

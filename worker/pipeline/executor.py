@@ -19,10 +19,22 @@ from typing import Any
 import structlog
 
 from handlers import Context, decide
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
+from handlers.limits import DEFAULT_LIMITS, EventLimits
 from handlers.outcomes import Reason
-from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
-from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
+from handlers.plan import (
+    AddCredits,
+    Apply,
+    ClientState,
+    Lifecycle,
+    Reject,
+    Skip,
+    Step,
+    Wait,
+    step_name,
+)
+from worker.errors import Ambiguous, ApiError, BrokerUnavailable, Transient
 from worker.log import get_logger, redactor
 from worker.pipeline.attempts import AttemptStore, Claim, Finish, Opened
 from worker.pipeline.attempts import StepDone as PendingDone
@@ -36,10 +48,16 @@ log = get_logger(__name__)
 # Told of every finished event (outcome, event type): how metrics see the engine without it
 # importing them.
 OutcomeObserver = Callable[[str, str], None]
+# Told of drift the evidence shows (kind, client id, username): how reconcile learns of it.
+DriftObserver = Callable[[str, str, str], None]
 
 
 def _observe_nothing(outcome: str, event_type: str) -> None:
     """The default observer."""
+
+
+def _no_drift_observer(kind: str, client_id: str, username: str) -> None:
+    """The default drift observer."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,7 @@ class Limits:
     unknown_client_retry_ms: int
     lock_busy_delay_ms: int
     max_deliveries: int
+    events: EventLimits = DEFAULT_LIMITS  # the door's limits, applied again on consume
 
 
 class StepFailed(Exception):
@@ -111,6 +130,7 @@ class _Attempt:
     pending: PendingDone | None = None
     stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
     did_steps: bool = False  # a step took effect in this attempt
+    warning: str = ""  # for the outcome record: something a human should know
 
     @property
     def partly_applied(self) -> bool:
@@ -137,9 +157,11 @@ class Executor:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         observer: OutcomeObserver = _observe_nothing,
+        on_drift: DriftObserver = _no_drift_observer,
     ) -> None:
         self._store = store
         self._observe = observer
+        self._on_drift = on_drift
         self._runner = runner
         self._ctx = ctx
         self._policy = policy
@@ -157,7 +179,7 @@ class Executor:
         """
         structlog.contextvars.clear_contextvars()
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, self._limits.events)
         except InvalidEvent as exc:
             return self._reject_invalid(raw, info, exc)
         structlog.contextvars.bind_contextvars(
@@ -231,6 +253,7 @@ class Executor:
         if unfinished is not None and self._resolve(a, step, unfinished.evidence):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
+        self._check_drift(a, step, evidence)
         if journaled(step):
             owner = self._begin(a, step, name, evidence)
             if owner.conflict:
@@ -255,6 +278,19 @@ class Executor:
             ) from None
         self._done(a, name, result)
         return "done"
+
+    def _check_drift(self, a: _Attempt, step: Step, evidence: dict[str, Any]) -> None:
+        """A grant to a subaccount the API reports disabled while we believe it enabled: the
+        customer paid and still cannot send. Warn in the outcome and report the drift."""
+        if (
+            isinstance(step, AddCredits)
+            and evidence.get("disabled")
+            and a.state.lifecycle == Lifecycle.ACTIVE
+        ):
+            username = step.request.username
+            a.warning = f"subaccount_disabled: the API reports {username} disabled"
+            log.warning("step.subaccount_disabled", step=step_name(step), username=username)
+            self._on_drift("unexpected_disabled", a.event.client_id, username)
 
     def _begin(self, a: _Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
         record = StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence)
@@ -402,6 +438,8 @@ class Executor:
     ) -> Done | Requeue:
         record = self._outcome_record(a.event.key, a.raw, outcome, reason or "")
         record.update(steps=steps or {}, attempt=a.info.attempt)
+        if a.warning:
+            record["warning"] = a.warning
         finish = Finish(record, state, dead.encode() if dead else None)
         done = a.take_pending()
         if not self._store.finish(

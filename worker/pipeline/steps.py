@@ -83,7 +83,8 @@ class StepRunner:
         """What to read before the call so an unanswered call can be judged afterwards."""
         if isinstance(step, AddCredits):
             details = self._client.get_credit_details(step.request.username)
-            return {"balance_before": details.balance}
+            # `disabled` too: a grant to a subaccount we believe enabled is drift (issue 14)
+            return {"balance_before": details.balance, "disabled": details.disabled}
         return {}
 
     def run(self, step: Step) -> dict[str, Any]:
