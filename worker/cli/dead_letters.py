@@ -22,10 +22,10 @@ from worker.ops import export as export_ops
 from worker.ops.audit import operator_name
 from worker.ops.clusters import summarize
 from worker.ops.filters import DeadLetterFilter, check_limit
-from worker.ops.jobs import JobResult, Runner, cancel_job, list_jobs
+from worker.ops.jobs import JobResult, Runner, cancel_job, gc_paused, list_jobs
 from worker.ops.listing import DeadLetterView, get_letters, list_dead_letters
 from worker.ops.plans import Action, Plan, Resolve, plan, select
-from worker.settings import ApiSurface
+from worker.settings import ApiSurface, Settings
 
 dead = typer.Typer(help="Inspect, replay and purge dead letters.", no_args_is_help=True)
 app.add_typer(dead, name="dead-letters")
@@ -34,6 +34,7 @@ Ids = Annotated[list[str] | None, typer.Argument(help="Dead letter ids (from `li
 All = Annotated[bool, typer.Option("--all", help="Every dead letter (no filter needed).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+PLAN_ROWS = 20
 Rate = Annotated[float | None, typer.Option("--rate", help="At most N dead letters a second.")]
 
 
@@ -192,14 +193,33 @@ def _act(
     if rate is not None and rate <= 0:
         r.fail(f"--rate must be more than 0 (got {rate})", 2)
     settings, rt = r.open_ops()
+    with gc_paused():
+        _plan_and_run(
+            rt, settings, action, ids, flt, resolve, dry_run, yes, rate, operator, as_json
+        )
+
+
+def _plan_and_run(
+    rt: Any,
+    settings: Settings,
+    action: Action,
+    ids: list[str] | None,
+    flt: DeadLetterFilter,
+    resolve: Resolve | None,
+    dry_run: bool,
+    yes: bool,
+    rate: float | None,
+    operator: str | None,
+    as_json: bool,
+) -> None:
     prefix = settings.key_prefix
     ctx = Context(needs_password=settings.api_surface == ApiSurface.V6)
-    letters, missing = r.run(lambda: select(rt.redis, prefix, ids=ids, flt=flt))
-    the_plan = r.run(lambda: plan(rt.redis, prefix, letters, action=action, resolve=resolve,
-                                  ctx=ctx, flt=flt, missing=missing))  # fmt: skip
+    selection = r.run(lambda: select(rt.redis, prefix, ids=ids, flt=flt))
+    the_plan = r.run(lambda: plan(rt.redis, prefix, selection, action=action, resolve=resolve,
+                                  ctx=ctx, flt=flt))  # fmt: skip
     if dry_run:
         _show_plan(the_plan, as_json)
-        raise typer.Exit(1 if missing else 0)
+        raise typer.Exit(1 if the_plan.missing else 0)
     if not as_json:
         _show_plan(the_plan, False)
     if the_plan.planned and not yes:
@@ -246,15 +266,15 @@ def _show_plan(the_plan: Plan, as_json: bool) -> None:
         r.print_json(the_plan.to_json())
         return
     rows = [
-        (i.id, i.client_id, i.type, i.reason, ",".join(i.steps_done) or "-",
+        (i.id[:12], i.event_id, i.client_id, i.type, i.reason, ",".join(i.steps_done) or "-",
          ",".join(i.calls) or "-", i.credits or "", i.refused or i.expect)
-        for i in the_plan.items[:50]
+        for i in the_plan.items[:PLAN_ROWS]
     ]  # fmt: skip
-    columns = ("id", "client", "type", "reason", "done", "calls", "credits", "result")
+    columns = ("id", "event", "client", "type", "reason", "done", "calls", "credits", "result")
     title = f"{the_plan.action.capitalize()} plan"
     r.out.print(r.table(title, columns, rows))
-    if len(the_plan.items) > 50:
-        r.out.print(f"... and {len(the_plan.items) - 50} more (--json for all)")
+    if len(the_plan.items) > PLAN_ROWS:
+        r.out.print(f"... and {len(the_plan.items) - PLAN_ROWS} more (--json for all)")
     dupes = sum(1 for i in the_plan.planned if i.duplicate)
     r.out.print(
         f"{len(the_plan.planned)} to {the_plan.action}, {len(the_plan.refused)} refused, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import redis
@@ -16,9 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.cli.base import configure_logging, load, open_runtime
-from worker.errors import ConfigError, InvalidEvent, SubaccountWorkerError
+from handlers.errors import InvalidEvent
+from worker.cli.base import configure_logging, load
+from worker.errors import ConfigError, SubaccountWorkerError
 from worker.ops.filters import DeadLetterFilter, InvalidInput
+from worker.pipeline.publish import Publisher
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -56,11 +59,22 @@ def run(fn: Callable[[], T]) -> T:
         fail(f"Redis failed ({type(exc).__name__}: {exc}); check SUBACCOUNT_WORKER_REDIS_URL", 1)
 
 
-def open_ops() -> tuple[Settings, Any]:
-    """Settings, logging (to stderr: stdout is for output) and the runtime of one command."""
+@dataclass(frozen=True)
+class OpsRuntime:
+    """What operators' commands need: Redis and the publisher (no API client, no broker)."""
+
+    redis: redis.Redis
+    publisher: Publisher
+
+
+def open_ops() -> tuple[Settings, OpsRuntime]:
+    """Settings, logging (to stderr: stdout is for output), Redis and the publisher."""
+    from worker.runtime import redis_client
+
     settings = load()
     configure_logging(settings)
-    return settings, open_runtime(settings)
+    client = redis_client(settings)
+    return settings, OpsRuntime(client, Publisher(client, settings))
 
 
 def fail(message: str, code: int) -> NoReturn:

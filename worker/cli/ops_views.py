@@ -56,15 +56,13 @@ def _status_view(s: Status) -> Any:
     age = "-" if s.oldest_queued_age_s is None else f"{s.oldest_queued_age_s:.1f} s"
     queue = r.table(
         f"Queue at {r.at(s.at)} UTC",
-        ("queued", "delayed", "in flight", "workers alive", "workers gone", "oldest queued"),
-        [(s.queued, s.delayed, s.in_flight, s.workers, s.workers_gone, age)],
-    )
+        ("queued", "delayed", "in flight", "workers alive", "workers gone", "oldest queued",
+         "dead letters", "oldest dead letter"),
+        [(s.queued, s.delayed, s.in_flight, s.workers, s.workers_gone, age,
+          s.dead_letters_total, r.at(s.oldest_dead_letter_at) or "-")],
+    )  # fmt: skip
     dead_rows = sorted(s.dead_letters.items(), key=lambda kv: -kv[1])
-    dead = r.table(
-        f"Dead letters: {s.dead_letters_total} (oldest {r.at(s.oldest_dead_letter_at) or '-'})",
-        ("reason", "count"),
-        dead_rows,
-    )
+    dead = r.table("Dead letters", ("reason", "count"), dead_rows)
     outcomes = r.table("Outcomes, last hour", ("outcome", "count"),
                        sorted(s.outcomes_last_hour.items(), key=lambda kv: -kv[1]))  # fmt: skip
     parts: list[Any] = [queue, dead, outcomes]

@@ -98,7 +98,8 @@ def read_export(path: Path) -> list[DeadLetter]:
             continue
         try:
             data = json.loads(line)
-            letters.append(DeadLetter(**{k: v for k, v in data.items() if k in _FIELDS}))
+            record = {k: v for k, v in data.items() if k in _FIELDS}
+            letters.append(DeadLetter.decode(json.dumps(record)))
         except (ValueError, TypeError) as exc:
             raise InvalidInput(f"{path} line {number}: not a dead letter ({exc})"[:300]) from None
         if not isinstance(data.get("event"), dict) or not data.get("key"):

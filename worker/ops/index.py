@@ -23,6 +23,7 @@ from worker import keys
 from worker.ops.filters import DeadLetterFilter, http_status
 from worker.pipeline.outcomes import DeadLetter
 
+DIMENSIONS = ("reason", "type", "client", "cluster")
 LOOKBACK_MS = 5 * 60_000  # workers' clocks may disagree by this much
 BATCH = 1000
 
@@ -53,18 +54,26 @@ class DeadLetterIndex:
         self._of = keys.dead_letter_ix_of(prefix)
 
     def sync(self) -> int:
-        """Index the dead letters written since the last mark; return how many were looked at."""
+        """Index the dead letters written since the last mark; return how many were indexed.
+        A dead letter whose index entry is as old as its record is not read again."""
         mark_key = keys.dead_letter_ix_mark(self._prefix)
         mark = int(self._redis.get(mark_key) or 0)
         start = max(mark - LOOKBACK_MS, 0)
-        seen, top = 0, mark
+        indexed, top = 0, mark
         for batch in self._batches(start):
-            self.index_ids([key for key, _ in batch])
-            seen += len(batch)
+            made: list[Any] = self._redis.hmget(self._of, [key for key, _ in batch])
+            stale = [
+                key
+                for (key, score), old in zip(batch, made, strict=True)
+                if old is None or json.loads(old).get("at") != int(score)
+            ]
+            if stale:
+                self.index_ids(stale)
+            indexed += len(stale)
             top = max(top, int(batch[-1][1]))
         if top > mark:
             self._redis.set(mark_key, top)
-        return seen
+        return indexed
 
     def _batches(self, start: int) -> Iterator[list[tuple[str, float]]]:
         index = keys.dead_letter_index(self._prefix)
@@ -82,22 +91,30 @@ class DeadLetterIndex:
         """Index these dead letters now, whatever their failure time (e.g. just imported)."""
         records: list[Any] = self._redis.hmget(keys.dead_letters(self._prefix), batch)
         made: list[Any] = self._redis.hmget(self._of, batch)
+        adds: dict[str, dict[str, int]] = {}  # index zset → {dead letter: score}
         pipe = self._redis.pipeline(transaction=False)
+        new_of: dict[str, str] = {}
         for key, raw, old in zip(batch, records, made, strict=True):
             if raw is None:
                 continue
             letter = DeadLetter.decode(raw)
             entries = entries_of(letter)
-            if old is not None and json.loads(old) == entries:
+            encoded = json.dumps({**entries, "at": letter.last_failure_ms}, separators=(",", ":"))
+            if old is not None and _text(old) == encoded:
                 continue
             if old is not None:
                 self._unindex(pipe, key, json.loads(old))
             for dim, value in entries.items():
-                pipe.zadd(
-                    keys.dead_letter_ix(self._prefix, dim, value), {key: letter.last_failure_ms}
-                )
-            pipe.sadd(keys.dead_letter_ix_clusters(self._prefix), entries["cluster"])
-            pipe.hset(self._of, key, json.dumps(entries))
+                zset = keys.dead_letter_ix(self._prefix, dim, value)
+                adds.setdefault(zset, {})[key] = letter.last_failure_ms
+            new_of[key] = encoded
+        for zset, members in adds.items():
+            pipe.zadd(zset, members)
+        clusters = {json.loads(v)["cluster"] for v in new_of.values()}
+        if clusters:
+            pipe.sadd(keys.dead_letter_ix_clusters(self._prefix), *clusters)
+        if new_of:
+            pipe.hset(self._of, mapping=new_of)  # type: ignore[arg-type]
         pipe.execute()
 
     def remove_in(self, pipe: Any, key: str, letter: DeadLetter) -> None:
@@ -105,18 +122,21 @@ class DeadLetterIndex:
         self._unindex(pipe, key, entries_of(letter))
         pipe.hdel(self._of, key)
 
-    def _unindex(self, pipe: Any, key: str, entries: dict[str, str]) -> None:
+    def _unindex(self, pipe: Any, key: str, entries: dict[str, Any]) -> None:
         for dim, value in entries.items():
-            pipe.zrem(keys.dead_letter_ix(self._prefix, dim, value), key)
+            if dim in DIMENSIONS:
+                pipe.zrem(keys.dead_letter_ix(self._prefix, dim, value), key)
 
     def source_for(self, flt: DeadLetterFilter) -> tuple[str, bool]:
-        """The zset to scan for `flt`, and whether it alone (with times) decides the filter."""
+        """The zset to scan for `flt`, and whether it alone (with times) decides the filter;
+        the index is brought up to date first when the filter needs one of its zsets."""
         given = {"reason": flt.reason, "type": flt.type, "client": flt.client}
         dims = {dim: value for dim, value in given.items() if value is not None}
         rest = (flt.status, flt.step, flt.source, flt.search)
         alone = len(dims) <= 1 and all(value is None for value in rest)
         if not dims:
             return keys.dead_letter_index(self._prefix), alone
+        self.sync()
         pipe = self._redis.pipeline(transaction=False)
         names = [keys.dead_letter_ix(self._prefix, dim, value) for dim, value in dims.items()]
         for name in names:

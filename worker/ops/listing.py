@@ -19,6 +19,7 @@ from worker.ops.index import DeadLetterIndex, cluster_of
 from worker.pipeline.outcomes import DeadLetter
 
 BATCH = 500
+Record = tuple[DeadLetter, bytes]  # a dead letter and its stored bytes
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,7 @@ def list_dead_letters(
 ) -> DeadLetterPage:
     """A page of the dead letters matching `flt`, newest first, with the total that match
     (`limit=None`: all of them)."""
-    index = DeadLetterIndex(client, prefix)
-    index.sync()
-    source, alone = index.source_for(flt)
+    source, alone = DeadLetterIndex(client, prefix).source_for(flt)
     items: list[DeadLetterView] = []
     total = 0
     want = None if limit is None else offset + limit
@@ -112,21 +111,29 @@ def list_dead_letters(
 
 def matching(client: redis.Redis, prefix: str, flt: DeadLetterFilter) -> Iterator[DeadLetter]:
     """Every dead letter matching `flt`, newest first (the index brought up to date first)."""
-    index = DeadLetterIndex(client, prefix)
-    index.sync()
-    source, _ = index.source_for(flt)
-    return iter_matching(client, prefix, flt, source)
+    return (letter for letter, _raw in matching_raw(client, prefix, flt))
+
+
+def matching_raw(client: redis.Redis, prefix: str, flt: DeadLetterFilter) -> Iterator[Record]:
+    """Like `matching`, with each record's stored bytes (what a plan's digest is taken of)."""
+    source, _ = DeadLetterIndex(client, prefix).source_for(flt)
+    return iter_matching_raw(client, prefix, flt, source)
 
 
 def get_letters(client: redis.Redis, prefix: str, ids: list[str]) -> dict[str, DeadLetter]:
     """The dead letters among `ids` that exist, by id (batched reads)."""
-    found: dict[str, DeadLetter] = {}
+    return {key: letter for key, (letter, _raw) in get_records(client, prefix, ids).items()}
+
+
+def get_records(client: redis.Redis, prefix: str, ids: list[str]) -> dict[str, Record]:
+    """The dead letters among `ids` that exist, with their stored bytes, by id."""
+    found: dict[str, Record] = {}
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
         records: list[Any] = client.hmget(keys.dead_letters(prefix), chunk)
         for key, raw in zip(chunk, records, strict=True):
             if raw is not None:
-                found[key] = DeadLetter.decode(raw)
+                found[key] = (DeadLetter.decode(raw), raw)
     return found
 
 
@@ -134,6 +141,12 @@ def iter_matching(
     client: redis.Redis, prefix: str, flt: DeadLetterFilter, source: str
 ) -> Iterator[DeadLetter]:
     """Scan zset `source` newest first within the filter's times; yield the records that match."""
+    return (letter for letter, _raw in iter_matching_raw(client, prefix, flt, source))
+
+
+def iter_matching_raw(
+    client: redis.Redis, prefix: str, flt: DeadLetterFilter, source: str
+) -> Iterator[Record]:
     high: Any = flt.until_ms if flt.until_ms is not None else "+inf"
     low: Any = flt.since_ms if flt.since_ms is not None else "-inf"
     offset = 0
@@ -148,7 +161,7 @@ def iter_matching(
                 continue  # removed since it was indexed
             letter = DeadLetter.decode(raw)
             if flt.matches(letter):
-                yield letter
+                yield letter, raw
 
 
 def _count(client: redis.Redis, source: str, flt: DeadLetterFilter) -> int:

@@ -12,12 +12,14 @@ from: the job replays exactly those records, and skips one that changed since (`
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import redis
 
 from handlers import Context, decide
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
 from handlers.outcomes import Reason
 from handlers.plan import (
@@ -32,9 +34,8 @@ from handlers.plan import (
     step_name,
 )
 from worker import keys
-from worker.errors import InvalidEvent
 from worker.ops.filters import DeadLetterFilter
-from worker.ops.listing import get_letters, matching
+from worker.ops.listing import Record, get_records, matching_raw
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.outcomes import DeadLetter
 
@@ -53,6 +54,7 @@ class ItemPlan:
     client_id: str
     type: str
     reason: str
+    step: str | None = None  # where it stopped
     refused: str | None = None  # why it will not be replayed
     steps_done: list[str] = field(default_factory=list)
     duplicate: bool = False  # its grant was made by another report: recorded duplicate
@@ -75,6 +77,7 @@ class Plan:
     resolve: Resolve | None
     items: list[ItemPlan]
     missing: list[str] = field(default_factory=list)
+    events: dict[str, Event] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def planned(self) -> list[ItemPlan]:
@@ -101,80 +104,91 @@ class Plan:
         }
 
 
+@dataclass(frozen=True)
+class Selection:
+    """The dead letters an operator named (with their stored bytes), and the ids not found."""
+
+    records: list[Record]
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def letters(self) -> list[DeadLetter]:
+        return [letter for letter, _raw in self.records]
+
+
 def select(
     client: redis.Redis,
     prefix: str,
     *,
     ids: list[str] | None = None,
     flt: DeadLetterFilter | None = None,
-) -> tuple[list[DeadLetter], list[str]]:
-    """The dead letters named by `ids`, or matching `flt` (an empty filter: all of them);
-    returns (found, ids not found)."""
+) -> Selection:
+    """The dead letters named by `ids`, or matching `flt` (none or an empty filter: all)."""
     if ids:
-        found = get_letters(client, prefix, ids)
-        return [found[i] for i in dict.fromkeys(ids) if i in found], [
-            i for i in ids if i not in found
-        ]
-    return list(matching(client, prefix, flt or DeadLetterFilter())), []
+        found = get_records(client, prefix, ids)
+        records = [found[i] for i in dict.fromkeys(ids) if i in found]
+        return Selection(records, [i for i in ids if i not in found])
+    return Selection(list(matching_raw(client, prefix, flt or DeadLetterFilter())))
 
 
 def plan(
     client: redis.Redis,
     prefix: str,
-    letters: list[DeadLetter],
+    selection: Selection,
     *,
     action: Action = "replay",
     resolve: Resolve | None = None,
     ctx: Context | None = None,
     flt: DeadLetterFilter | None = None,
-    missing: list[str] | None = None,
 ) -> Plan:
-    """The plan for `letters` (read-only: nothing changes)."""
+    """The plan for the selected dead letters (read-only: nothing changes)."""
     items: list[ItemPlan] = []
-    for start in range(0, len(letters), BATCH):
-        chunk = letters[start : start + BATCH]
-        if action == "purge":
-            items.extend(_purge_item(letter) for letter in chunk)
-        else:
-            items.extend(_plan_replays(client, prefix, chunk, resolve, ctx or Context(True)))
+    events: dict[str, Event] = {}
+    chunks = [selection.records[i : i + BATCH] for i in range(0, len(selection.records), BATCH)]
+    if action == "purge":
+        items = [_purge_item(letter, raw) for chunk in chunks for letter, raw in chunk]
+    # The next batch's reads run in a thread while this batch is decided.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ops-plan") as pool:
+        reads = (
+            pool.submit(_read, client, prefix, chunks[0]) if chunks and action == "replay" else None
+        )
+        for n, chunk in enumerate(chunks if reads is not None else []):
+            assert reads is not None
+            found = reads.result()
+            if n + 1 < len(chunks):
+                reads = pool.submit(_read, client, prefix, chunks[n + 1])
+            items.extend(
+                _plan_replays(client, prefix, chunk, found, resolve, ctx or Context(True), events)
+            )
     filter_json = flt.to_json() if flt else {}
-    return Plan(action, filter_json, resolve, items, list(missing or []))
+    return Plan(action, filter_json, resolve, items, list(selection.missing), events)
 
 
 def digest(raw: str | bytes) -> str:
-    """Identity of a record's exact content (a changed record is a different plan)."""
+    """Identity of a record's exact bytes (Redis's `redis.sha1hex` gives the same)."""
     data = raw.encode() if isinstance(raw, str) else raw
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
-def _base(letter: DeadLetter) -> dict[str, Any]:
+def _base(letter: DeadLetter, raw: bytes) -> dict[str, Any]:
     return {
         "id": letter.key,
         "event_id": str(letter.event.get("id", "")),
         "client_id": letter.client_id,
         "type": letter.event_type,
         "reason": letter.reason,
-        "digest": digest(letter.encode()),
+        "step": letter.step,
+        "digest": digest(raw),
     }
 
 
-def _purge_item(letter: DeadLetter) -> ItemPlan:
-    return ItemPlan(**_base(letter), expect="purged")
+def _purge_item(letter: DeadLetter, raw: bytes) -> ItemPlan:
+    return ItemPlan(**_base(letter, raw), expect="purged")
 
 
-def _plan_replays(
-    client: redis.Redis,
-    prefix: str,
-    letters: list[DeadLetter],
-    resolve: Resolve | None,
-    ctx: Context,
-) -> list[ItemPlan]:
-    events: dict[str, Event | str] = {}
-    for letter in letters:
-        try:
-            events[letter.key] = parse_event(letter.event)
-        except InvalidEvent as exc:
-            events[letter.key] = f"the event no longer validates ({exc}): send a fixed one"
+def _read(client: redis.Redis, prefix: str, records: list[Record]) -> list[Any]:
+    """One round trip: the letters' ledgers, their clients' states and their replay counts."""
+    letters = [letter for letter, _raw in records]
     clients = sorted({letter.client_id for letter in letters})
     pipe = client.pipeline(transaction=False)
     for letter in letters:
@@ -183,21 +197,40 @@ def _plan_replays(
         pipe.get(keys.client(prefix, client_id))
     pipe.hmget(keys.replays(prefix), [letter.key for letter in letters])
     replies = pipe.execute()
-    ledgers = replies[: len(letters)]
-    states = dict(zip(clients, replies[len(letters) : -1], strict=True))
-    replayed = replies[-1]
+    states = {
+        client_id: _state(raw, client_id)
+        for client_id, raw in zip(clients, replies[len(letters) : -1], strict=True)
+    }
+    return [replies[: len(letters)], states, replies[-1]]
+
+
+def _plan_replays(
+    client: redis.Redis,
+    prefix: str,
+    records: list[Record],
+    reads: list[Any],
+    resolve: Resolve | None,
+    ctx: Context,
+    parsed: dict[str, Event],
+) -> list[ItemPlan]:
+    letters = [letter for letter, _raw in records]
+    events: dict[str, Event | str] = {}
+    for letter in letters:
+        try:
+            events[letter.key] = parsed[letter.key] = parse_event(letter.event)
+        except InvalidEvent as exc:
+            events[letter.key] = f"the event no longer validates ({exc}): send a fixed one"
+    ledgers, states, replayed = reads
     decisions: dict[str, Decision | str] = {}
     for letter in letters:
         event = events[letter.key]
         decisions[letter.key] = (
-            event
-            if isinstance(event, str)
-            else decide(event, _state(states[letter.client_id], letter.client_id), ctx)
+            event if isinstance(event, str) else decide(event, states[letter.client_id], ctx)
         )
     owners = _owners(client, prefix, decisions)
     return [
-        _replay_item(letter, decisions[letter.key], ledger, owners, int(n or 0), resolve)
-        for letter, ledger, n in zip(letters, ledgers, replayed, strict=True)
+        _replay_item(letter, raw, decisions[letter.key], ledger, owners, int(n or 0), resolve)
+        for (letter, raw), ledger, n in zip(records, ledgers, replayed, strict=True)
     ]
 
 
@@ -221,13 +254,14 @@ def _owners(
 
 def _replay_item(
     letter: DeadLetter,
+    raw: bytes,
     decision: Decision | str,
     raw_ledger: dict[Any, Any],
     owners: dict[str, str | None],
     replays: int,
     resolve: Resolve | None,
 ) -> ItemPlan:
-    base = {**_base(letter), "replay": replays + 1}
+    base = {**_base(letter, raw), "replay": replays + 1}
     if isinstance(decision, str):
         return ItemPlan(**base, refused=decision)
     refused = _refusal(letter, resolve)

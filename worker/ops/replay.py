@@ -39,10 +39,10 @@ def replay(
     """Re-enqueue dead letter `key`, removing it in the same transaction; ReplayError says why
     not (no such dead letter, refused without a resolution, or another replay took it)."""
     del dead_letters  # kept for callers; the job removes through its own `DeadLetters`
-    letters, _missing = select(client, prefix, ids=[key])
-    if not letters:
+    selection = select(client, prefix, ids=[key])
+    if not selection.records:
         raise ReplayError(f"no dead letter {key!r}: list them with `dead-letters list`")
-    the_plan = plan(client, prefix, letters, action="replay", resolve=resolve, ctx=ctx)
+    the_plan = plan(client, prefix, selection, action="replay", resolve=resolve, ctx=ctx)
     (item,) = the_plan.items
     if item.refused:
         raise ReplayError(f"dead letter {key!r} not replayed: {item.refused}")
