@@ -118,7 +118,7 @@ def test_an_operator_replays_an_outage_from_the_browser(
     assert sorted(e["username"] for e in grants) == sorted(username_for(c) for c in CLIENTS)
 
     # The client's page shows the replay in its timeline, beside a credits snapshot.
-    monitor = build_monitor(pipeline.settings, pipeline.redis, None)
+    monitor = build_monitor(pipeline.settings, pipeline.redis)
     for _ in range(3):
         monitor.tick()
     page.goto("/clients/acme-2")

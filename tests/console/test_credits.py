@@ -64,7 +64,7 @@ def test_credits_runway_alerts_and_a_drift_fixed_by_an_admin(
         runtime.publisher.publish_many(onboards)
         wait_for_outcomes(redis_client, [e["id"] for e in onboards])
         sandbox.set_sending(2, seed=3)
-        monitor = build_monitor(settings, make_redis(settings), None, clock=clock)
+        monitor = build_monitor(settings, make_redis(settings), clock=clock)
         for _ in range(4):
             monitor.tick()
             clock.advance(60)

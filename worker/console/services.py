@@ -248,16 +248,15 @@ class Services:
         flt = self.dead_filter(filters) if ids is None else None
         if ids is not None and not ids:
             raise InvalidInput("select at least one dead letter, or everything matching")
-        letters, missing = select(self.redis, self.prefix, ids=ids, flt=flt)
+        selection = select(self.redis, self.prefix, ids=ids, flt=flt)
         return make_plan(
             self.redis,
             self.prefix,
-            letters,
+            selection,
             action=_action(action),
             resolve=_resolve(resolve),
             ctx=Context(needs_password=self.settings.api_surface == ApiSurface.V6),
             flt=flt,
-            missing=missing,
         )
 
     def plan_json(self, plan: Plan) -> dict[str, Any]:
