@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,16 @@ def queued(client: redis.Redis) -> int:
     return int(client.llen(keys.dramatiq_queue("saw", QUEUE)))
 
 
+def redis_cpu_s(client: redis.Redis) -> float:
+    info: Any = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed_command(url: str, *args: str) -> tuple[float, str]:
     env = {
         **os.environ,
@@ -96,12 +107,16 @@ def one_round(
     settings = load_settings(redis_url=url, log_level="WARNING")
     n = len(events)
     reset(client)
+    cpu = children_cpu_s() + redis_cpu_s(client)
     send_cmd, _ = timed_command(url, "send", str(path))
+    send_cpu = children_cpu_s() + redis_cpu_s(client) - cpu
     assert queued(client) == n, queued(client)
 
     reset(client)
     write_dead_letters(client, events)
+    cpu = children_cpu_s() + redis_cpu_s(client)
     replay_cmd, out = timed_command(url, "dead-letters", "replay", "--all", "--yes", "--json")
+    replay_cpu = children_cpu_s() + redis_cpu_s(client) - cpu
     result = json.loads(out)
     assert result["replayed"] == n, result
     assert queued(client) == n
@@ -120,13 +135,13 @@ def one_round(
     replay_call = time.perf_counter() - start
     assert queued(client) == n
     return {"send_cmd": send_cmd, "replay_cmd": replay_cmd, "send_call": send_call,
-            "replay_call": replay_call}  # fmt: skip
+            "replay_call": replay_call, "send_cpu": send_cpu, "replay_cpu": replay_cpu}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     events = make_events(args.events)
     server = RedisServer().start()
@@ -140,17 +155,24 @@ def main() -> None:
                 r = one_round(server.url, client, events, path)
                 rounds.append(r)
                 print(f"round {number}: send {r['send_cmd']:.2f} s, replay {r['replay_cmd']:.2f} s "
-                      f"(commands); send {r['send_call']:.2f} s, replay {r['replay_call']:.2f} s "
-                      "(in-process)")  # fmt: skip
+                      f"({r['replay_cmd'] / r['send_cmd']:.2f}x, commands); "
+                      f"send {r['send_call']:.2f} s, replay {r['replay_call']:.2f} s "
+                      f"({r['replay_call'] / r['send_call']:.2f}x, in-process); "
+                      f"CPU {r['send_cpu']:.2f} s vs {r['replay_cpu']:.2f} s")  # fmt: skip
         finally:
             client.close()
             server.stop()
     med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-    print(f"\n{args.events} events, median of {args.rounds} rounds:")
+    # The machine's load moves between rounds; each round's ratio compares like with like.
+    ratio = {kind: statistics.median(r[f"replay_{kind}"] / r[f"send_{kind}"] for r in rounds)
+             for kind in ("cmd", "call", "cpu")}  # fmt: skip
+    print(f"\n{args.events} events, median of {args.rounds} rounds (ratio: median of rounds'):")
     print(f"  command     send {med['send_cmd']:.2f} s   replay {med['replay_cmd']:.2f} s   "
-          f"ratio {med['replay_cmd'] / med['send_cmd']:.2f}x")  # fmt: skip
+          f"ratio {ratio['cmd']:.2f}x")  # fmt: skip
     print(f"  in-process  send {med['send_call']:.2f} s   replay {med['replay_call']:.2f} s   "
-          f"ratio {med['replay_call'] / med['send_call']:.2f}x")  # fmt: skip
+          f"ratio {ratio['call']:.2f}x")  # fmt: skip
+    print(f"  CPU of the commands and Redis (load-independent): send {med['send_cpu']:.2f} s   "
+          f"replay {med['replay_cpu']:.2f} s   ratio {ratio['cpu']:.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

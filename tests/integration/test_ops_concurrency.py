@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -125,4 +126,23 @@ def test_single_replays_in_parallel_all_succeed_while_the_worker_writes(redis_ur
     assert sorted(key for keys_ in done for key in keys_) == sorted(targets)
     assert queued_keys(client) == Counter(targets)
     assert dead.counts_by_reason() == {"client_unknown": 300}
+    client.close()
+
+
+def test_a_confirmation_acts_only_on_what_was_previewed(redis_url: str) -> None:
+    """The console's two steps: a dead letter replaced between preview and confirm (replayed,
+    dead-lettered again) is refused, the others replayed."""
+    client = redis.Redis.from_url(redis_url)
+    settings = load_settings(redis_url=redis_url)
+    store = AttemptStore(client, "saw", lock_ttl_ms=5000, ledger_ttl_s=3600, outcome_maxlen=1000)
+    events = [f.invoice_paid(f"p{n}", f"P-{n}", 2) for n in range(3)]
+    ids = [write_dead_letter(store, e, "retries_exhausted") for e in events]
+    preview = plan(client, "saw", select(client, "saw", ids=ids))
+    digests = {item.id: item.digest for item in preview.items}
+    again = dataclasses.replace(DeadLetters(client, "saw").get(ids[0]), attempts=5)  # type: ignore[type-var]
+    client.hset(keys.dead_letters("saw"), ids[0], again.encode())  # dead-lettered again
+    confirmed = plan(client, "saw", select(client, "saw", ids=ids), previewed=digests)
+    assert [item.id for item in confirmed.refused] == [ids[0]]
+    result = Runner(client, "saw", Publisher(client, settings)).run(confirmed, operator="web")
+    assert sorted(result.done) == sorted(ids[1:])
     client.close()

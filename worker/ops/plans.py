@@ -12,8 +12,9 @@ from: the job replays exactly those records, and skips one that changed since (`
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import redis
@@ -65,7 +66,7 @@ class ItemPlan:
     digest: str = ""  # of the record planned from
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "digest"}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,11 @@ def plan(
     resolve: Resolve | None = None,
     ctx: Context | None = None,
     flt: DeadLetterFilter | None = None,
+    previewed: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The plan for the selected dead letters (read-only: nothing changes)."""
+    """The plan for the selected dead letters (read-only: nothing changes). `previewed` (id →
+    digest, from an earlier plan's items) refuses any dead letter that changed since that
+    preview, so a confirmation acts on exactly what was shown (the console's two steps)."""
     items: list[ItemPlan] = []
     events: dict[str, Event] = {}
     chunks = [selection.records[i : i + BATCH] for i in range(0, len(selection.records), BATCH)]
@@ -160,8 +164,16 @@ def plan(
             items.extend(
                 _plan_replays(client, prefix, chunk, found, resolve, ctx or Context(True), events)
             )
+    if previewed is not None:
+        items = [_as_previewed(item, previewed) for item in items]
     filter_json = flt.to_json() if flt else {}
     return Plan(action, filter_json, resolve, items, list(selection.missing), events)
+
+
+def _as_previewed(item: ItemPlan, previewed: Mapping[str, str]) -> ItemPlan:
+    if item.refused is None and previewed.get(item.id) != item.digest:
+        return replace(item, refused="changed since the preview: preview again")
+    return item
 
 
 def digest(raw: str | bytes) -> str:
