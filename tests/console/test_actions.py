@@ -95,10 +95,10 @@ def test_a_confirm_acts_on_exactly_the_previewed_dead_letters(
     assert set(map(bytes.decode, redis_client.hkeys("saw:dead"))) == {late.key}
 
 
-def test_a_record_changed_between_preview_and_confirm_is_skipped(
+def test_a_record_changed_between_preview_and_confirm_is_refused(
     as_role: Login, store: AttemptStore, redis_client: redis.Redis
 ) -> None:
-    """The confirm carries the digest of each record the preview saw: a changed one is skipped."""
+    """The confirm carries the digest of each record the preview saw: a changed one is refused."""
     first = write_dead_letter(store, "c1", n=1, at_ms=1_700_000_000_000)
     client, csrf = as_role("operator")
     form = {"csrf": csrf, "ids": first.key, "action": "replay"}
@@ -117,7 +117,7 @@ def test_a_record_changed_between_preview_and_confirm_is_skipped(
     assert job_id
     wait_until(lambda: finished(client, job_id.group(1), {}), what="the replay job")
     job = client.get(f"/api/jobs/{job_id.group(1)}").json()
-    assert (job["done"], job["skipped"]) == (0, 1)
+    assert (job["done"], job["refused"]) == (0, 1)
     assert redis_client.hexists("saw:dead", first.key)
 
 

@@ -242,7 +242,12 @@ class Services:
 
     # --- replay and purge --------------------------------------------------------------------
     def plan(
-        self, action: str, ids: list[str] | None, filters: Filters, resolve: str | None
+        self,
+        action: str,
+        ids: list[str] | None,
+        filters: Filters,
+        resolve: str | None,
+        previewed: Mapping[str, str] | None = None,
     ) -> Plan:
         """The operations plan of a replay or purge of `ids`, or of everything matching."""
         flt = self.dead_filter(filters) if ids is None else None
@@ -257,6 +262,7 @@ class Services:
             resolve=_resolve(resolve),
             ctx=Context(needs_password=self.settings.api_surface == ApiSurface.V6),
             flt=flt,
+            previewed=previewed,
         )
 
     def plan_json(self, plan: Plan) -> dict[str, Any]:
@@ -275,16 +281,15 @@ class Services:
         return plan_id
 
     def kept_plan(self, plan_id: str) -> Plan:
-        """The plan of a preview, again: exactly its ids, planned now, each item carrying the
-        digest of the record the preview saw, so the job skips one that changed in between."""
+        """The plan of a preview, again: exactly its ids, planned now, refusing any dead letter
+        whose record changed since the preview (`previewed`, the operations' two-step check)."""
         raw: Any = self.redis.get(keys.console_plan(self.prefix, plan_id))
         if raw is None:
             raise InvalidInput("this preview has expired: preview again")
         kept = json.loads(raw)
         digests: dict[str, str] = kept["items"]
-        fresh = self.plan(kept["action"], list(digests), Filters(), kept["resolve"])
-        items = [replace(item, digest=digests.get(item.id, item.digest)) for item in fresh.items]
-        return replace(fresh, items=items, filter=kept["filter"])
+        fresh = self.plan(kept["action"], list(digests), Filters(), kept["resolve"], digests)
+        return replace(fresh, filter=kept["filter"])
 
     def start_job(self, plan: Plan, operator: str, rate: float | None = None) -> JobView:
         """Run `plan` as a recorded job in a background thread; returns once it is recorded."""
