@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
-from handlers import Context
-from handlers.plan import ClientState, Lifecycle
+from handlers import Context, decide
+from handlers import examples as f
+from handlers.events import parse_event
+from handlers.plan import Apply, ClientState, Lifecycle, Skip
 from handlers.requests import CreditType
 from handlers.rules import RECONCILE_SOURCE
 from worker.api.models import Subaccount
@@ -110,3 +113,19 @@ def test_missing_is_fixable_only_when_asked() -> None:
     [drift] = find_drift([state("a", Lifecycle.ACTIVE)], {})
     assert not drift.fixable()
     assert drift.fixable(recreate_missing=True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "lifecycle"),
+    [
+        (f.churned("a", t=10**9), Lifecycle.CHURNED),
+        (f.onboarded("a", t=10**9), Lifecycle.ACTIVE),
+    ],
+)
+def test_only_the_reconcile_source_re_asserts_a_recorded_state(
+    raw: dict[str, Any], lifecycle: Lifecycle
+) -> None:
+    """The same churn / onboarding from any other source stays ignored, as before."""
+    recorded = state("a", lifecycle)
+    assert isinstance(decide(parse_event(raw), recorded, V6), Skip)
+    assert isinstance(decide(parse_event({**raw, "source": RECONCILE_SOURCE}), recorded, V6), Apply)
