@@ -23,6 +23,7 @@
 | `{p}:console:plan:{id}` | string | a console preview's ids and digests, for its confirm |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
+| `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:credits:snapshots` | hash | username → JSON of its latest credit snapshot |
 | `{p}:credits:history:{username}` | list | newest first: JSON snapshots of one subaccount, capped |
@@ -84,6 +85,11 @@ def timeline(prefix: str, client_id: str) -> str:
     return f"{prefix}:timeline:{client_id}"
 
 
+def grants(prefix: str, client_id: str) -> str:
+    """The grants this system started for a client (capped), to judge evidence against."""
+    return f"{prefix}:grants:{client_id}"
+
+
 def rate_limit(prefix: str) -> str:
     return f"{prefix}:ratelimit:api"
 
@@ -96,6 +102,42 @@ def dramatiq_namespace(prefix: str) -> str:
 def dramatiq_queue(prefix: str, queue_name: str) -> str:
     """Dramatiq's Redis list of message ids of a queue (its messages hash adds `.msgs`)."""
     return f"{dramatiq_namespace(prefix)}:{queue_name}"
+
+
+def credit_snapshots(prefix: str) -> str:
+    return f"{prefix}:credits:snapshots"
+
+
+def credit_history(prefix: str, username: str) -> str:
+    return f"{prefix}:credits:history:{username}"
+
+
+def credit_alerts(prefix: str) -> str:
+    return f"{prefix}:credits:alerts"
+
+
+def credit_alert_log(prefix: str, username: str) -> str:
+    return f"{prefix}:credits:alert-log:{username}"
+
+
+def credit_notifications(prefix: str) -> str:
+    return f"{prefix}:credits:notifications"
+
+
+def credit_drift(prefix: str) -> str:
+    return f"{prefix}:credits:drift"
+
+
+def credit_scan(prefix: str) -> str:
+    return f"{prefix}:credits:scan"
+
+
+def credit_lease(prefix: str) -> str:
+    return f"{prefix}:credits:lease"
+
+
+def credit_rules(prefix: str) -> str:
+    return f"{prefix}:credits:rules"
 
 
 def dead_letter_ix(prefix: str, dim: str, value: str) -> str:
@@ -138,39 +180,3 @@ def audit(prefix: str) -> str:
 def console_plan(prefix: str, plan_id: str) -> str:
     """What a console preview planned (ids and record digests), kept for its confirm (expires)."""
     return f"{prefix}:console:plan:{plan_id}"
-
-
-def credit_snapshots(prefix: str) -> str:
-    return f"{prefix}:credits:snapshots"
-
-
-def credit_history(prefix: str, username: str) -> str:
-    return f"{prefix}:credits:history:{username}"
-
-
-def credit_alerts(prefix: str) -> str:
-    return f"{prefix}:credits:alerts"
-
-
-def credit_alert_log(prefix: str, username: str) -> str:
-    return f"{prefix}:credits:alert-log:{username}"
-
-
-def credit_notifications(prefix: str) -> str:
-    return f"{prefix}:credits:notifications"
-
-
-def credit_drift(prefix: str) -> str:
-    return f"{prefix}:credits:drift"
-
-
-def credit_scan(prefix: str) -> str:
-    return f"{prefix}:credits:scan"
-
-
-def credit_lease(prefix: str) -> str:
-    return f"{prefix}:credits:lease"
-
-
-def credit_rules(prefix: str) -> str:
-    return f"{prefix}:credits:rules"

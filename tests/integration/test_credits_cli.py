@@ -72,7 +72,7 @@ def test_list_show_and_refresh(env: dict[str, str], sandbox: SandboxAdmin) -> No
     assert as_json(env, "credits", "list", "--runway-below", "3d") == []  # no rate yet
     assert run(env, "credits", "list").returncode == 0  # the rich table renders
 
-    sandbox.set_state({"subaccounts": {"shop-ok": {"balance": 80_000}}})
+    sandbox.set_state({"subaccounts": {"shop-ok": {"balance": 80_000, "used": 10_000}}})
     assert run(env, "credits", "refresh", "shop-ok").returncode == 0
     shown = as_json(env, "credits", "show", "shop-ok")
     assert [snap["balance"] for snap in shown["history"]] == [80_000, 90_000]

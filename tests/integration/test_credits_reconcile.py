@@ -121,6 +121,8 @@ def test_every_kind_of_drift_is_reported_and_fixed_through_the_pipeline(
     assert {i["kind"] for i in again} == {"missing", "unmanaged"}
     missing = next(i for i in again if i["kind"] == "missing")
     assert missing["recorded"]["lifecycle"] == "active"
+    # explained by the client's timeline: what was last applied to it
+    assert [e["event_type"] for e in missing["explanation"]] == ["client.onboarded"]
 
     recreated = _cli(env, "reconcile", "--fix", "--yes", "--recreate-missing", "--json")
 

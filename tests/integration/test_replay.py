@@ -66,7 +66,9 @@ def test_ambiguous_dead_letter_replays_with_the_operators_verdict(
     wait_for_outcomes(redis_client, [paid["id"]])
     (letter,) = pipeline.dead_letters.list(reason="ambiguous_outcome")
     assert letter.step == "add_credits"
-    assert letter.readings == {"balance_before": 0, "balance_after": 999, "amount": 30}
+    both = {key: letter.readings[key] for key in ("balance_before", "balance_after", "amount")}
+    assert both == {"balance_before": 0, "balance_after": 999, "amount": 30}
+    assert (letter.readings["used_before"], letter.readings["used_after"]) == (0, 0)
     _replay(pipeline, letter.key, resolve="applied")
     wait_until(lambda: _outcomes_of(redis_client, paid["id"]) == ["dead_lettered", "applied"],
                what="the replay's outcome")  # fmt: skip

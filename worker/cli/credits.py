@@ -85,6 +85,7 @@ def list_command(
     from worker.credits.service import list_credits
 
     settings = load()
+    configure_logging(settings)  # logs go to stderr: stdout is the output
     runway_s = _runway_s(runway_below)
     client = _redis(settings)
     rows = guard(
@@ -127,6 +128,7 @@ def show_command(
     from worker.credits.service import show_credits
 
     settings = load()
+    configure_logging(settings)  # logs go to stderr: stdout is the output
     client = _redis(settings)
     detail = guard(lambda: show_credits(client, settings.key_prefix, client_id))
     if detail is None:
@@ -187,6 +189,7 @@ def rule_command(
     from worker.credits.service import set_client_rule
 
     settings = load()
+    configure_logging(settings)  # logs go to stderr: stdout is the output
     given = {
         "warn_balance": warn_balance,
         "critical_balance": critical_balance,
@@ -243,6 +246,7 @@ def reconcile_command(
 
     settings = load()
     guard(settings.require_api_key)
+    configure_logging(settings)  # logs go to stderr: stdout is the output
     if as_json and fix and not yes:
         raise _fail("--json --fix needs --yes (there is no one to ask)", 2)
     client = _redis(settings)

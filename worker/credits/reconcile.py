@@ -10,7 +10,6 @@ against the handlers; `apply` enqueues them through the normal pipeline and audi
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -28,11 +27,11 @@ from worker.credits.notify import Notification, NotificationType, Notifier, logg
 from worker.credits.scan import list_subaccounts
 from worker.credits.store import CreditsStore, client_states
 from worker.log import get_logger
+from worker.ops import audit
 from worker.pipeline.publish import Published, Publisher
 
 log = get_logger(__name__)
 EXPLANATION_ENTRIES = 3
-AUDIT_MAXLEN = 10_000
 
 
 @dataclass(frozen=True)
@@ -128,11 +127,11 @@ def apply(
     """Enqueue the corrective events (all or none) and audit the action."""
     events = [fix.event for fix in fixes if fix.event is not None]
     published = publisher.publish_many(events) if events else []
-    record_audit(
+    audit.record(
         client,
         prefix,
         "reconcile_fix",
-        operator_name(operator),
+        audit.operator_name(operator),
         ids=[p.event_id for p in published],
         result={
             "enqueued": len(published),
@@ -202,39 +201,6 @@ def drift_recorder(client: redis.Redis, prefix: str) -> Callable[[str, str, str]
             log.warning("credits.drift_not_recorded", kind=kind, username=username, error=str(exc))
 
     return record
-
-
-def operator_name(given: str | None = None) -> str:
-    """The operator's name: as given, else the OS user (else "unknown")."""
-    if given and given.strip():
-        return given.strip()
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def record_audit(
-    client: redis.Redis,
-    prefix: str,
-    action: str,
-    operator: str,
-    *,
-    ids: list[str],
-    result: dict[str, Any],
-) -> None:
-    """Append the action to the operators' audit stream (`{p}:ops:audit`, the ops format)."""
-    fields = {
-        "action": action,
-        "operator": operator,
-        "at_ms": str(int(time.time() * 1000)),
-        "filter": json.dumps({}),
-        "ids": json.dumps(ids),
-        "count": str(len(ids)),
-        "result": json.dumps(result),
-        "job_id": "",
-    }
-    client.xadd(f"{prefix}:ops:audit", fields, maxlen=AUDIT_MAXLEN, approximate=True)  # type: ignore[arg-type]
 
 
 __all__ = ["DriftItem", "DriftKind", "Reconciliation", "apply", "find", "note_drift", "plan"]

@@ -182,12 +182,11 @@ class Scanner:
         client_id: str | None,
         histories: Mapping[str, list[Snapshot]],
     ) -> Snapshot:
-        used = getattr(details, "used", None)
         base = Snapshot(
             username=details.username,
             client_id=client_id,
             balance=details.balance,
-            used=used if isinstance(used, int) else None,
+            used=details.used,
             credit_type=details.credit_type,
             disabled=details.disabled,
             read_at=at,
