@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import TEST_API_KEY
+from tests.credits_support import NOTIFY_SECRET, webhook_receiver
 from tests.servers import ThreadedUvicorn, free_port, wait_until
 from worker.sandbox import SandboxAdmin
 
@@ -99,3 +100,35 @@ def test_two_monitors_elect_one_and_sigterm_hands_over(
     finally:
         for m in monitors:
             m.stop()
+
+
+def test_the_monitor_delivers_its_notifications_itself(
+    monitor_env: dict[str, str], sandbox: SandboxAdmin
+) -> None:
+    """No event worker runs: the monitor's own delivery worker POSTs the signed credits_low of a
+    subaccount below the threshold (and the drift of this unmanaged subaccount), each once."""
+    sandbox.set_state(
+        {
+            "subaccounts": {
+                "shop-low": {"email": "a@b.io", "credit_type": "one_time_credit", "balance": 10}
+            }
+        }
+    )
+    with webhook_receiver(NOTIFY_SECRET) as (url, receiver):
+        env = {
+            **monitor_env,
+            "SUBACCOUNT_WORKER_NOTIFY_URL": url,
+            "SUBACCOUNT_WORKER_NOTIFY_SECRET": NOTIFY_SECRET,
+        }
+        monitor = MonitorProcess(env)
+        try:
+            wait_until(lambda: len(receiver.ids) >= 2, timeout_s=30, what="the deliveries")
+            monitor.proc.send_signal(signal.SIGTERM)
+            assert monitor.proc.wait(timeout=15) == 0
+        finally:
+            monitor.stop()
+    assert receiver.refused == 0
+    assert len(set(receiver.ids)) == len(receiver.ids) == 2
+    by_type = {d["type"]: d["data"] for d in receiver.deliveries}
+    assert by_type["subaccount.credits_low"]["username"] == "shop-low"
+    assert by_type["subaccount.drift_detected"]["kind"] == "unmanaged"

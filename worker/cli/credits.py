@@ -43,12 +43,14 @@ def monitor() -> None:
     """Scan every subaccount at a bounded rate; alert on low credits; serve /metrics, /healthz."""
     from worker.credits.metrics import serve
     from worker.credits.monitor import build_monitor
+    from worker.credits.notify import delivery_worker
 
     settings = load()
     guard(settings.require_api_key)
     configure_logging(settings)
     client = _redis(settings)
     mon = guard(lambda: build_monitor(settings, client))
+    deliveries = delivery_worker(settings, client)
     server = None
     if settings.monitor_port and mon.metrics is not None:
         registry = mon.metrics.registry
@@ -60,6 +62,8 @@ def monitor() -> None:
     finally:
         if server is not None:
             server.shutdown()
+        if deliveries is not None:
+            deliveries.stop()
         mon.scanner.api.close()
         client.close()
 

@@ -2,11 +2,11 @@
 
 Each notification is a Standard Webhooks message (`webhook-id`, `webhook-timestamp`,
 `webhook-signature` = `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`): the body is
-`{"type", "timestamp", "data"}`. Delivery runs in the workers, through the queue: the monitor
-writes a message for the `deliver_credit_notification` actor on its own queue (in the same
-transaction as the alert change), whose failures Dramatiq retries with exponential backoff. The
-message carries the notification only; URL and secret come from the delivering process's
-settings, so no secret ever sits in Redis.
+`{"type", "timestamp", "data"}`. Delivery goes through the queue: the monitor writes a message
+for the `deliver_credit_notification` actor on its own queue (in the same transaction as the alert
+change); `delivery_worker` (run by every monitor) consumes it, and Dramatiq retries failures with
+exponential backoff. The message carries the notification only; URL and secret come from the
+delivering process's settings, so no secret ever sits in Redis.
 The `webhook-id` is stable across retries, so a receiver can drop a repeat delivery.
 """
 
@@ -141,6 +141,22 @@ def declare_notify_actor(broker: Any, settings: Settings) -> Any:
         throws=(ConfigError,),  # a missing URL/secret is not retried: it will not fix itself
     )
     return declare(deliver_credit_notification)
+
+
+def delivery_worker(settings: Settings, client: redis.Redis, threads: int = 2) -> Any:
+    """A started Dramatiq worker delivering notifications (only their queue), or None without a
+    webhook URL. The monitor runs it, so event workers are untouched: every monitor (the standby
+    too) delivers; while none runs, no notification is produced either, and the queue keeps
+    what is waiting."""
+    if not settings.notify_url:
+        return None
+    from worker.pipeline.broker import build_broker
+
+    broker = build_broker(settings, client)
+    declare_notify_actor(broker, settings)
+    worker = dramatiq.Worker(broker, queues={settings.notify_queue_name}, worker_threads=threads)
+    worker.start()
+    return worker
 
 
 class Notifier:

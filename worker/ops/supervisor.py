@@ -33,7 +33,7 @@ def dramatiq_command(settings: Settings, processes: int, threads: int, module: s
         sys.executable, "-m", "dramatiq", module,
         "--processes", str(processes),
         "--threads", str(threads),
-        "--queues", settings.queue_name, settings.notify_queue_name,
+        "--queues", settings.queue_name,
         "--worker-shutdown-timeout", str(settings.worker_shutdown_timeout_ms),
         "--skip-logging",
     ]  # fmt: skip
