@@ -1,8 +1,9 @@
 """The console's door to the credits services (`worker.credits`): snapshots sorted by runway,
 low/recovered alerts, open drift, and reconcile with its fix kept between preview and confirm.
 
-Reconcile reads the API, so it needs `SUBACCOUNT_WORKER_API_KEY` in the console's environment;
-without it the credits page still shows the monitor's snapshots, alerts and drift.
+Reconcile reads the API, so it needs `SUBACCOUNT_WORKER_API_BASE_URL` and `…_API_KEY` in the
+console's environment; without them the credits page still shows the monitor's snapshots,
+alerts and drift.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from worker.credits.monitor import monitor_client
 from worker.credits.notify import NotificationType, read_notifications
 from worker.credits.service import CreditRow, list_credits, show_credits
 from worker.credits.store import CreditsStore
-from worker.errors import SubaccountWorkerError
 from worker.ops.filters import InvalidInput
 from worker.pipeline.publish import Publisher
-from worker.settings import ENV_PREFIX, ApiSurface, Settings
+from worker.settings import ApiSurface, Settings
 
 ALERT_KINDS = {NotificationType.CREDITS_LOW, NotificationType.CREDITS_RECOVERED}
 ALERTS_SHOWN = 50
@@ -53,8 +53,11 @@ class CreditServices:
             "rows": self.rows(),
             "alerts": [_alert(n.type.value, n.at, n.data) for n in alerts],
             "drift": self.open_drift(),
-            "reconcile_ready": bool(self.settings.api_key.get_secret_value()),
+            "reconcile_ready": self._api_ready(),
         }
+
+    def _api_ready(self) -> bool:
+        return bool(self.settings.api_base_url and self.settings.api_key.get_secret_value())
 
     def open_drift(self) -> list[dict[str, Any]]:
         """The drift the monitor's last scans found and has not seen go away."""
@@ -81,10 +84,7 @@ class CreditServices:
 
     def reconcile(self) -> dict[str, Any]:
         """The reconcile report (reads the API) and its fix plan, kept for a confirm."""
-        if not self.settings.api_key.get_secret_value():
-            raise SubaccountWorkerError(
-                f"reconcile reads the API: set {ENV_PREFIX}API_KEY for the console"
-            )
+        self.settings.require_api()  # ConfigError says which setting is missing
         with monitor_client(self.settings, self.redis) as api:
             found = reconcile.find(
                 api, self.redis, self.prefix, page_size=self.settings.monitor_page_size
