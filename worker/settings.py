@@ -46,6 +46,7 @@ def _split_csv(value: object) -> object:
 
 
 CsvSecrets = Annotated[list[SecretStr], NoDecode]
+CONSOLE_ROLES = ("viewer", "operator", "admin")
 
 
 class Settings(BaseSettings):
@@ -125,6 +126,18 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9191, ge=0, le=65535, description="0 disables /metrics")
     metrics_dir: str = Field("", description="Per-run multiprocess dir; '' = a temp dir")
 
+    # --- Console (`subaccount-worker console`) ----------------------------------------------
+    # Users as comma-separated `name:role:token` (role: viewer, operator or admin); the tokens
+    # are secrets. A trusted header set by an auth proxy (e.g. `X-Forwarded-User`) may replace or
+    # add to them; its users get a role from `console_trusted_roles` (`name:role`, `*` = anyone).
+    # The console refuses to start with neither. Sessions are signed with `console_secret`
+    # (HMAC-SHA256; '' = a random key per process, so sessions end when it restarts).
+    console_tokens: CsvSecrets = Field(default_factory=list)
+    console_secret: SecretStr = SecretStr("")
+    console_session_ttl_s: int = Field(8 * 3600, ge=60, description="Login session lifetime")
+    console_trusted_user_header: str = ""
+    console_trusted_roles: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- Credits: monitor, low-credit rule, notifications (issue 14) ----------------------
     monitor_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
     monitor_port: int = Field(9192, ge=0, le=65535, description="/metrics and /healthz; 0 = off")
@@ -169,9 +182,32 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
 
-    _split_tokens = field_validator("ingress_tokens", "crm_webhook_secrets", mode="before")(
-        _split_csv
-    )
+    _split_tokens = field_validator(
+        "ingress_tokens",
+        "crm_webhook_secrets",
+        "console_tokens",
+        "console_trusted_roles",
+        mode="before",
+    )(_split_csv)
+
+    @field_validator("console_tokens")
+    @classmethod
+    def _console_users(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for n, entry in enumerate(value, 1):
+            name, role, token = ([*entry.get_secret_value().split(":", 2), "", ""])[:3]
+            if not name or role not in CONSOLE_ROLES or not token:
+                # Never echo the entry: it holds a token.
+                raise ValueError(f"entry {n} is not name:role:token with role in {CONSOLE_ROLES}")
+        return value
+
+    @field_validator("console_trusted_roles")
+    @classmethod
+    def _trusted_roles(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name, _, role = entry.rpartition(":")
+            if not name or role not in CONSOLE_ROLES:
+                raise ValueError(f"{entry!r} is not name:role with role in {CONSOLE_ROLES}")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -251,7 +287,9 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret, self.notify_secret]
+        values += [self.console_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
+        values += [SecretStr(t.get_secret_value().split(":", 2)[-1]) for t in self.console_tokens]
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
         passwords = [urlsplit(url).password for url in (self.redis_url, self.api_base_url)]
         return found + [password for password in passwords if password]
