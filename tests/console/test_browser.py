@@ -1,7 +1,8 @@
 """The console in real headless Chromium, over the real pipeline: an API outage dead-letters a
 batch of invoices; an operator logs in, filters, previews the replay, confirms it, watches the
 job reach 100% live, and finds the dead letters gone and the replay on the client's page. A
-viewer sees no action and is refused if it tries. The run leaves screenshots in docs/console/."""
+viewer sees no action and is refused if it tries. The run takes screenshots; with
+SAW_SCREENSHOTS=docs it remakes those in docs/console/."""
 
 from __future__ import annotations
 
