@@ -31,10 +31,10 @@ from bench.common import (
     run_main,
     services,
 )
-from worker import metrics
 from worker.api.client import SubaccountClient, build_http_session
 from worker.api.models import ChangeCredits
 from worker.errors import ApiError
+from worker.ops import metrics
 from worker.settings import load_settings
 
 LATENCIES_MS = (0, 100)

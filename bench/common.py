@@ -30,7 +30,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.devservers import RedisServer
+    from worker.dev.devservers import RedisServer
     from worker.sandbox import SandboxAdmin
 
 REPO = Path(__file__).resolve().parent.parent
@@ -271,7 +271,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str]:
     """The sandbox under uvicorn in its own process (no access log: it would cost the server)."""
-    from worker.devservers import free_port, wait_until
+    from worker.dev.devservers import free_port, wait_until
 
     port = free_port()
     argv = [
@@ -299,7 +299,7 @@ def start_sandbox(workdir: Path, stack: contextlib.ExitStack) -> tuple[Proc, str
 @contextlib.contextmanager
 def services(*, with_redis: bool) -> Iterator[Services]:
     """Start the sandbox (and Redis) on free loopback ports; stop everything on the way out."""
-    from worker.devservers import RedisServer
+    from worker.dev.devservers import RedisServer
     from worker.sandbox import SandboxAdmin
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -66,7 +66,7 @@ from handlers import examples, username_for
 from handlers.plan import ClientState, Lifecycle
 from worker import keys
 from worker.api.models import CreditType
-from worker.publish import Publisher
+from worker.pipeline.publish import Publisher
 from worker.settings import ENV_PREFIX, load_settings
 
 PREFIX = "saw"

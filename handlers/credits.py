@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers.events import InvoicePaid
+from handlers.outcomes import Reason
 from handlers.plan import AddCredits, Apply, ClientState, Decision, Lifecycle, Reject, Wait
 from handlers.rules import Context, known_username
 from worker.api.models import ChangeCredits
@@ -14,7 +15,7 @@ def on_invoice_paid(event: InvoicePaid, state: ClientState, ctx: Context) -> Dec
         return Wait()
     if state.lifecycle == Lifecycle.CHURNED:
         return Reject(
-            reason="client_churned",
+            reason=Reason.CLIENT_CHURNED,
             detail=f"invoice {event.data.invoice_id} paid after the subaccount was deleted",
         )
     request = ChangeCredits(username=known_username(state), amount=event.data.credits)

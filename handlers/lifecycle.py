@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers.events import ClientChurned, ClientOnboarded
+from handlers.outcomes import Outcome
 from handlers.plan import (
     AddCredits,
     Apply,
@@ -22,9 +23,11 @@ from worker.api.models import ChangeCredits, CreateSubaccount, Recurring, SetRec
 def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> Decision:
     """Create the subaccount, then grant the plan's initial and recurring credits."""
     if state.lifecycle == Lifecycle.CHURNED:
-        return Skip(outcome="ignored", reason="client churned: a tombstone is not re-onboarded")
+        return Skip(
+            outcome=Outcome.IGNORED, reason="client churned: a tombstone is not re-onboarded"
+        )
     if state.lifecycle != Lifecycle.UNKNOWN:
-        return Skip(outcome="ignored", reason=f"client already onboarded as {state.username}")
+        return Skip(outcome=Outcome.IGNORED, reason=f"client already onboarded as {state.username}")
     data = event.data
     username = data.username or username_for(event.client_id)
     steps: list[Step] = [

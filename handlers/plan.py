@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from handlers.events import RecurringPlan
+from handlers.outcomes import Outcome, Reason
 from worker.api.models import (
     ChangeCredits,
     CreateSubaccount,
@@ -109,7 +110,7 @@ class Skip(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     decision: Literal["skip"] = "skip"
-    outcome: Literal["superseded", "ignored"]
+    outcome: Literal[Outcome.SUPERSEDED, Outcome.IGNORED]
     reason: str
 
 
@@ -126,7 +127,7 @@ class Reject(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     decision: Literal["reject"] = "reject"
-    reason: str
+    reason: Reason
     detail: str
 
 

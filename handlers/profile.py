@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.events import ClientUpdated, PlanChanged
+from handlers.outcomes import Outcome
 from handlers.plan import (
     Apply,
     ClientState,
@@ -30,7 +31,7 @@ def on_updated(event: ClientUpdated, state: ClientState, ctx: Context) -> Decisi
         state, event, {"email": event.data.email, "credit_type": event.data.credit_type}
     )
     if not changes:
-        return Skip(outcome="superseded", reason="every field was set by a newer event")
+        return Skip(outcome=Outcome.SUPERSEDED, reason="every field was set by a newer event")
     request = UpdateSubaccount(username=known_username(state), **changes)
     return Apply(steps=(Update(request=request),), state=_with_times(state, event, changes))
 
@@ -44,7 +45,7 @@ def on_plan_changed(event: PlanChanged, state: ClientState, ctx: Context) -> Dec
         state, event, {"credit_type": event.data.credit_type, "recurring": event.data.recurring}
     )
     if not changes:
-        return Skip(outcome="superseded", reason="every field was set by a newer event")
+        return Skip(outcome=Outcome.SUPERSEDED, reason="every field was set by a newer event")
     steps: list[Step] = []
     if "credit_type" in changes:
         request = UpdateSubaccount(username=username, credit_type=changes["credit_type"])

@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from handlers.outcomes import Outcome
 from handlers.plan import ClientState, Lifecycle, Skip, Wait
 
 _NOT_ALLOWED = re.compile(r"[^a-z0-9]+")
@@ -41,7 +42,7 @@ def gate(state: ClientState) -> Wait | Skip | None:
     if state.lifecycle == Lifecycle.UNKNOWN:
         return Wait()
     if state.lifecycle == Lifecycle.CHURNED:
-        return Skip(outcome="ignored", reason="client churned: its subaccount was deleted")
+        return Skip(outcome=Outcome.IGNORED, reason="client churned: its subaccount was deleted")
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers.events import ClientReactivated, ClientSuspended
+from handlers.outcomes import Outcome
 from handlers.plan import Apply, ClientState, Decision, Lifecycle, SetStatus, Skip
 from handlers.rules import Context, gate, known_username, newer
 from worker.api.models import SetDisabled
@@ -15,7 +16,7 @@ def on_status(
     if blocked := gate(state):
         return blocked
     if not newer(event.time, state.status_at):
-        return Skip(outcome="superseded", reason="a newer suspend/reactivate was applied")
+        return Skip(outcome=Outcome.SUPERSEDED, reason="a newer suspend/reactivate was applied")
     disabled = isinstance(event, ClientSuspended)
     request = SetDisabled(username=known_username(state), disabled=disabled)
     new_state = state.model_copy(

@@ -11,7 +11,7 @@ import dramatiq
 import redis
 
 from worker import keys
-from worker.outcomes import decode_entry, read_outcomes
+from worker.ops.outcomes import decode_entry, read_outcomes
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings, load_settings
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from worker.devservers import RedisServer, free_port, redis_binary, wait_until
+from worker.dev.devservers import RedisServer, free_port, redis_binary, wait_until
 
 __all__ = [
     "RedisServer",

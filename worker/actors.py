@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dramatiq
 
-from worker import metrics
 from worker.log import configure_logging
+from worker.ops import metrics
 from worker.runtime import build_runtime
 from worker.settings import get_settings
 

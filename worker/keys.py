@@ -12,6 +12,7 @@
 | `{p}:dead:index` | zset | event id scored by last failure time (ms) |
 | `{p}:dead:counts` | hash | reason → number of dead letters (for the metrics gauge) |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
+| `{p}:timeline:{client_id}` | list | newest first: JSON of each outcome (and operator action) of one client, capped |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 """
@@ -57,6 +58,11 @@ def dead_letter_counts(prefix: str) -> str:
 
 def outcomes(prefix: str) -> str:
     return f"{prefix}:outcomes"
+
+
+def timeline(prefix: str, client_id: str) -> str:
+    """Per-client index of outcomes (newest first, capped) so a client's history needs no scan."""
+    return f"{prefix}:timeline:{client_id}"
 
 
 def rate_limit(prefix: str) -> str:

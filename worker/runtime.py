@@ -14,16 +14,16 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from handlers import Context
-from worker import metrics
 from worker.api.client import SubaccountClient
-from worker.broker import build_broker, declare_actor
-from worker.dead_letters import DeadLetters
-from worker.executor import Executor, Limits
-from worker.publish import Publisher
-from worker.retry import RetryPolicy
+from worker.ops import metrics
+from worker.ops.dead_letters import DeadLetters
+from worker.pipeline.attempts import AttemptStore
+from worker.pipeline.broker import build_broker, declare_actor
+from worker.pipeline.executor import Executor, Limits
+from worker.pipeline.publish import Publisher
+from worker.pipeline.retry import RetryPolicy
+from worker.pipeline.steps import StepRunner
 from worker.settings import ApiSurface, Settings
-from worker.steps import StepRunner
-from worker.store import AttemptStore
 
 
 @dataclass
@@ -81,7 +81,15 @@ def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClien
         max_deliveries=settings.max_deliveries,
     )
     ctx = Context(needs_password=api.surface == ApiSurface.V6)
-    return Executor(store, StepRunner(api), ctx, policy, limits, rng=random.Random())
+    return Executor(
+        store,
+        StepRunner(api),
+        ctx,
+        policy,
+        limits,
+        rng=random.Random(),
+        observer=metrics.record_outcome,
+    )
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -11,7 +11,7 @@ import signal
 from typing import Any
 
 from worker import actors
-from worker.steps import StepRunner
+from worker.pipeline.steps import StepRunner
 
 _run = StepRunner.run
 

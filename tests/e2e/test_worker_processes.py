@@ -13,7 +13,7 @@ from handlers import username_for
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import WorkerProcess, free_port, wait_until
 from worker import keys
-from worker.publish import Publisher
+from worker.pipeline.publish import Publisher
 from worker.sandbox import SandboxAdmin
 from worker.settings import load_settings
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.threads import threads_kept_alive
 from worker.api.http import HttpSession
-from worker.devservers import wait_until
+from worker.dev.devservers import wait_until
 
 
 class CountingServer(ThreadingHTTPServer):

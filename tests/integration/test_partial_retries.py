@@ -17,7 +17,7 @@ from handlers import username_for
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import pipeline_settings
 from tests.servers import ThreadedUvicorn
-from worker.executor import AttemptInfo, Done, Executor, Requeue
+from worker.pipeline.executor import AttemptInfo, Done, Executor, Requeue
 from worker.runtime import build_runtime
 from worker.sandbox import SandboxAdmin
 

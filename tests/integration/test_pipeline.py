@@ -13,7 +13,7 @@ from handlers import username_for
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import outcomes, pipeline_settings, running_pipeline, wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
-from worker import steps
+from worker.pipeline import steps
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
 

@@ -17,7 +17,7 @@ from tests.pipeline_support import (
     wait_for_outcomes,
 )
 from tests.servers import wait_until
-from worker.replay import ReplayError, replay
+from worker.ops.replay import ReplayError, replay
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
 

@@ -1,4 +1,4 @@
-"""Lua scripts on per-thread connections (worker.scripts) against a real Redis server."""
+"""Lua scripts on per-thread connections (worker.pipeline.scripts) against a real Redis server."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import redis
 
 from tests.threads import threads_kept_alive
-from worker.devservers import wait_until
-from worker.scripts import LuaScript, ScriptRunner
+from worker.dev.devservers import wait_until
+from worker.pipeline.scripts import LuaScript, ScriptRunner
 
 ECHO = LuaScript("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
 CLIENT_ID = LuaScript("return redis.call('CLIENT', 'ID')")

@@ -7,8 +7,8 @@ import json
 import redis
 
 from worker import keys
-from worker.idempotency import StepRecord, StepState
-from worker.store import AttemptStore, Claim
+from worker.pipeline.attempts import AttemptStore, Claim
+from worker.pipeline.ledger import StepRecord, StepState
 
 
 def _store(client: redis.Redis) -> AttemptStore:

@@ -6,7 +6,7 @@ import pytest
 
 from handlers import examples as f
 from worker.errors import InvalidEvent
-from worker.publish import validate_all
+from worker.pipeline.publish import validate_all
 
 
 def test_batch_reasons_name_each_bad_event_by_index() -> None:

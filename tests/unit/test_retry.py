@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from worker.dead_letters import Reason
+from handlers.outcomes import Reason
 from worker.errors import Transient
-from worker.retry import GiveUp, RetryLater, RetryPolicy, backoff_ms, on_transient
+from worker.pipeline.retry import GiveUp, RetryLater, RetryPolicy, backoff_ms, on_transient
 
 POLICY = RetryPolicy(max_attempts=5, max_age_ms=60_000, min_backoff_ms=100, max_backoff_ms=2_000)
 

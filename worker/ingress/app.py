@@ -44,7 +44,7 @@ from worker.ingress.problems import (
     UnsupportedMediaType,
 )
 from worker.log import get_logger
-from worker.publish import Publisher
+from worker.pipeline.publish import Publisher
 from worker.settings import Settings
 
 log = get_logger(__name__)

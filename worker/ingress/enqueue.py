@@ -21,7 +21,7 @@ from worker.errors import BrokerUnavailable
 from worker.ingress.metrics import IngressMetrics
 from worker.ingress.problems import JsonResponse, Unavailable
 from worker.log import get_logger
-from worker.publish import Publisher, build_message
+from worker.pipeline.publish import Publisher, build_message
 
 log = get_logger(__name__)
 

@@ -3,9 +3,9 @@
 A grant's record moves IN_PROGRESS → DONE (the pattern of AWS Powertools' idempotency
 records); steps that are safe to repeat only get their DONE record. An IN_PROGRESS record found
 by a later attempt means an earlier attempt died or lost its answer mid-call: its outcome is
-unknown and is resolved by evidence (`worker.steps`), never by blindly calling again. The hash's
-`_outcome` field holds how the event ended (`{"outcome": "applied"}`, ...), so a redelivery or
-replay of a finished event is recorded as a duplicate and does nothing.
+unknown and is resolved by evidence (`worker.pipeline.steps`), never by blindly calling again.
+The hash's `_outcome` field holds how the event ended (`{"outcome": "applied"}`, ...), so a
+redelivery or replay of a finished event is recorded as a duplicate and does nothing.
 """
 
 from __future__ import annotations

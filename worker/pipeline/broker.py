@@ -19,11 +19,11 @@ from dramatiq.middleware import CurrentMessage, Retries
 
 from worker import keys
 from worker.errors import BrokerUnavailable
-from worker.executor import AttemptInfo, Executor, Requeue
 from worker.log import get_logger
-from worker.publish import ACTOR_NAME, PUBLISHED_AT
+from worker.pipeline.attempts import AttemptStore
+from worker.pipeline.executor import AttemptInfo, Executor, Requeue
+from worker.pipeline.publish import ACTOR_NAME, PUBLISHED_AT
 from worker.settings import Settings
-from worker.store import AttemptStore
 
 log = get_logger(__name__)
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from worker import keys
-from worker.dead_letters import DeadLetters
+from worker.ops.dead_letters import DeadLetters
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -18,8 +18,8 @@ from types import FrameType
 
 import redis
 
-from worker import metrics
 from worker.log import get_logger
+from worker.ops import metrics
 from worker.settings import Settings
 
 log = get_logger(__name__)

@@ -21,9 +21,9 @@ import redis
 from handlers import examples as ex
 from handlers import username_for
 from worker import keys
-from worker.devservers import RedisServer, free_port, wait_until
-from worker.outcomes import read_outcomes
-from worker.publish import Publisher
+from worker.dev.devservers import RedisServer, free_port, wait_until
+from worker.ops.outcomes import read_outcomes
+from worker.pipeline.publish import Publisher
 from worker.settings import load_settings
 
 

@@ -20,18 +20,26 @@ import structlog
 
 from handlers import Context, decide
 from handlers.events import Event, parse_event
+from handlers.outcomes import Reason
 from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
-from worker import metrics
-from worker.dead_letters import DeadLetter, Reason
 from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
-from worker.idempotency import Ledger, StepRecord, StepState
 from worker.log import get_logger, redactor
-from worker.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
-from worker.steps import Applied, StepRunner, Undecidable, journaled
-from worker.store import AttemptStore, Claim, Finish, Opened
-from worker.store import StepDone as PendingDone
+from worker.pipeline.attempts import AttemptStore, Claim, Finish, Opened
+from worker.pipeline.attempts import StepDone as PendingDone
+from worker.pipeline.ledger import Ledger, StepRecord, StepState
+from worker.pipeline.outcomes import DeadLetter
+from worker.pipeline.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
+from worker.pipeline.steps import Applied, StepRunner, Undecidable, journaled
 
 log = get_logger(__name__)
+
+# Told of every finished event (outcome, event type): how metrics see the engine without it
+# importing them.
+OutcomeObserver = Callable[[str, str], None]
+
+
+def _observe_nothing(outcome: str, event_type: str) -> None:
+    """The default observer."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,10 @@ class Executor:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        observer: OutcomeObserver = _observe_nothing,
     ) -> None:
         self._store = store
+        self._observe = observer
         self._runner = runner
         self._ctx = ctx
         self._policy = policy
@@ -188,7 +198,7 @@ class Executor:
         if isinstance(decision, Skip):
             return self._finish(a, decision.outcome, None, reason=decision.reason)
         if isinstance(decision, Reject):
-            return self._dead_letter(a, Reason(decision.reason), decision.detail)
+            return self._dead_letter(a, decision.reason, decision.detail)
         if isinstance(decision, Wait):
             return self._wait(a)
         return self._apply(a, decision)
@@ -400,7 +410,7 @@ class Executor:
             log.warning("event.lease_lost", at="finish")
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
         log.info("event.finished", outcome=outcome, reason=reason, steps=steps)
-        metrics.record_outcome(outcome, a.event.type.value)
+        self._observe(outcome, a.event.type.value)
         return Done(outcome)
 
     def _duplicate(self, event: Event, opened: Opened) -> Done:
@@ -409,7 +419,7 @@ class Executor:
             self._outcome_record(event.key, event.to_message(), "duplicate", reason)
         )
         log.info("event.duplicate", first_outcome=opened.outcome)
-        metrics.record_outcome("duplicate", event.type.value)
+        self._observe("duplicate", event.type.value)
         return Done("duplicate")
 
     def _reject_invalid(self, raw: Any, info: AttemptInfo, exc: InvalidEvent) -> Done:
@@ -439,7 +449,7 @@ class Executor:
         outcome = self._outcome_record(key, event, "dead_lettered", reason.value)
         self._store.record_unlocked(key, outcome, letter.encode())
         log.warning("event.dead_lettered", reason=reason.value, detail=detail)
-        metrics.record_outcome("dead_lettered", str(event.get("type", "")))
+        self._observe("dead_lettered", str(event.get("type", "")))
         return Done("dead_lettered")
 
     def _outcome_record(

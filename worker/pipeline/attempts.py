@@ -27,8 +27,8 @@ from redis.typing import EncodableT, FieldT
 from handlers.plan import ClientState
 from worker import keys
 from worker.errors import BrokerUnavailable
-from worker.idempotency import OUTCOME_FIELD, Ledger, StepRecord
-from worker.scripts import LuaScript, ScriptRunner
+from worker.pipeline.ledger import OUTCOME_FIELD, Ledger, StepRecord
+from worker.pipeline.scripts import LuaScript, ScriptRunner
 
 # KEYS: ledger, lock, client, deliveries. ARGV: token, lock ttl, outcome field, deliveries ttl.
 _OPEN = LuaScript("""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from worker.dead_letters import Reason
+from handlers.outcomes import Reason
 from worker.errors import Ambiguous, ApiError, Conflict, NotFound, Transient
 
 

@@ -3,66 +3,19 @@
 Layout (see `worker.keys`): hash `{p}:dead` maps the event key to a JSON record; zset
 `{p}:dead:index` orders keys by last failure time. Records never expire by themselves, unlike
 Dramatiq's own `.XQ` (7 days). Writing happens inside the executor's finishing transaction
-(`worker.store`); this module defines the record and reads, filters and purges them.
+(`worker.pipeline.attempts`); the record is `worker.pipeline.outcomes.DeadLetter`; this module
+reads, filters and purges them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import redis
 
 from worker import keys
-
-
-class Reason(StrEnum):
-    """Why an event was dead-lettered; operators filter by these codes."""
-
-    INVALID_EVENT = "invalid_event"  # failed validation at consume time
-    PERMANENT_ERROR = "permanent_error"  # the API refused it (400/401/403)
-    NOT_FOUND = "not_found"  # the subaccount does not exist at the API
-    CONFLICT = "conflict"  # the username is taken by another subaccount
-    AMBIGUOUS_OUTCOME = "ambiguous_outcome"  # sent, no answer, evidence cannot decide
-    RETRIES_EXHAUSTED = "retries_exhausted"  # transient errors past the attempt/age limits
-    CLIENT_UNKNOWN = "client_unknown"  # never onboarded within the wait limit
-    CLIENT_CHURNED = "client_churned"  # invoice paid for a deleted subaccount
-    BUSINESS_KEY_CONFLICT = "business_key_conflict"  # one invoice (or onboarding), two amounts
-    POISON_MESSAGE = "poison_message"  # delivered again and again without reaching an outcome
-    INTERNAL_ERROR = "internal_error"  # a bug of ours kept failing the event: see the logs
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """One dead-lettered event with everything an operator needs to decide what to do."""
-
-    key: str
-    event: dict[str, Any]
-    reason: str
-    detail: str
-    attempts: int
-    first_failure_ms: int
-    last_failure_ms: int
-    step: str | None = None
-    readings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def client_id(self) -> str:
-        return str(self.event.get("subject", ""))
-
-    @property
-    def event_type(self) -> str:
-        return str(self.event.get("type", ""))
-
-    def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), default=str)
-
-    @classmethod
-    def decode(cls, raw: str | bytes) -> DeadLetter:
-        return cls(**json.loads(raw))
+from worker.pipeline.outcomes import DeadLetter
 
 
 class DeadLetters:

@@ -14,11 +14,12 @@ from typing import Any, Literal
 import redis
 
 from handlers.events import parse_event
+from handlers.outcomes import Reason
 from worker import keys
-from worker.dead_letters import DeadLetters, Reason
 from worker.errors import BrokerUnavailable, SubaccountWorkerError
-from worker.idempotency import OUTCOME_FIELD, StepRecord, StepState
-from worker.publish import Published, Publisher, build_message
+from worker.ops.dead_letters import DeadLetters
+from worker.pipeline.ledger import OUTCOME_FIELD, StepRecord, StepState
+from worker.pipeline.publish import Published, Publisher, build_message
 
 Resolve = Literal["applied", "not_applied"]
 

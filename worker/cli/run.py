@@ -1,0 +1,79 @@
+"""Commands that run the system's processes: worker, ingress, sandbox, demo; and check-config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from worker.cli.base import app, configure_logging, guard, load
+
+
+@app.command()
+def sandbox(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8025, help="Port to listen on."),
+    api_key: str = typer.Option(
+        "", envvar="SUBACCOUNT_WORKER_API_KEY", help="The API key the sandbox accepts."
+    ),
+    faults: Path | None = typer.Option(None, help="JSON file with the initial fault config."),
+    access_log: bool = typer.Option(True, help="Log every request (uvicorn's access log)."),
+) -> None:
+    """Serve the Subaccount API sandbox (v5 under /v5, v6 under /v6, admin under /_sandbox)."""
+    from worker.sandbox import serve
+
+    if not api_key:
+        typer.echo("error: give --api-key or set SUBACCOUNT_WORKER_API_KEY", err=True)
+        raise typer.Exit(2)
+    config = json.loads(faults.read_text()) if faults else None
+    serve(host, port, api_key, config, access_log=access_log)
+
+
+@app.command()
+def worker(
+    processes: int = typer.Option(0, help="Worker processes (default: settings)."),
+    threads: int = typer.Option(0, help="Threads per process (default: settings)."),
+    module: str = typer.Option(
+        "worker.actors", help="Module declaring the broker and actor (wrap ours to add middleware)."
+    ),
+) -> None:
+    """Run the event consumers: Dramatiq processes loading `worker.actors`, kept running."""
+    from worker.ops import supervisor
+
+    settings = load()
+    guard(settings.require_api_key)
+    configure_logging(settings)
+    procs = processes or settings.worker_processes
+    code = supervisor.run(settings, procs, threads or settings.worker_threads, module)
+    raise typer.Exit(code)
+
+
+@app.command()
+def ingress(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+) -> None:
+    """Serve the HTTP ingress for billing events, Stripe webhooks and CRM webhooks."""
+    from worker.ingress import serve
+
+    settings = load()
+    configure_logging(settings)
+    serve(settings, host, port)
+
+
+@app.command()
+def demo() -> None:
+    """Start a private Redis, the sandbox and a worker; send a client's story; show the journal."""
+    from worker.dev.demo import run
+
+    guard(run)
+
+
+@app.command("check-config")
+def check_config() -> None:
+    """Validate the settings and print them (secrets hidden)."""
+    settings = load()
+    shown = json.loads(settings.model_dump_json())
+    shown["redis_url"] = settings.redis_url_for_display()
+    typer.echo(json.dumps(shown, indent=2))
