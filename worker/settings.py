@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from worker.errors import ConfigError
 
 ENV_PREFIX = "SUBACCOUNT_WORKER_"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ApiSurface(StrEnum):
@@ -64,7 +65,10 @@ class Settings(BaseSettings):
     api_rate_limit_scope: RateLimitScope = RateLimitScope.REDIS
 
     # --- Redis and the queue --------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://user:password@host:port/db, rediss:// for TLS (ssl_* in the query)",
+    )
     key_prefix: str = Field("saw", min_length=1, description="Prefix of every Redis key we own")
     queue_name: str = "subaccount-events"
     heartbeat_timeout_ms: int = Field(60_000, ge=1000)
@@ -156,21 +160,31 @@ class Settings(BaseSettings):
         if not self.api_key.get_secret_value():
             raise ConfigError(f"{ENV_PREFIX}API_KEY is required to call the Subaccount API")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
+
     def redis_url_for_display(self) -> str:
-        """The Redis URL with any password masked, for printing."""
+        """The Redis URL with its password (and a TLS key's ssl_password) masked, for printing."""
         parts = urlsplit(self.redis_url)
-        if not parts.password:
-            return self.redis_url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
+        netloc = parts.netloc
+        if parts.password:
+            netloc = netloc.replace(f":{parts.password}@", ":***@")
+        query = [(k, "***" if k == "ssl_password" else v) for k, v in parse_qsl(parts.query)]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
 
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
-        redis_password = urlsplit(self.redis_url).password
-        return [*found, redis_password] if redis_password else found
+        parts = urlsplit(self.redis_url)
+        if parts.password:  # as written and as redis-py decodes it
+            found += dict.fromkeys([parts.password, unquote(parts.password)])
+        return found + [v for k, v in parse_qsl(parts.query) if k == "ssl_password" and v]
 
 
 def load_settings(**overrides: object) -> Settings:

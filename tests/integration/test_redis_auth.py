@@ -1,5 +1,6 @@
 """Redis locked down: the shipped ACL file (deploy/redis/users.acl.template, rendered by
-deploy/redis/render-acl.sh) on a private redis-server, with the real worker and ingress commands.
+deploy/redis/render-acl.sh) on a private redis-server, with the real worker and ingress commands,
+over plain TCP and over TLS (rediss:// with the CA in the URL's ssl_ca_certs).
 
 Without the password, or with a wrong one, both commands refuse to start with one line (exit 2).
 With it, events go from the ingress through the worker to the sandbox, the operator commands and
@@ -37,14 +38,31 @@ ADMIN_PASSWORD = "admin-pw-77ab"
 class AclRedis:
     """A redis-server of our own that loads the rendered ACL file of deploy/redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="saw-redis-acl-"))
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, user: str = "", password: str = "") -> str:
         auth = f"{user}:{password}@" if user or password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.dir}/tls.crt"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if not self.tls:
+            return ["--port", str(self.port)]
+        cert, key = self.dir / "tls.crt", self.dir / "tls.key"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                "--tls-auth-clients", "no"]  # fmt: skip
 
     def start(self) -> AclRedis:
         acl = self.dir / "users.acl"
@@ -57,7 +75,7 @@ class AclRedis:
         script = ROOT / "deploy" / "redis" / "render-acl.sh"
         rendered = subprocess.run(["sh", str(script)], env=env, capture_output=True, check=True)
         acl.write_bytes(rendered.stdout)
-        args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+        args = [redis_binary(), *self._listen_args(), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir), "--aclfile", str(acl)]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         probe = redis.Redis.from_url(self.url("healthcheck", "x"), socket_connect_timeout=0.2)
@@ -79,9 +97,9 @@ class AclRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def acl_redis() -> Iterator[AclRedis]:
-    server = AclRedis().start()
+@pytest.fixture(scope="module", params=["redis", "rediss"])
+def acl_redis(request: pytest.FixtureRequest) -> Iterator[AclRedis]:
+    server = AclRedis(tls=request.param == "rediss").start()
     yield server
     server.stop()
 
