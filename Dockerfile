@@ -5,6 +5,9 @@
 #   docker run ... subaccount-worker                      # worker (the default CMD)
 #   docker run ... subaccount-worker ingress --host 0.0.0.0 --port 8080
 #   docker run ... subaccount-worker sandbox --host 0.0.0.0 --port 8025
+#   docker run ... subaccount-worker monitor                      # credits monitor, :9192
+#   docker run ... subaccount-worker console --host 0.0.0.0 --port 8090
+#   docker run --rm --read-only --tmpfs /tmp subaccount-worker demo   # self-contained demo
 #
 # Settings come only from SUBACCOUNT_WORKER_* environment variables (worker/settings.py); nothing
 # is baked into the image. See deploy/README.md.
@@ -70,9 +73,12 @@ WORKDIR /app
 USER 10001:10001
 
 # 8080: ingress (webhooks, /healthz, /readyz, /metrics)
-# 9191: worker metrics (SUBACCOUNT_WORKER_METRICS_PORT; served by the `worker` supervisor)
+# 9191: worker /metrics and /healthz (SUBACCOUNT_WORKER_METRICS_PORT or --metrics-port; served
+#       by the `worker` supervisor)
+# 9192: credits monitor /metrics and /healthz
+# 8090: web console (/healthz)
 # 8025: sandbox of the Subaccount API (staging/demo only; its /_sandbox admin has no auth)
-EXPOSE 8080 9191 8025
+EXPOSE 8080 9191 9192 8090 8025
 
 # `subaccount-worker worker` traps SIGTERM, forwards it to Dramatiq, which stops taking messages
 # and lets in-flight ones finish (up to the orchestrator's grace period); the ingress and sandbox
@@ -81,9 +87,9 @@ EXPOSE 8080 9191 8025
 # of orphaned grandchildren, Compose uses `init: true`; it is not needed for correct shutdown.
 STOPSIGNAL SIGTERM
 
-# No HEALTHCHECK here on purpose: one image serves three roles on three ports, and a check that
+# No HEALTHCHECK here on purpose: one image serves five roles on five ports, and a check that
 # is right for one is wrong for the others. Kubernetes ignores HEALTHCHECK anyway. Compose
-# declares per-service checks (ingress: /healthz; worker: its metrics port), Kubernetes probes
-# (ingress: /readyz, /healthz); see deploy/.
+# declares per-service checks and Kubernetes per-role probes (worker :9191/healthz, ingress
+# /readyz and /healthz, monitor :9192/healthz, console /healthz); see deploy/.
 ENTRYPOINT ["subaccount-worker"]
 CMD ["worker"]
