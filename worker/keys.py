@@ -12,7 +12,7 @@
 | `{p}:dead:index` | zset | event id scored by last failure time (ms) |
 | `{p}:dead:counts` | hash | reason → number of dead letters (for the metrics gauge) |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
-| `{p}:timeline:{client_id}` | list | newest first: JSON of each outcome (and operator action) of one client, capped |
+| `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 """

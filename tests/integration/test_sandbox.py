@@ -16,61 +16,34 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_API_KEY
+from tests.sandbox_support import (
+    OTHER_PASSWORD,
+    PASSWORD,
+    START_BALANCE,
+    data_of,
+    error_of,
+    grant_v6,
+    make_v5,
+    make_v6,
+    v5_client,
+    v6_client,
+)
 from tests.servers import ThreadedUvicorn
 from worker.sandbox import SandboxAdmin, SandboxAdminError, create_app
-
-PASSWORD = "Sup3rSecretPw"
-OTHER_PASSWORD = "An0therSecret"
-START_BALANCE = 1_000_000_000
 
 
 @pytest.fixture
 def v6(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
     """A raw client of the v6 surface with the Bearer header, on a freshly reset sandbox."""
-    headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
-    with httpx.Client(base_url=f"{sandbox_server.url}/v6", headers=headers, timeout=5) as client:
+    with v6_client(sandbox_server.url) as client:
         yield client
 
 
 @pytest.fixture
 def v5(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
     """A raw client of the v5 surface with the api_key header, on a freshly reset sandbox."""
-    headers = {"api_key": TEST_API_KEY}
-    with httpx.Client(base_url=f"{sandbox_server.url}/v5", headers=headers, timeout=5) as client:
+    with v5_client(sandbox_server.url) as client:
         yield client
-
-
-def data_of(response: httpx.Response, status: int = 200) -> Any:
-    """The `data` of a success envelope, after checking the status."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["status"] == "success"
-    return body["data"]
-
-
-def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The error envelope, after checking the status."""
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["status"] == "error"
-    return body
-
-
-def make_v6(v6: httpx.Client, username: str, **extra: Any) -> dict[str, Any]:
-    """Create a subaccount through v6 and return its data."""
-    body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
-    return data_of(v6.post("/subaccounts", json={**body, **extra}), 201)  # type: ignore[no-any-return]
-
-
-def make_v5(v5: httpx.Client, username: str, **extra: Any) -> dict[str, Any]:
-    """Create a subaccount through v5 (no password) and return its data."""
-    body = {"username": username, "email": f"{username}@example.com", "setpassword": "0"}
-    return data_of(v5.post("/subaccounts/createSubaccount", json={**body, **extra}))  # type: ignore[no-any-return]
-
-
-def grant_v6(v6: httpx.Client, username: str, amount: int, action: str = "increase") -> Any:
-    """Add (or remove) credits through v6; the raw response."""
-    return v6.post(f"/subaccounts/{username}/credits", json={"action": action, "amount": amount})
 
 
 # --- operations on both surfaces --------------------------------------------------------------
@@ -214,7 +187,7 @@ def test_repeated_grant_adds_twice(v6: httpx.Client) -> None:
 
 
 def test_recurring_and_credit_details_on_v6(v6: httpx.Client) -> None:
-    """v6 recurring uses amount/period keys, and credit details report them with the balance."""
+    """v6 recurring uses amount/period keys; credit details report them, the balance and used."""
     make_v6(v6, "alpha")
     body = {"amount": 500, "period": "monthly", "start_date": "2030-01-01", "end_date": None}
     recurring = data_of(v6.put("/subaccounts/alpha/recurring-credits", json=body))
@@ -226,6 +199,7 @@ def test_recurring_and_credit_details_on_v6(v6: httpx.Client) -> None:
         "credit_type": "unlimited",
         "disabled": False,
         "balance": 0,
+        "used": 0,
         "recurring": recurring,
     }
 
@@ -326,7 +300,7 @@ def test_inactive_master_forbids_every_call(
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"username": "alpha", "email": "a@example.com", "password": "alllowercase1"}, "password"),
+        ({"username": "alpha", "email": "a@example.com", "password": "nodigitsatall"}, "password"),
         ({"username": "alpha", "email": "a@example.com", "password": "Short1"}, "password"),
         ({"username": "alpha", "email": "a@example.com"}, "password"),
         ({"username": "-bad", "email": "a@example.com", "password": PASSWORD}, "username"),
@@ -416,7 +390,7 @@ def test_journal_names_operations_and_hides_passwords(
     v6.get("/subaccounts")
     v6.get("/subaccounts/alpha/credits")
     v6.delete("/subaccounts/alpha")
-    v6.post("/subaccounts", json={"username": "bravo", "email": "b@x.io", "password": "weakpass1"})
+    v6.post("/subaccounts", json={"username": "bravo", "email": "b@x.io", "password": "weakpasswd"})
     entries = sandbox.journal()
     assert [e["operation"] for e in entries] == [
         "create", "update", "update", "add_credits", "remove_credits",
@@ -429,7 +403,7 @@ def test_journal_names_operations_and_hides_passwords(
     assert (entries[9]["status"], entries[9]["applied"]) == (400, False)
     assert entries[0]["args"]["password"] == "***"
     dumped = json.dumps(entries) + json.dumps(sandbox.state())
-    for secret in (PASSWORD, OTHER_PASSWORD, "weakpass1"):
+    for secret in (PASSWORD, OTHER_PASSWORD, "weakpasswd"):
         assert secret not in dumped
 
 
@@ -675,6 +649,8 @@ def test_openapi_describes_every_route(sandbox_server: ThreadedUvicorn) -> None:
         ("PUT", "/_sandbox/faults"),
         ("GET", "/_sandbox/state"),
         ("PUT", "/_sandbox/state"),
+        ("GET", "/_sandbox/sending"),
+        ("PUT", "/_sandbox/sending"),
         ("GET", "/_sandbox/health"),
     }
     sandbox_defined = [

@@ -1,4 +1,4 @@
-"""Sandbox-only admin routes (no auth): reset, journal, faults, direct state access, health."""
+"""Sandbox-only admin routes (no auth): reset, journal, faults, state access, sending, health."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from worker.api.models import CreditType
 from worker.sandbox.core import sandbox_of
 from worker.sandbox.faults import FaultConfig, OperationName
 from worker.sandbox.fields import MAX_AMOUNT, CreditTypeName, Email, Username
 from worker.sandbox.journal import JournalEntry
+from worker.sandbox.model import CreditType
+from worker.sandbox.sending import SendingConfig, SendingStatus
 from worker.sandbox.state import Account
 from worker.sandbox.v6 import RecurringBody
 from worker.sandbox.wire import RecurringOut, error_responses, recurring_out
@@ -28,6 +29,7 @@ class AccountState(BaseModel):
     credit_type: CreditTypeName
     disabled: bool
     balance: int
+    used: int = Field(description="credits consumed by sending mail (defined by the sandbox)")
     recurring: RecurringOut | None
     created_seq: int = Field(
         description="creation order (a counter of the state, not a journal seq)"
@@ -52,6 +54,7 @@ class AccountPatch(BaseModel):
     credit_type: CreditTypeName | None = None
     disabled: StrictBool | None = None
     balance: Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT)] | None = None
+    used: Annotated[StrictInt, Field(ge=0)] | None = None
     recurring: RecurringBody | None = None
 
     def fields(self) -> dict[str, Any]:
@@ -65,13 +68,15 @@ class AccountPatch(BaseModel):
 
 
 class StatePatch(BaseModel):
-    """Direct state changes for tests: master flag and balance, and subaccount upserts."""
+    """Direct state changes for tests: master flag and balance, subaccount upserts and deletes."""
 
     model_config = ConfigDict(extra="forbid")
 
     master_active: StrictBool | None = None
     master_balance: Annotated[StrictInt, Field(ge=0)] | None = None
-    subaccounts: dict[Username, AccountPatch] = Field(default_factory=dict)
+    subaccounts: dict[Username, AccountPatch | None] = Field(
+        default_factory=dict, description="null deletes (credits return to the master)"
+    )
 
 
 def _account_state(account: Account) -> AccountState:
@@ -81,6 +86,7 @@ def _account_state(account: Account) -> AccountState:
         credit_type=account.credit_type.value,
         disabled=account.disabled,
         balance=account.balance,
+        used=account.used,
         recurring=recurring_out(account.recurring) if account.recurring else None,
         created_seq=account.created_seq,
         has_password=account.password_sha256 is not None,
@@ -88,7 +94,9 @@ def _account_state(account: Account) -> AccountState:
 
 
 def _state(request: Request) -> StateOut:
-    active, balance, accounts = sandbox_of(request).state.snapshot()
+    sandbox = sandbox_of(request)
+    sandbox.sending.advance(sandbox.state)
+    active, balance, accounts = sandbox.state.snapshot()
     subaccounts = {a.username: _account_state(a) for a in accounts}
     return StateOut(master_active=active, master_balance=balance, subaccounts=subaccounts)
 
@@ -136,12 +144,32 @@ async def get_state(request: Request) -> StateOut:
 
 @router.put("/state", summary="Set state directly", responses=error_responses(400))
 async def put_state(request: Request, patch: StatePatch) -> StateOut:
-    """Set the master and upsert subaccounts (all or nothing), without journaling; the new state."""
-    state = sandbox_of(request).state
+    """Set the master, upsert or delete subaccounts (all or nothing), unjournaled; the new state."""
+    sandbox = sandbox_of(request)
+    state = sandbox.state
     with state.lock:
-        state.upsert({name: fields.fields() for name, fields in patch.subaccounts.items()})
+        sandbox.sending.advance(state)
+        state.upsert(
+            {name: None if p is None else p.fields() for name, p in patch.subaccounts.items()}
+        )
         state.set_master(patch.master_active, patch.master_balance)
     return _state(request)
+
+
+@router.get("/sending", summary="Read the mail sending")
+async def get_sending(request: Request) -> SendingStatus:
+    """The sending rate and seed, and the emails sent and refused since the last reset."""
+    sandbox = sandbox_of(request)
+    with sandbox.state.lock:
+        sandbox.sending.advance(sandbox.state)
+        return sandbox.sending.status()
+
+
+@router.put("/sending", summary="Set the mail sending", responses=error_responses(400))
+async def put_sending(request: Request, config: SendingConfig) -> SendingStatus:
+    """Enabled `one_time_credit` subaccounts send `emails_per_s` in total (0 stops); seeded."""
+    sandbox = sandbox_of(request)
+    return sandbox.sending.configure(sandbox.state, config)
 
 
 @router.get("/health", summary="Health check")

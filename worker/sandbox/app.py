@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import uvicorn
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from worker.sandbox import admin, v5, v6
 from worker.sandbox.core import Sandbox
@@ -18,6 +20,7 @@ from worker.sandbox.failures import ApiFailure, invalid
 from worker.sandbox.faults import FaultConfig, FaultInjector
 from worker.sandbox.fields import describe
 from worker.sandbox.journal import Journal
+from worker.sandbox.sending import Clock, Sending
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import failure_response
 
@@ -25,20 +28,23 @@ DESCRIPTION = """\
 A faithful, fault-injecting local implementation of the Netcore/Pepipost email Subaccount API.
 
 Both public surfaces are served over one in-memory state: **v5** (the `pepipost` 5.0.0 SDK,
-header `api_key`) and **v6** (seed docs, header `Authorization: Bearer`). Where the public
-documents say nothing (response bodies, 409, credits and recurring on v6, credit details), the
-behaviour is defined by the sandbox and each such operation says so.
+header `api_key`) and **v6** (the v6 REST reference, header `Authorization: Bearer`). Where the
+public documents say nothing (response bodies, 409, credits and recurring on v6, credit
+details), the behaviour is defined by the sandbox and each such operation says so.
 
 Success: `{"status": "success", "data": {...}}`. Error: `{"status": "error", "error": "...",
 "detail": "<field>: <why>"}`. Nothing is idempotent: a repeated credit grant adds twice.
-Faults (latency, 429, 5xx, hangs, dropped connections) are configured under `/_sandbox/faults`.
+Faults (latency, 429, 5xx, hangs, dropped connections) are configured under `/_sandbox/faults`;
+subaccounts send mail (consuming credits) at the rate set under `/_sandbox/sending`.
 """
 
 TAGS = [
     {"name": "v5", "description": "The v5 surface (official SDK paths and fields)."},
-    {"name": "v6", "description": "The v6 surface (seed 002 paths)."},
+    {"name": "v6", "description": "The v6 surface (the v6 REST reference's paths)."},
     {"name": admin.TAG, "description": "Sandbox-only controls; no auth. Not part of the API."},
 ]
+
+ROUTERS = (v5.router, v6.router, admin.router)
 
 
 class SandboxApp(FastAPI):
@@ -74,11 +80,24 @@ async def _validation_failed(request: Request, exc: Exception) -> Response:
     return failure_response(invalid(describe(exc.errors(), skip_first=True)))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path serves (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in (route for router in ROUTERS for route in router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Unknown routes and methods answer in the API's error envelope too."""
     if not isinstance(exc, HTTPException):
         raise exc
-    failure = ApiFailure(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    failure = ApiFailure(exc.status_code, str(exc.detail), headers=headers)
     return failure_response(failure)
 
 
@@ -87,8 +106,12 @@ def create_app(
     *,
     master_balance: int = 1_000_000_000,
     faults: FaultConfig | dict[str, Any] | None = None,
+    clock: Clock = time.monotonic,
 ) -> FastAPI:
-    """A sandbox app with an empty state, accepting `api_key` on both surfaces."""
+    """A sandbox app with an empty state, accepting `api_key` on both surfaces.
+
+    `clock` (seconds, monotonic) drives mail sending; tests pass one they advance by hand.
+    """
     if not api_key:
         raise ValueError("the sandbox needs a non-empty api_key")
     app = SandboxApp(
@@ -102,8 +125,9 @@ def create_app(
         state=SandboxState(master_balance),
         journal=Journal(),
         faults=FaultInjector(_fault_config(faults)),
+        sending=Sending(clock),
     )
-    for router in (v5.router, v6.router, admin.router):
+    for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(ApiFailure, _api_failure)
     app.add_exception_handler(RequestValidationError, _validation_failed)

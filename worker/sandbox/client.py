@@ -13,7 +13,7 @@ class SandboxAdminError(RuntimeError):
 
 
 class SandboxAdmin:
-    """Reset, read the journal, set faults and read or set state of a sandbox at `base_url`."""
+    """Reset, read the journal, set faults, state and sending of a sandbox at `base_url`."""
 
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -57,6 +57,15 @@ class SandboxAdmin:
     def set_state(self, patch: dict[str, Any]) -> dict[str, Any]:
         """Set master fields and upsert subaccounts directly; the new state."""
         return cast(dict[str, Any], self._call("PUT", "/state", json=patch))
+
+    def set_sending(self, emails_per_s: float, seed: int | None = None) -> dict[str, Any]:
+        """Make subaccounts send `emails_per_s` in total (0 stops); the sending status."""
+        body = {"emails_per_s": emails_per_s, "seed": seed}
+        return cast(dict[str, Any], self._call("PUT", "/sending", json=body))
+
+    def sending(self) -> dict[str, Any]:
+        """Rate, seed, emails sent and refused so far."""
+        return cast(dict[str, Any], self._call("GET", "/sending"))
 
     def health(self) -> bool:
         """Whether the sandbox answers its health check."""

@@ -1,6 +1,7 @@
 """The API's error answers as one exception, so state rules and routers fail the same way.
 
-The messages are the real API's (seed 002), typos included; 409 is defined by the sandbox.
+The messages are the real API's, as the v6 REST reference the project started from gives them
+(summarised in docs/api.md), typos included; 409 is defined by the sandbox.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 UNAUTHORIZED = "Unauthorized"
 FORBIDDEN = "You cannot use this feature"
 INVALID = "Invalid Parameters"
-NOT_FOUND = "Subaccount does not exists"  # sic, as the seed spells it
+NOT_FOUND = "Subaccount does not exists"  # sic, as the v6 reference spells it
 ALREADY_EXISTS = "Subaccount already exists"  # defined by the sandbox
 TOO_MANY_REQUESTS = "Too Many Requests"
 SERVER_ERROR = "Server error"

@@ -27,7 +27,9 @@ Triggered = Literal["error", "hang", "drop", "fail_after_commit"]
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: a boolean or a string is never taken for a number (JSON integers are numbers)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FaultSpec(_Config):

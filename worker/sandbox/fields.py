@@ -23,42 +23,41 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
-from worker.api.models import USERNAME_RE
 from worker.sandbox.failures import invalid
+from worker.sandbox.model import USERNAME_RE
 
 MAX_AMOUNT = 1_000_000_000
 STRENGTH_RULE = "at least 8 characters with an upper-case letter, a lower-case letter and a digit"
+V6_STRENGTH_RULE = "at least 8 characters with a letter and a digit"
+USERNAME_RULE = "3-64 characters: letters, digits, '.', '_' or '-', first alphanumeric"
+EMAIL_RULE = "must be a local part, a single '@' and a domain containing a dot"
+EMAIL_MAX = 254
+# One '@'; the domain has a dot, neither starts nor ends with one, and has no "..". The same
+# pattern is published in the OpenAPI schema (ECMA-262 compatible), so clients see the rule.
+EMAIL_RE = re.compile(r"^[^@\s]+@(?=[^@\s]*\.)(?![^@\s]*\.\.)[^@\s.][^@\s]*[^@\s.]$")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FLAGS = {"1": True, "0": False, "active": True, "inactive": False}
+FLAG_RULE = 'must be "active"/"inactive", "1"/"0" or true/false'
 
 
 def _username(value: str) -> str:
     if not USERNAME_RE.match(value):
-        raise ValueError("3-64 characters: letters, digits, '.', '_' or '-', first alphanumeric")
+        raise ValueError(USERNAME_RULE)
     return value
 
 
 def _email(value: str) -> str:
-    local, _, domain = value.partition("@")
-    ok = (
-        value.count("@") == 1
-        and bool(local)
-        and "." in domain
-        and not domain.startswith(".")
-        and not domain.endswith(".")
-        and ".." not in domain
-        and not any(char.isspace() for char in value)
-        and len(value) <= 254
-    )
-    if not ok:
-        raise ValueError("must be a local part, a single '@' and a domain containing a dot")
+    if len(value) > EMAIL_MAX or not EMAIL_RE.match(value):
+        raise ValueError(EMAIL_RULE)
     return value
 
 
 def check_password(value: str) -> str:
-    """Apply the password policy (seed 002: "Passwords must meet minimum security policies")."""
+    """Apply the v5 SDK's password policy (upper case, lower case and a digit)."""
     ok = (
         len(value) >= 8
         and any(char in string.ascii_uppercase for char in value)
@@ -70,21 +69,61 @@ def check_password(value: str) -> str:
     return value
 
 
+def check_v6_password(value: str) -> str:
+    """Apply the v6 policy: the reference says only "minimum security policies", and its own
+    example (`securepassword123`) has no upper case, so a letter and a digit are enough."""
+    ok = (
+        len(value) >= 8
+        and any(char in string.ascii_letters for char in value)
+        and any(char in string.digits for char in value)
+    )
+    if not ok:
+        raise ValueError(V6_STRENGTH_RULE)
+    return value
+
+
+def _recurring_flag(value: object) -> object:
+    """The recurring `status` as a bool, from any form a client of the v5 SDK would send."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value in _FLAGS:
+        return _FLAGS[value]
+    raise ValueError(FLAG_RULE)
+
+
 def _iso_date_string(value: object) -> object:
     if value is not None and not (isinstance(value, str) and _ISO_DATE.match(value)):
         raise ValueError("must be an ISO date YYYY-MM-DD or null")
     return value
 
 
-Username = Annotated[StrictStr, AfterValidator(_username)]
-Email = Annotated[StrictStr, AfterValidator(_email)]
+USERNAME_SCHEMA: dict[str, Any] = {"pattern": USERNAME_RE.pattern, "description": USERNAME_RULE}
+Username = Annotated[StrictStr, AfterValidator(_username), Field(json_schema_extra=USERNAME_SCHEMA)]
+Email = Annotated[
+    StrictStr,
+    AfterValidator(_email),
+    Field(json_schema_extra={"pattern": EMAIL_RE.pattern, "maxLength": EMAIL_MAX}),
+]
 Password = Annotated[StrictStr, AfterValidator(check_password), Field(description=STRENGTH_RULE)]
+V6Password = Annotated[
+    StrictStr, AfterValidator(check_v6_password), Field(description=V6_STRENGTH_RULE)
+]
 CreditTypeName = Literal["unlimited", "one_time_credit"]
 Action = Literal["increase", "decrease"]
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT)]
 RecurringAmount = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT)]
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_string)]
 RecurringStatus = Literal["active", "inactive"]
+RecurringFlag = Annotated[
+    bool,
+    BeforeValidator(_recurring_flag),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "boolean"}, {"enum": ["active", "inactive", "1", "0"]}],
+            "description": "on or off; answers always say active or inactive",
+        }
+    ),
+]
 Disabled = StrictBool
 
 

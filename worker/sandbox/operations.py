@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from worker.api.models import CreditType, Recurring
 from worker.sandbox.fields import ListQuery, WireArgs, parse
+from worker.sandbox.model import CreditType, Recurring
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import (
     CreditBalanceOut,
@@ -105,11 +105,14 @@ def list_page(state: SandboxState, limit: int, offset: int) -> Outcome:
 
 
 def credit_details(state: SandboxState, username: str, render: RenderRecurring) -> Outcome:
-    """A subaccount with its balance and recurring settings (defined by the sandbox)."""
+    """A subaccount with its balance, credits used and recurring settings (sandbox-defined)."""
     account = state.view(username)
     recurring = render(account.recurring) if account.recurring is not None else None
     details = CreditDetailsOut[BaseModel](
-        **subaccount_out(account).model_dump(), balance=account.balance, recurring=recurring
+        **subaccount_out(account).model_dump(),
+        balance=account.balance,
+        used=account.used,
+        recurring=recurring,
     )
     return Outcome(details, applied=False)
 

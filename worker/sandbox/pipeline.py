@@ -2,8 +2,9 @@
 
 Order per call: (1) auth → 401, master inactive → 403; (2) latency + jitter; (3) rate limit →
 429; (4) injected error → 500/502/503, not applied; (5) hang → sleep, close, not applied;
-(6) apply; (7) drop → applied and journaled, then the connection closes with no response;
-or fail-after-commit → applied and journaled, then answered `error_status` anyway.
+(6) the mail sent since the last request consumes credits, then apply; (7) drop → applied and
+journaled, then the connection closes with no response; or fail-after-commit → applied and
+journaled, then answered `error_status` anyway.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ async def _hang(request: Request, sandbox: Sandbox, call: Call, hang_s: float) -
 def _apply(request: Request, sandbox: Sandbox, call: Call, spec: FaultSpec) -> Response:
     result: Outcome | ApiFailure
     with sandbox.state.lock:
+        sandbox.sending.advance(sandbox.state)
         try:
             result = call.apply(sandbox.state)
         except ApiFailure as failure:

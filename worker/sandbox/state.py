@@ -13,19 +13,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.api.models import CreditType, Recurring
 from worker.sandbox.failures import ALREADY_EXISTS, FORBIDDEN, ApiFailure, invalid, not_found
+from worker.sandbox.model import CreditType, Recurring
 
 
 @dataclass
 class Account:
-    """One subaccount. The password is kept only as a SHA-256 digest and is never rendered."""
+    """One subaccount. The password is kept only as a SHA-256 digest and is never rendered.
+
+    `used` counts the credits its sending consumed (defined by the sandbox, see `sending`).
+    """
 
     username: str
     email: str
     credit_type: CreditType
     disabled: bool = False
     balance: int = 0
+    used: int = 0
     recurring: Recurring | None = None
     password_sha256: str | None = None
     created_seq: int = 0
@@ -55,7 +59,7 @@ class SandboxState:
             self._created = 0
 
     def require_active_master(self) -> None:
-        """Refuse every call while the master account is inactive (seed 002: 403)."""
+        """Refuse every call while the master account is inactive (v6 reference: 403)."""
         if not self.master_active:
             raise ApiFailure(403, FORBIDDEN, "master account is inactive")
 
@@ -120,6 +124,24 @@ class SandboxState:
                 self.master_balance += amount
             return account.balance
 
+    def senders(self) -> list[str]:
+        """Usernames of the subaccounts that send mail from credits: enabled, `one_time_credit`."""
+        with self.lock:
+            return [
+                a.username
+                for a in self.accounts.values()
+                if not a.disabled and a.credit_type is CreditType.ONE_TIME_CREDIT
+            ]
+
+    def consume(self, username: str, emails: int) -> int:
+        """Send up to `emails` from the balance (balance falls, used rises); how many were sent."""
+        with self.lock:
+            account = self._get(username)
+            sent = min(emails, account.balance)
+            account.balance -= sent
+            account.used += sent
+            return sent
+
     def set_recurring(self, username: str, recurring: Recurring) -> Recurring:
         """Store the recurring allocation (the sandbox stores it; it never tops up by itself)."""
         with self.lock:
@@ -156,13 +178,22 @@ class SandboxState:
             accounts = [dataclasses.replace(a) for a in self.accounts.values()]
             return self.master_active, self.master_balance, accounts
 
-    def upsert(self, patches: Mapping[str, Mapping[str, Any]]) -> None:
-        """Set subaccounts' fields directly (admin only), all or nothing; new ones need an email."""
+    def upsert(self, patches: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Set subaccounts' fields directly (admin only), all or nothing; new ones need an email.
+
+        A `None` patch deletes the subaccount as the API would (its credits return to the master).
+        """
         with self.lock:
             for username, fields in patches.items():
-                if username not in self.accounts and "email" not in fields:
+                known = username in self.accounts
+                if fields is None and not known:
+                    raise invalid(f"subaccounts.{username}: no subaccount to delete")
+                if fields is not None and not known and "email" not in fields:
                     raise invalid(f"subaccounts.{username}.email: required for a new subaccount")
             for username, fields in patches.items():
+                if fields is None:
+                    self.delete(username)
+                    continue
                 account = self.accounts.get(username)
                 if account is None:
                     self._created += 1

@@ -13,7 +13,6 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, StrictStr, model_validator
 from starlette.responses import Response
 
-from worker.api.models import Period, Recurring
 from worker.sandbox import operations as ops
 from worker.sandbox.docs import SANDBOX_DEFINED, body_doc, query_doc
 from worker.sandbox.fields import (
@@ -26,6 +25,7 @@ from worker.sandbox.fields import (
     ListQuery,
     Password,
     RecurringAmount,
+    RecurringFlag,
     RecurringStatus,
     Username,
     UsernameArg,
@@ -34,6 +34,7 @@ from worker.sandbox.fields import (
     check_password,
     parse,
 )
+from worker.sandbox.model import Period, Recurring
 from worker.sandbox.pipeline import Call, execute
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import (
@@ -137,7 +138,7 @@ class RecurringBody(DatedModel):
     username: Username
     recurring_credit: RecurringAmount
     timeperiod: V5Period
-    status: RecurringStatus = "active"
+    status: RecurringFlag = True
 
     def settings(self) -> Recurring:
         """The surface-neutral recurring settings."""
@@ -146,7 +147,7 @@ class RecurringBody(DatedModel):
             period=_PERIODS[self.timeperiod],
             start_date=self.start_date,
             end_date=self.end_date,
-            active=self.status == "active",
+            active=self.status,
         )
 
 
@@ -290,7 +291,10 @@ async def delete(request: Request) -> Response:
 @router.get(
     "/subaccounts/getcredit",
     summary="Get credit details",
-    description=f"{SANDBOX_DEFINED} Balance, credit type, status and recurring settings (v5 keys).",
+    description=(
+        f"{SANDBOX_DEFINED} Balance, credits used, credit type, status and recurring settings"
+        " (v5 keys)."
+    ),
     responses={200: {"model": Success[CreditDetailsOut[V5RecurringOut]]}, **_ERRORS},
     openapi_extra=query_doc(UsernameArg),
 )

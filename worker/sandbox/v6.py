@@ -1,22 +1,23 @@
-"""The v6 REST surface (seed 002: `Authorization: Bearer`), plus the routes the sandbox defines.
+"""The v6 REST surface (`Authorization: Bearer`), plus the routes the sandbox defines.
 
-Known from the seed: create, PATCH disabled, delete, list. Defined by the sandbox: updating
-fields through PATCH, credits, recurring credits and credit details.
+Known from the v6 REST reference the project started from (summarised in docs/api.md): create,
+PATCH disabled, delete, list. Defined by the sandbox: updating fields through PATCH, credits,
+recurring credits and credit details.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Path, Request, Security
 from fastapi.security import HTTPBearer
 from starlette.responses import Response
 
-from worker.api.models import Period, Recurring
 from worker.sandbox import operations as ops
 from worker.sandbox.docs import SANDBOX_DEFINED, body_doc, query_doc
 from worker.sandbox.failures import invalid
 from worker.sandbox.fields import (
+    USERNAME_SCHEMA,
     Action,
     Amount,
     CreditTypeName,
@@ -24,15 +25,16 @@ from worker.sandbox.fields import (
     Disabled,
     Email,
     ListQuery,
-    Password,
     RecurringAmount,
-    RecurringStatus,
+    RecurringFlag,
     Username,
     UsernameArg,
+    V6Password,
     WireArgs,
     WireModel,
     parse,
 )
+from worker.sandbox.model import Period, Recurring
 from worker.sandbox.pipeline import Call, execute
 from worker.sandbox.state import SandboxState
 from worker.sandbox.wire import (
@@ -52,14 +54,16 @@ from worker.sandbox.wire import (
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api key>`")
 router = APIRouter(prefix="/v6", tags=["v6"], dependencies=[Security(bearer)])
 _ERRORS = api_errors(404)
+# Documented only: the route parses the username itself, after auth and faults.
+UsernamePath = Annotated[str, Path(json_schema_extra=USERNAME_SCHEMA)]
 
 
 class CreateBody(WireModel):
-    """v6 create (seed 002): the password is required and policy-checked."""
+    """v6 create (v6 reference): the password is required and policy-checked."""
 
     username: Username
     email: Email
-    password: Password
+    password: V6Password
     credit_type: CreditTypeName = "unlimited"
 
 
@@ -68,11 +72,11 @@ class UpdateBody(WireModel):
 
     email: Email | None = None
     credit_type: CreditTypeName | None = None
-    password: Password | None = None
+    password: V6Password | None = None
 
 
 class DisabledBody(WireModel):
-    """v6 enable/disable (seed 002): `disabled` alone."""
+    """v6 enable/disable (v6 reference): `disabled` alone."""
 
     disabled: Disabled
 
@@ -89,7 +93,7 @@ class RecurringBody(DatedModel):
 
     amount: RecurringAmount
     period: Literal["daily", "weekly", "monthly"]
-    status: RecurringStatus = "active"
+    status: RecurringFlag = True
 
     def settings(self) -> Recurring:
         """The surface-neutral recurring settings."""
@@ -98,7 +102,7 @@ class RecurringBody(DatedModel):
             period=Period(self.period),
             start_date=self.start_date,
             end_date=self.end_date,
-            active=self.status == "active",
+            active=self.status,
         )
 
 
@@ -114,7 +118,7 @@ def _call(operation: str, username: str, args: WireArgs, apply: ops.Apply) -> Ca
     "/subaccounts",
     status_code=201,
     summary="Create a subaccount",
-    description="Seed 002. A taken username answers 409 (that status is defined by the sandbox).",
+    description="v6 reference. A taken username answers 409 (that status is sandbox-defined).",
     responses={201: {"model": Success[SubaccountOut]}, **api_errors(409)},
     openapi_extra=body_doc(CreateBody),
 )
@@ -152,13 +156,14 @@ def _patch(username: str, args: WireArgs, operation: str) -> ops.Apply:
     "/subaccounts/{username}",
     summary="Enable/disable a subaccount, or update its fields",
     description=(
-        "Seed 002: `{disabled: bool}` alone enables or disables. Updating `email`, `credit_type`"
-        " or `password` here is defined by the sandbox; mixing `disabled` with them is a 400."
+        "v6 reference: `{disabled: bool}` alone enables or disables. Updating `email`,"
+        " `credit_type` or `password` here is defined by the sandbox; mixing `disabled` with them"
+        " is a 400."
     ),
     responses={200: {"model": Success[SubaccountOut]}, **_ERRORS},
     openapi_extra=body_doc(DisabledBody, UpdateBody),
 )
-async def patch(request: Request, username: str) -> Response:
+async def patch(request: Request, username: UsernamePath) -> Response:
     """Enable, disable or update a subaccount."""
     args = await read_body(request)
     operation = _patch_operation(args)
@@ -170,10 +175,12 @@ async def patch(request: Request, username: str) -> Response:
 @router.delete(
     "/subaccounts/{username}",
     summary="Delete a subaccount",
-    description="Seed 002: remaining credits return to the master. The body is sandbox-defined.",
+    description=(
+        "v6 reference: remaining credits return to the master. The body is sandbox-defined."
+    ),
     responses={200: {"model": Success[DeletedOut]}, **_ERRORS},
 )
-async def delete(request: Request, username: str) -> Response:
+async def delete(request: Request, username: UsernamePath) -> Response:
     """Delete a subaccount, returning its credits to the master."""
 
     def apply(state: SandboxState) -> ops.Outcome:
@@ -185,7 +192,7 @@ async def delete(request: Request, username: str) -> Response:
 @router.get(
     "/subaccounts",
     summary="List subaccounts",
-    description="Seed 002. In creation order; `offset` counts skipped subaccounts (0-based).",
+    description="v6 reference. In creation order; `offset` counts skipped subaccounts (0-based).",
     responses={200: {"model": Success[ListOut]}, **api_errors()},
     openapi_extra=query_doc(ListQuery),
 )
@@ -198,10 +205,12 @@ async def list_subaccounts(request: Request) -> Response:
 @router.get(
     "/subaccounts/{username}/credits",
     summary="Get credit details",
-    description=f"{SANDBOX_DEFINED} Balance, credit type, status and recurring settings.",
+    description=(
+        f"{SANDBOX_DEFINED} Balance, credits used, credit type, status and recurring settings."
+    ),
     responses={200: {"model": Success[CreditDetailsOut[RecurringOut]]}, **_ERRORS},
 )
-async def get_credits(request: Request, username: str) -> Response:
+async def get_credits(request: Request, username: UsernamePath) -> Response:
     """A subaccount's balance and recurring settings."""
 
     def apply(state: SandboxState) -> ops.Outcome:
@@ -220,7 +229,7 @@ async def get_credits(request: Request, username: str) -> Response:
     responses={200: {"model": Success[CreditBalanceOut]}, **_ERRORS},
     openapi_extra=body_doc(CreditsBody),
 )
-async def change_credits(request: Request, username: str) -> Response:
+async def change_credits(request: Request, username: UsernamePath) -> Response:
     """Move credits between the master and a subaccount."""
     args = await read_body(request)
     operation = ops.credits_operation(args.values)
@@ -240,7 +249,7 @@ async def change_credits(request: Request, username: str) -> Response:
     responses={200: {"model": Success[RecurringOut]}, **_ERRORS},
     openapi_extra=body_doc(RecurringBody),
 )
-async def set_recurring(request: Request, username: str) -> Response:
+async def set_recurring(request: Request, username: UsernamePath) -> Response:
     """Set a subaccount's recurring credit allocation."""
     args = await read_body(request)
 

@@ -10,13 +10,13 @@ import datetime as dt
 import json
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from worker.api.models import Recurring
 from worker.sandbox.failures import ApiFailure
 from worker.sandbox.fields import CreditTypeName, RecurringStatus, WireArgs
+from worker.sandbox.model import Recurring
 from worker.sandbox.state import Account
 
 T = TypeVar("T")
@@ -60,9 +60,13 @@ R = TypeVar("R", bound=BaseModel)
 
 
 class CreditDetailsOut(SubaccountOut, Generic[R]):
-    """Balance and recurring settings of a subaccount (defined by the sandbox)."""
+    """Balance, credits used and recurring settings of a subaccount (defined by the sandbox)."""
 
     balance: int
+    used: int = Field(
+        description="credits consumed by sending mail so far (defined by the sandbox); "
+        "balance + used changes only when credits are granted or deducted"
+    )
     recurring: R | None
 
 
