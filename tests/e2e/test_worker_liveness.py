@@ -83,3 +83,25 @@ def test_an_old_heartbeat_with_messages_held_is_busy_not_stuck(
     redis_client.delete(f"{acks}.subaccount-events")
     redis_client.zadd(heartbeats, {"broker-under-test": time.time() * 1000})
     assert check().ok
+
+
+def test_notes_left_by_an_earlier_run_are_forgotten(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A metrics directory that outlived a container restart may name a pid now used by another
+    process; the supervisor drops such notes before starting Dramatiq."""
+    (tmp_path / f"broker-{os.getpid()}").write_text("broker-of-an-earlier-run")
+    port = free_port()
+    start_worker(
+        "--processes", "1", "--threads", "1", "--metrics-port", str(port),
+        SUBACCOUNT_WORKER_METRICS_DIR=str(tmp_path),
+    )  # fmt: skip
+
+    def one_healthy_process() -> bool:
+        found = _health(port)
+        return found is not None and found[0] == 200 and len(found[1]["processes"]) == 1
+
+    wait_until(one_healthy_process, timeout_s=30, what="only this run's worker process")
+    found = _health(port)
+    assert found is not None
+    assert found[1]["processes"][0]["pid"] != os.getpid()

@@ -40,6 +40,13 @@ def record_broker(broker_id: str, run_dir: str | None = None) -> None:
         Path(directory, f"{BROKER_FILE_PREFIX}{os.getpid()}").write_text(broker_id)
 
 
+def forget_brokers(run_dir: str) -> None:
+    """In the supervisor, before it starts Dramatiq: drop the notes of earlier processes, whose
+    pids a new process may reuse (the directory can outlive a container restart)."""
+    for path in Path(run_dir).glob(f"{BROKER_FILE_PREFIX}*"):
+        path.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class ProcessHealth:
     pid: int

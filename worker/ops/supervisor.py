@@ -116,6 +116,7 @@ def _supervise(
     command = dramatiq_command(settings, processes, threads, module)
     delay = 0.5
     while not stopping.is_set():
+        liveness.forget_brokers(run_dir)  # the previous run's processes have all exited
         child = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module
         state.running()
         if stopping.is_set():  # the signal came while it was starting
