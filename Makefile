@@ -86,7 +86,7 @@ MANIFESTS := $(shell find deploy/kubernetes -name '*.yaml' ! -name kustomization
 
 lint-deploy: install  ## hadolint, kubernetes-validate on every manifest, promtool check/test rules
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
-	$(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) \
+	$(BIN)/kubernetes-validate --quiet --strict --kubernetes-version $(K8S_VERSION) \
 		$(MANIFESTS)
 	promtool check config --syntax-only deploy/prometheus/prometheus.yml
 	promtool check rules deploy/prometheus/alerts.yml

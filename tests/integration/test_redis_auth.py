@@ -235,3 +235,39 @@ def test_with_the_password_everything_works_and_nothing_is_denied(
         ingress.terminate()
         ingress.wait(timeout=20)
     assert _denied(admin) == []
+
+
+def test_the_acl_users_can_do_only_their_part(acl_redis: AclRedis, admin: redis.Redis) -> None:
+    """What each user of the ACL file may do, and what it may not (a client without a password
+    nothing; the app nothing outside its keys nor anything dangerous)."""
+    clients = {
+        user: redis.Redis.from_url(acl_redis.url(user, password))
+        for user, password in [("healthcheck", "x"), ("keda", "keda-pw-1"), ("saw", APP_PASSWORD)]
+    }
+    anonymous = redis.Redis.from_url(acl_redis.url())
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        assert clients["healthcheck"].ping()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            clients["healthcheck"].get("saw:anything")
+        assert clients["keda"].llen("saw:dramatiq:subaccount-events") == 0
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            clients["keda"].hgetall("saw:dead")
+        app = clients["saw"]
+        app.set("saw:probe", "1")
+        for forbidden in (
+            lambda: app.get("other:key"),
+            app.flushall,
+            lambda: app.config_get("*"),
+            lambda: app.acl_list(),
+            lambda: app.client_list(),
+            lambda: app.publish("saw:channel", "x"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                forbidden()
+        assert admin.get("saw:probe") == b"1"
+    finally:
+        anonymous.close()
+        for client in clients.values():
+            client.close()
