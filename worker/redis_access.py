@@ -9,7 +9,9 @@ worker waits for it and the ingress reports itself unready until it answers.
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import NoPermissionError
+from redis.retry import Retry
 
 from worker.errors import ConfigError
 from worker.settings import ENV_PREFIX, Settings
@@ -23,6 +25,7 @@ def verify_credentials(settings: Settings) -> None:
         settings.redis_url,
         socket_connect_timeout=CHECK_TIMEOUT_S,
         socket_timeout=CHECK_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),  # one answer is enough to judge
     )
     try:
         client.ping()
