@@ -24,9 +24,9 @@ import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from worker import keys
+from worker.ops.metrics import MULTIPROC_ENV, process_alive
 from worker.settings import Settings
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the per-run directory (worker.ops.metrics)
 BROKER_FILE_PREFIX = "broker-"
 # How long the supervisor may have no Dramatiq process before it is judged wedged: its restart
 # backoff is at most 10 s, and Dramatiq takes a few seconds to import and fork.
@@ -120,7 +120,7 @@ class LivenessCheck:
         found: dict[int, tuple[str, float]] = {}
         for path in self._dir.glob(f"{BROKER_FILE_PREFIX}*"):
             pid = int(path.name.removeprefix(BROKER_FILE_PREFIX))
-            if _alive(pid):
+            if process_alive(pid):
                 found[pid] = (path.read_text().strip(), path.stat().st_mtime)
             else:
                 path.unlink(missing_ok=True)
@@ -143,16 +143,6 @@ class LivenessCheck:
             consuming = age <= self._stale_s or holding > 0
             result.append(ProcessHealth(pid, round(max(0.0, age), 3), holding, consuming))
         return result
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve(host: str, port: int, registry: CollectorRegistry, check: LivenessCheck) -> None:

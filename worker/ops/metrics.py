@@ -119,12 +119,13 @@ class _ReapDead:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         for path in self._dir.glob("gauge_live*_*.db"):
             pid = int(path.stem.rsplit("_", 1)[1])
-            if not _alive(pid):
+            if not process_alive(pid):
                 mark_process_dead(pid, str(self._dir))  # type: ignore[no-untyped-call]
         return iter(())
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (signal 0)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
