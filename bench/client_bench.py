@@ -31,8 +31,8 @@ from bench.common import (
     run_main,
     services,
 )
+from handlers.requests import ChangeCredits
 from worker.api.client import SubaccountClient, build_http_session
-from worker.api.models import ChangeCredits
 from worker.errors import ApiError
 from worker.ops import metrics
 from worker.settings import load_settings

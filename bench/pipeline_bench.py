@@ -64,8 +64,8 @@ from bench.common import (
 )
 from handlers import examples, username_for
 from handlers.plan import ClientState, Lifecycle
+from handlers.requests import CreditType
 from worker import keys
-from worker.api.models import CreditType
 from worker.pipeline.publish import Publisher
 from worker.settings import ENV_PREFIX, load_settings
 

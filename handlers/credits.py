@@ -5,8 +5,8 @@ from __future__ import annotations
 from handlers.events import InvoicePaid
 from handlers.outcomes import Reason
 from handlers.plan import AddCredits, Apply, ClientState, Decision, Lifecycle, Reject, Wait
+from handlers.requests import ChangeCredits
 from handlers.rules import Context, known_username
-from worker.api.models import ChangeCredits
 
 
 def on_invoice_paid(event: InvoicePaid, state: ClientState, ctx: Context) -> Decision:

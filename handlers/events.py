@@ -12,7 +12,7 @@ import json
 import re
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,9 +23,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
-from worker.api.models import USERNAME_RE, CreditType, Period
-from worker.errors import InvalidEvent
+from handlers.errors import InvalidEvent
+from handlers.limits import CONTEXT_KEY, DEFAULT_LIMITS, EventLimits, GrantCredits
+from handlers.requests import CreditType, Recurring, Username
 
 # RFC 3339: date, 'T' (or space), time, optional fraction, mandatory offset.
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -45,34 +47,12 @@ class _Data(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class RecurringPlan(_Data):
-    """Recurring credits of a plan: `amount` every `period`, optionally between two dates."""
-
-    amount: int = Field(ge=0, le=1_000_000_000)
-    period: Period
-    start_date: dt.date | None = None
-    end_date: dt.date | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RecurringPlan:
-        if self.start_date and self.end_date and self.end_date < self.start_date:
-            raise ValueError("end_date is before start_date")
-        return self
-
-
 class OnboardedData(_Data):
-    username: str | None = None
+    username: Username | None = None
     email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     credit_type: CreditType
-    credits: int | None = Field(None, gt=0, le=1_000_000_000)
-    recurring: RecurringPlan | None = None
-
-    @field_validator("username")
-    @classmethod
-    def _valid_username(cls, value: str | None) -> str | None:
-        if value is not None and not USERNAME_RE.match(value):
-            raise ValueError("3-64 characters: letters, digits, '.', '_' or '-'")
-        return value
+    credits: GrantCredits | None = Field(None, gt=0)
+    recurring: Recurring | None = None
 
 
 class UpdatedData(_Data):
@@ -88,12 +68,12 @@ class UpdatedData(_Data):
 
 class InvoicePaidData(_Data):
     invoice_id: str = Field(min_length=1, max_length=200)
-    credits: int = Field(gt=0, le=1_000_000_000)
+    credits: GrantCredits = Field(gt=0)
 
 
 class PlanChangedData(_Data):
     credit_type: CreditType | None = None
-    recurring: RecurringPlan | None = None
+    recurring: Recurring | None = None
 
     @model_validator(mode="after")
     def _something(self) -> PlanChangedData:
@@ -121,13 +101,14 @@ class _Envelope(BaseModel):
     @field_validator("time", mode="before")
     @classmethod
     def _rfc3339(cls, value: Any) -> Any:
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is None:
-                raise ValueError("must carry a UTC offset (RFC 3339)")
-            return value
-        if not isinstance(value, str) or not RFC3339.match(value):
-            raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z")
-        return value
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value  # built in Python (JSON input is always a string)
+        if isinstance(value, str) and RFC3339.match(value):
+            try:
+                return dt.datetime.fromisoformat(value.upper())
+            except ValueError:
+                pass  # e.g. month 13: the same answer as any other bad timestamp
+        raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z")
 
     @property
     def client_id(self) -> str:
@@ -140,8 +121,12 @@ class _Envelope(BaseModel):
         return digest[:32]
 
     def to_message(self) -> dict[str, Any]:
-        """The JSON-ready dict that travels on the queue."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The JSON-ready dict that travels on the queue: the fields the sender set, validated.
+
+        Defaults are not written out, so a message says no more than its sender did (and a
+        default added to the catalogue later does not change the messages already sent).
+        """
+        return self.model_dump(mode="json", exclude_none=True, exclude_unset=True)
 
 
 class ClientOnboarded(_Envelope):
@@ -191,25 +176,23 @@ Event = Annotated[
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 _TYPES = frozenset(t.value for t in EventType)
-EVENT_CLASSES = (
-    ClientOnboarded,
-    ClientUpdated,
-    InvoicePaid,
-    PlanChanged,
-    ClientSuspended,
-    ClientReactivated,
-    ClientChurned,
-)
+EVENT_CLASSES: tuple[type[Event], ...] = get_args(get_args(Event)[0])  # the union's members
 MAX_EVENT_BYTES = 64 * 1024
 
 
-def parse_event(raw: dict[str, Any] | str | bytes) -> Event:
-    """Validate one event; raise InvalidEvent naming every bad field (nothing half-accepted)."""
-    if isinstance(raw, str | bytes):
-        if len(raw) > MAX_EVENT_BYTES:
+def parse_event(raw: object, limits: EventLimits = DEFAULT_LIMITS) -> Event:
+    """Validate one event; raise InvalidEvent naming every bad field (nothing half-accepted).
+
+    `raw` is JSON text or a JSON-ready dict. Types are strict, as JSON has them: an integer is a
+    JSON integer (not `"100"`, `100.0`, `1e2` or `true`), a date an ISO date string, a boolean
+    `true` or `false`. `limits` caps what one event may ask for (credits per grant).
+    """
+    text = raw if isinstance(raw, str | bytes) else None
+    if text is not None:
+        if len(text) > MAX_EVENT_BYTES:
             raise InvalidEvent([f"event: larger than {MAX_EVENT_BYTES} bytes"])
         try:
-            raw = json.loads(raw)
+            raw = json.loads(text)
         except (ValueError, RecursionError) as exc:  # JSON, encoding, depth, huge integers
             raise InvalidEvent([f"event: not valid JSON ({type(exc).__name__})"]) from None
     if not isinstance(raw, dict):
@@ -217,19 +200,38 @@ def parse_event(raw: dict[str, Any] | str | bytes) -> Event:
     if not isinstance(raw.get("type"), str) or raw["type"] not in _TYPES:
         known = ", ".join(t.value for t in EventType)
         raise InvalidEvent([f"type: unknown event type {raw.get('type')!r} (known: {known})"])
+    if text is None:
+        try:
+            text = json.dumps(raw, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidEvent([f"event: not JSON-ready ({type(exc).__name__})"]) from None
     try:
-        return _EVENT.validate_python(raw)
+        return _EVENT.validate_json(text, strict=True, context={CONTEXT_KEY: limits})
     except ValidationError as exc:
         raise InvalidEvent(_reasons(exc)) from None
 
 
+# Plainer words than pydantic's for the strict-type refusals, by pydantic error type.
+_STRICT_MESSAGES = {
+    "int_type": "must be a JSON integer (not a string, a decimal or a boolean)",
+    "int_from_float": "must be a JSON integer (not a string, a decimal or a boolean)",
+    "bool_type": "must be true or false",
+    "string_type": "must be a JSON string",
+    "date_type": "must be an ISO date string, e.g. 2026-01-31",
+    "date_parsing": "must be an ISO date string, e.g. 2026-01-31",
+    "date_from_datetime_parsing": "must be an ISO date string, e.g. 2026-01-31",
+    "date_from_datetime_inexact": "must be an ISO date string, e.g. 2026-01-31",
+}
+
+
 def _reasons(exc: ValidationError) -> list[str]:
     """One 'field.path: message' line per error, without the union tag pydantic prepends."""
-    reasons = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err["loc"]]
-        if loc and loc[0] in _TYPES:
-            loc = loc[1:]
-        message = err["msg"].removeprefix("Value error, ")
-        reasons.append(f"{'.'.join(loc) or 'event'}: {message}")
-    return reasons
+    return [_reason(err) for err in exc.errors(include_input=False, include_url=False)]
+
+
+def _reason(err: ErrorDetails) -> str:
+    loc = [str(part) for part in err["loc"]]
+    if loc and loc[0] in _TYPES:
+        loc = loc[1:]
+    message = _STRICT_MESSAGES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
+    return f"{'.'.join(loc) or 'event'}: {message}"

@@ -16,8 +16,8 @@ from handlers.plan import (
     Skip,
     Step,
 )
+from handlers.requests import ChangeCredits, CreateSubaccount, SetRecurring
 from handlers.rules import Context, gate, known_username, username_for
-from worker.api.models import ChangeCredits, CreateSubaccount, Recurring, SetRecurring
 
 
 def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> Decision:
@@ -47,12 +47,7 @@ def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> De
         )
     if data.recurring:
         steps.append(
-            SetRecurringCredits(
-                request=SetRecurring(
-                    username=username,
-                    recurring=Recurring(**data.recurring.model_dump()),
-                )
-            )
+            SetRecurringCredits(request=SetRecurring(username=username, recurring=data.recurring))
         )
     at = event.time
     new_state = state.model_copy(

@@ -12,12 +12,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from handlers.events import RecurringPlan
 from handlers.outcomes import Outcome, Reason
-from worker.api.models import (
+from handlers.requests import (
     ChangeCredits,
     CreateSubaccount,
     CreditType,
+    Recurring,
     SetDisabled,
     SetRecurring,
     UpdateSubaccount,
@@ -41,7 +41,7 @@ class ClientState(BaseModel):
     username: str | None = None
     email: str | None = None
     credit_type: CreditType | None = None
-    recurring: RecurringPlan | None = None
+    recurring: Recurring | None = None
     email_at: dt.datetime | None = None
     credit_type_at: dt.datetime | None = None
     recurring_at: dt.datetime | None = None

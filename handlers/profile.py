@@ -19,8 +19,8 @@ from handlers.plan import (
     Step,
     Update,
 )
+from handlers.requests import SetRecurring, UpdateSubaccount
 from handlers.rules import Context, gate, known_username, newer
-from worker.api.models import Recurring, SetRecurring, UpdateSubaccount
 
 
 def on_updated(event: ClientUpdated, state: ClientState, ctx: Context) -> Decision:
@@ -48,13 +48,11 @@ def on_plan_changed(event: PlanChanged, state: ClientState, ctx: Context) -> Dec
         return Skip(outcome=Outcome.SUPERSEDED, reason="every field was set by a newer event")
     steps: list[Step] = []
     if "credit_type" in changes:
-        request = UpdateSubaccount(username=username, credit_type=changes["credit_type"])
-        steps.append(Update(request=request))
+        update = UpdateSubaccount(username=username, credit_type=changes["credit_type"])
+        steps.append(Update(request=update))
     if "recurring" in changes:
-        recurring = Recurring(**changes["recurring"].model_dump())
-        steps.append(
-            SetRecurringCredits(request=SetRecurring(username=username, recurring=recurring))
-        )
+        recurring = SetRecurring(username=username, recurring=changes["recurring"])
+        steps.append(SetRecurringCredits(request=recurring))
     return Apply(steps=tuple(steps), state=_with_times(state, event, changes))
 
 

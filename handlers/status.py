@@ -5,8 +5,8 @@ from __future__ import annotations
 from handlers.events import ClientReactivated, ClientSuspended
 from handlers.outcomes import Outcome
 from handlers.plan import Apply, ClientState, Decision, Lifecycle, SetStatus, Skip
+from handlers.requests import SetDisabled
 from handlers.rules import Context, gate, known_username, newer
-from worker.api.models import SetDisabled
 
 
 def on_status(

@@ -1,8 +1,10 @@
 """Every error subaccount-worker raises, drawn once.
 
+    InvalidEvent                 (handlers.errors) an event failed validation: fix the sender;
+                                 nothing enqueued. Raised by the pure catalogue, which imports
+                                 nothing of worker/, so it is not a SubaccountWorkerError.
     SubaccountWorkerError        base of everything below
     ├── ConfigError              a setting is missing or invalid: fix the environment
-    ├── InvalidEvent             an event failed validation: fix the sender; nothing enqueued
     ├── BrokerUnavailable        Redis could not be reached: retry later, nothing half-done
     └── ApiError                 the Subaccount API call did not succeed
         ├── Transient            5xx, 429, connect failure: retry later (`retry_after`)
@@ -14,9 +16,15 @@
 
 Messages say what failed, for which subaccount, and what to do. They never contain the API key
 or a password: the client builds them from the operation name, username and status only.
+
+A boundary that turns our errors into one line (the CLI's `guard`) or an answer catches
+`EXPECTED`: both roots. (Registering InvalidEvent as a virtual subclass would not do: `except`
+matches on the real class hierarchy and ignores `ABC.register`.)
 """
 
 from __future__ import annotations
+
+from handlers.errors import InvalidEvent
 
 
 class SubaccountWorkerError(Exception):
@@ -25,14 +33,6 @@ class SubaccountWorkerError(Exception):
 
 class ConfigError(SubaccountWorkerError):
     """A setting is missing or invalid; the message names the environment variable."""
-
-
-class InvalidEvent(SubaccountWorkerError):
-    """An event failed validation; `reasons` names each bad field. Nothing was enqueued."""
-
-    def __init__(self, reasons: list[str]) -> None:
-        self.reasons = reasons
-        super().__init__("invalid event: " + "; ".join(reasons))
 
 
 class BrokerUnavailable(SubaccountWorkerError):
@@ -92,3 +92,7 @@ class Ambiguous(ApiError):
 
 class MalformedResponse(Ambiguous):
     """The server answered 2xx with a body that is not what the API promises."""
+
+
+# What a boundary reports as bad input or a known failure rather than a bug: every error above.
+EXPECTED: tuple[type[Exception], ...] = (SubaccountWorkerError, InvalidEvent)

@@ -20,7 +20,7 @@ from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
 from worker.pipeline.executor import Executor, Limits
-from worker.pipeline.publish import Publisher
+from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
 from worker.pipeline.steps import StepRunner
 from worker.settings import ApiSurface, Settings
@@ -79,6 +79,7 @@ def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClien
         unknown_client_retry_ms=settings.unknown_client_retry_ms,
         lock_busy_delay_ms=settings.lock_busy_delay_ms,
         max_deliveries=settings.max_deliveries,
+        events=event_limits(settings),
     )
     ctx = Context(needs_password=api.surface == ApiSurface.V6)
     return Executor(

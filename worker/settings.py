@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from handlers.limits import DEFAULT_MAX_CREDITS_PER_GRANT
 from worker.errors import ConfigError
 
 ENV_PREFIX = "SUBACCOUNT_WORKER_"
@@ -94,6 +95,11 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
     ledger_ttl_s: int = Field(30 * 86_400, ge=60, description="How long done steps are kept")
     outcome_stream_maxlen: int = Field(100_000, ge=100)
+    max_credits_per_grant: int = Field(
+        DEFAULT_MAX_CREDITS_PER_GRANT,
+        ge=1,
+        description="More credits in one invoice, onboarding or recurring amount: refused",
+    )
 
     # --- Ingress --------------------------------------------------------------------------
     ingress_tokens: CsvSecrets = Field(default_factory=list)
@@ -102,6 +108,14 @@ class Settings(BaseSettings):
     crm_webhook_secrets: CsvSecrets = Field(default_factory=list)
     ingress_max_body_bytes: int = Field(256 * 1024, ge=1024)
     stripe_price_credits: dict[str, int] = Field(default_factory=dict)
+    ingress_header_timeout_s: float = Field(
+        10.0, gt=0, description="From connecting to a complete request head, else 408"
+    )
+    ingress_body_timeout_s: float = Field(10.0, gt=0, description="To read a body, else 408")
+    ingress_keep_alive_s: int = Field(5, ge=1, description="Idle time between requests")
+    ingress_max_connections: int = Field(
+        1000, ge=1, description="Connections at once; beyond, requests get 503"
+    )
 
     # --- Metrics --------------------------------------------------------------------------
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container

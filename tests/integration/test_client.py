@@ -10,21 +10,21 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tests.conftest import TEST_API_KEY
-from tests.servers import ThreadedUvicorn
-from worker.api.client import SubaccountClient
-from worker.api.http import HttpSession
-from worker.api.models import (
+from handlers.requests import (
     ChangeCredits,
     CreateSubaccount,
     CreditType,
-    ListPage,
     Period,
     Recurring,
     SetDisabled,
     SetRecurring,
     UpdateSubaccount,
 )
+from tests.conftest import TEST_API_KEY
+from tests.servers import ThreadedUvicorn
+from worker.api.client import SubaccountClient
+from worker.api.http import HttpSession
+from worker.api.models import ListPage
 from worker.api.rate_limit import RateLimiter, RedisTokenBucket, Unlimited
 from worker.errors import Ambiguous, Conflict, NotFound, Permanent, Transient
 from worker.sandbox import SandboxAdmin

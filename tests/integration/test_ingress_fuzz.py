@@ -52,6 +52,7 @@ class Case:
     headers: dict[str, str | bytes] = field(default_factory=dict)
     method: str = "POST"
     expect: frozenset[int] | None = None
+    names: str | None = None  # a field a refusal's reasons must name
 
 
 def templates() -> list[tuple[str, Any]]:
@@ -232,6 +233,40 @@ def content_type_case(rng: random.Random) -> Case:
     return Case("content-type", path, body, headers, expect=frozenset({415}))
 
 
+# Values JSON means otherwise than the catalogue's strict types, by the kind of field they replace.
+LOOSE = {
+    "int": [True, False, "100", 100.0, " 100 ", "1e2", 10**12],  # 10**12: over the cap
+    "date": [0, 20260201, "2026-02-01T00:00:00Z", "02/01/2026", True],
+    "bool": ["true", 1, 0, "false", None],
+}
+LOOSE_FIELDS = [("credits",), ("recurring", "amount"), ("recurring", "start_date"),
+                ("recurring", "active")]  # fmt: skip
+KINDS = {"credits": "int", "amount": "int", "start_date": "date", "active": "bool"}
+
+
+def loose_case(rng: random.Random) -> Case:
+    """A correctly signed onboarding (/events or CRM) with one value of a loose type: 400."""
+    data = {
+        "email": "a@example.com",
+        "credit_type": "unlimited",
+        "credits": 10,
+        "recurring": {"amount": 5, "period": "daily", "start_date": "2026-02-01", "active": True},
+    }
+    path = rng.choice(LOOSE_FIELDS)
+    holder: dict[str, Any] = data
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = rng.choice(LOOSE[KINDS[path[-1]]])
+    route = rng.choice(["/events", "/webhooks/crm"])
+    doc = factories.event("client.onboarded", "C1", data)
+    if route == "/webhooks/crm":
+        doc = crm_body("client.onboarded", "C1", data)
+    body = json.dumps(doc).encode()
+    names = "data." + ".".join(path)
+    headers = signed(route, body, rng)
+    return Case("loose", route, body, headers, expect=frozenset({400}), names=names)
+
+
 def stray_case(rng: random.Random) -> Case:
     """A request to a path or with a method the ingress does not serve."""
     path = rng.choice([*ROUTES, "/", "/events/1", "/webhooks", "/%00", "/" + "a" * 500])
@@ -247,6 +282,7 @@ GENERATORS: list[tuple[Callable[[random.Random], Case], int]] = [
     (oversized_case, 1),
     (content_type_case, 1),
     (stray_case, 1),
+    (loose_case, 2),
 ]
 
 
@@ -284,6 +320,9 @@ def test_fuzzed_requests_never_get_a_5xx(
         if response.status_code >= 400:
             assert body["error"], case
             assert body["reasons"], case
+            assert case.names is None or any(
+                r.startswith(case.names + ":") for r in body["reasons"]
+            ), (case, body)
         else:
             enqueued += len(body["accepted"])
     assert len(queued_events(redis_client, fuzz_ingress.settings)) == enqueued

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from handlers.requests import ChangeCredits, CreateSubaccount
 from worker.api.client import SubaccountClient, parse_retry_after
 from worker.api.http import HttpSession
-from worker.api.models import ChangeCredits, CreateSubaccount
 from worker.errors import (
     Ambiguous,
     ApiError,
@@ -144,7 +144,7 @@ def test_v5_speaks_the_sdk_dialect() -> None:
         return httpx.Response(200, json={"status": "success", "data": data})
 
     client = SubaccountClient(_session("v5", record), api_key=KEY, surface=ApiSurface.V5)
-    from worker.api.models import Period, Recurring, SetRecurring
+    from handlers.requests import Period, Recurring, SetRecurring
 
     rec = client.set_recurring(
         SetRecurring(username="acme-1", recurring=Recurring(amount=9, period=Period.MONTHLY))

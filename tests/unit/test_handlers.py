@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
+from pydantic import ValidationError
 
 from handlers import Context, decide, parse_event, username_for
 from handlers import examples as f
+from handlers.errors import InvalidEvent
+from handlers.events import EVENT_CLASSES, EventType, PlanChanged
 from handlers.examples import T0
+from handlers.limits import EventLimits
 from handlers.plan import (
     AddCredits,
     Apply,
@@ -23,7 +28,7 @@ from handlers.plan import (
     Update,
     Wait,
 )
-from worker.errors import InvalidEvent
+from handlers.requests import USERNAME_RULE, Period, Recurring, SetDisabled
 
 V6 = Context(needs_password=True)
 V5 = Context(needs_password=False)
@@ -192,3 +197,120 @@ def test_hostile_input_is_rejected_with_a_reason(raw: object) -> None:
     with pytest.raises(InvalidEvent) as caught:
         parse_event(raw)  # type: ignore[arg-type]
     assert caught.value.reasons
+
+
+def test_event_classes_are_the_members_of_the_event_union() -> None:
+    """EVENT_CLASSES is derived from `Event`: one class per catalogue type, none repeated."""
+    assert len(EVENT_CLASSES) == len(EventType)
+    assert {cls.model_fields["type"].annotation.__args__[0] for cls in EVENT_CLASSES} == set(
+        EventType
+    )
+
+
+def test_one_username_rule_speaks_for_events_and_requests() -> None:
+    """A bad username is refused with the same sentence by the catalogue and by a request."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(f.onboarded("acme", username="-bad"))
+    with pytest.raises(ValidationError) as refused:
+        SetDisabled(username="-bad", disabled=True)
+    assert caught.value.reasons == [f"data.username: {USERNAME_RULE}"]
+    assert USERNAME_RULE in str(refused.value)
+
+
+def test_an_events_recurring_plan_is_the_request_the_plan_holds() -> None:
+    """`recurring` of a plan.changed travels into the SetRecurring step as the same value."""
+    recurring = {"amount": 7, "period": "weekly", "start_date": "2026-02-01"}
+    event = parse_event(f.plan_changed("acme", t=10, recurring=recurring))
+    decision = decide(event, _onboarded_state(), V6)
+    assert isinstance(decision, Apply)
+    (step,) = decision.steps
+    assert isinstance(step, SetRecurringCredits)
+    assert isinstance(event, PlanChanged)
+    assert (
+        step.request.recurring
+        == event.data.recurring
+        == Recurring(amount=7, period=Period.WEEKLY, start_date=dt.date(2026, 2, 1))
+    )
+
+
+# Rows: (event with one loosely typed value, the field its one reason must name)
+LOOSE = [
+    (f.invoice_paid("acme", "INV-1", True), "data.credits"),  # a boolean is not 1
+    (f.invoice_paid("acme", "INV-1", "100"), "data.credits"),  # a string is not a number
+    (f.invoice_paid("acme", "INV-1", 100.0), "data.credits"),  # nor is a decimal
+    (f.invoice_paid("acme", "INV-1", 1e2), "data.credits"),  # 1e2 is a JSON decimal
+    (f.invoice_paid("acme", "INV-1", " 100 "), "data.credits"),
+    (f.onboarded("acme", credits="5"), "data.credits"),
+    (f.onboarded("acme", recurring={"amount": 5, "period": "daily", "end_date": 0}),
+     "data.recurring.end_date"),  # a date is an ISO string, not a unix time
+    (f.onboarded("acme", recurring={"amount": 5, "period": "daily",
+                                    "start_date": "2026-02-01T00:00:00Z"}),
+     "data.recurring.start_date"),  # a date, not a timestamp
+    (f.plan_changed("acme", recurring={"amount": "5", "period": "daily"}),
+     "data.recurring.amount"),
+    (f.plan_changed("acme", recurring={"amount": 5, "period": "daily", "active": "true"}),
+     "data.recurring.active"),  # booleans are booleans
+    (f.plan_changed("acme", recurring={"amount": 5, "period": "daily", "active": 1}),
+     "data.recurring.active"),
+    (f.onboarded("acme", email=12345), "data.email"),
+    (f.invoice_paid("acme", 42, 5), "data.invoice_id"),  # an id is a string
+    ({**f.suspended("acme"), "id": 7}, "id"),
+    ({**f.suspended("acme"), "time": 1767225600}, "time"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "field"), LOOSE)
+def test_loose_types_are_refused_naming_the_field(raw: dict[str, object], field: str) -> None:
+    """Strict JSON types: no value is coerced; the one reason names the field."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert [r.partition(": ")[0] for r in caught.value.reasons] == [field]
+    with pytest.raises(InvalidEvent):
+        parse_event(json.dumps(raw))  # the same from JSON text
+
+
+def test_strict_types_still_accept_what_json_means() -> None:
+    """Integers, ISO dates and booleans as JSON has them are accepted and kept as sent."""
+    raw = f.plan_changed(
+        "acme",
+        recurring={"amount": 5, "period": "daily", "start_date": "2026-02-01", "active": False},
+    )
+    event = parse_event(raw)
+    assert isinstance(event, PlanChanged)
+    assert event.data.recurring == Recurring(
+        amount=5, period=Period.DAILY, start_date=dt.date(2026, 2, 1), active=False
+    )
+    assert event.to_message()["data"] == raw["data"]
+
+
+# Rows: (event, the field over the cap and its value)
+OVER_CAP = [
+    (f.invoice_paid("acme", "INV-1", 10_000_001), "data.credits: 10000001"),  # one too many
+    (f.onboarded("acme", credits=1_000_000_000), "data.credits: 1000000000"),  # the typo
+    (f.plan_changed("acme", recurring={"amount": 10_000_001, "period": "daily"}),
+     "data.recurring.amount: 10000001"),  # recurring credits are grants too
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "field_and_value"), OVER_CAP)
+def test_credits_above_the_default_cap_per_grant_are_refused(
+    raw: dict[str, object], field_and_value: str
+) -> None:
+    """The default cap is 10,000,000 credits per grant; more is refused, naming the field."""
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    assert caught.value.reasons == [
+        f"{field_and_value} is above the maximum of 10000000 credits per grant"
+    ]
+
+
+def test_the_cap_is_what_the_caller_passes() -> None:
+    """A deployment's cap comes in through `limits`: 500 passes 500 and refuses 501."""
+    limits = EventLimits(max_credits_per_grant=500)
+    assert parse_event(f.invoice_paid("acme", "INV-1", 500), limits)
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(f.invoice_paid("acme", "INV-1", 501), limits)
+    assert caught.value.reasons == [
+        "data.credits: 501 is above the maximum of 500 credits per grant"
+    ]
+    assert parse_event(f.invoice_paid("acme", "INV-1", 10_000_000))  # the default allows it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers import examples as f
-from worker.errors import InvalidEvent
+from handlers.errors import InvalidEvent
 from worker.pipeline.publish import validate_all
 
 

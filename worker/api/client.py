@@ -16,21 +16,23 @@ import httpx
 import redis
 from pydantic import BaseModel, ValidationError
 
+from handlers.requests import (
+    ChangeCredits,
+    CreateSubaccount,
+    Recurring,
+    SetDisabled,
+    SetRecurring,
+    UpdateSubaccount,
+)
 from worker import keys
 from worker.api.http import HttpSession
 from worker.api.models import (
-    ChangeCredits,
-    CreateSubaccount,
     CreditBalance,
     CreditDetails,
     Deleted,
     ListPage,
-    Recurring,
-    SetDisabled,
-    SetRecurring,
     Subaccount,
     SubaccountList,
-    UpdateSubaccount,
 )
 from worker.api.rate_limit import RateLimiter, RedisTokenBucket, TokenBucket, Unlimited
 from worker.api.surfaces import HttpRequest, Surface, surface_for

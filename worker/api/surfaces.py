@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from worker.api.models import (
+from handlers.requests import (
     ChangeCredits,
     CreateSubaccount,
-    ListPage,
     Period,
     Recurring,
     SetDisabled,
     SetRecurring,
     UpdateSubaccount,
 )
+from worker.api.models import ListPage
 from worker.settings import ApiSurface
 
 

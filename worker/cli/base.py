@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from worker.errors import SubaccountWorkerError
+from worker.errors import EXPECTED
 from worker.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ def guard(fn: Callable[[], T]) -> T:
     """Run `fn`; turn our errors into one line on stderr and exit code 2."""
     try:
         return fn()
-    except SubaccountWorkerError as exc:
+    except EXPECTED as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

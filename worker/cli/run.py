@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -26,8 +27,29 @@ def sandbox(
     if not api_key:
         typer.echo("error: give --api-key or set SUBACCOUNT_WORKER_API_KEY", err=True)
         raise typer.Exit(2)
-    config = json.loads(faults.read_text()) if faults else None
+    config = _read_faults(faults) if faults else None
     serve(host, port, api_key, config, access_log=access_log)
+
+
+def _read_faults(path: Path) -> Any:
+    """The fault config in `path`, validated; anything wrong ends the command with one line."""
+    from pydantic import ValidationError
+
+    from worker.sandbox.faults import FaultConfig
+
+    try:
+        return FaultConfig.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        problem = exc.strerror or type(exc).__name__
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        problem = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in errors[:5]
+        )
+        if len(errors) > 5:
+            problem += f"; ... and {len(errors) - 5} more"
+    typer.echo(f"error: --faults {path}: {problem[:2000]}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command()

@@ -37,14 +37,16 @@ from worker.ingress.problems import (
     MethodNotAllowed,
     NotFound,
     Problem,
+    RequestTimeout,
     TooLarge,
     Unauthorized,
     Unavailable,
     Unmappable,
     UnsupportedMediaType,
 )
+from worker.ingress.server import server_config
 from worker.log import get_logger
-from worker.pipeline.publish import Publisher
+from worker.pipeline.publish import Publisher, event_limits
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -53,7 +55,7 @@ JSON = ("application/json",)
 REDIS_CONNECT_TIMEOUT_S = 1.0
 REDIS_SOCKET_TIMEOUT_S = 5.0
 ANSWERED = [Malformed, Unauthorized, NotFound, MethodNotAllowed, TooLarge]
-ANSWERED += [UnsupportedMediaType, Unmappable, Unavailable]
+ANSWERED += [UnsupportedMediaType, Unmappable, Unavailable, RequestTimeout]
 
 
 class Ingress:
@@ -67,20 +69,22 @@ class Ingress:
         self.crm = crm.CrmSignatures(settings.crm_webhook_secrets)
         self.enqueuer = Enqueuer(Publisher(client, settings), settings.queue_name, metrics)
         self.limit = settings.ingress_max_body_bytes
+        self.body_timeout_s = settings.ingress_body_timeout_s
+        self.event_limits = event_limits(settings)
         self.openapi = openapi.document(ANSWERED)
 
     async def post_events(self, request: Request) -> Response:
         """POST /events: CloudEvents from the billing system, with a bearer token."""
         self.tokens.check(request.headers)
         media = require_media_type(request.headers, cloudevents.MEDIA_TYPES)
-        body = await read_body(request, self.limit)
-        events = cloudevents.parse_request(media, request.headers, body)
+        body = await read_body(request, self.limit, self.body_timeout_s)
+        events = cloudevents.parse_request(media, request.headers, body, self.event_limits)
         return await self.enqueuer.accept("/events", events)
 
     async def post_stripe(self, request: Request) -> Response:
         """POST /webhooks/stripe: a Stripe event signed with `Stripe-Signature`."""
         require_media_type(request.headers, JSON)
-        body = await read_body(request, self.limit)
+        body = await read_body(request, self.limit, self.body_timeout_s)
         stripe.verify_stripe(
             body,
             request.headers.get("stripe-signature"),
@@ -94,7 +98,7 @@ class Ingress:
     async def post_crm(self, request: Request) -> Response:
         """POST /webhooks/crm: a CRM event signed per Standard Webhooks."""
         require_media_type(request.headers, JSON)
-        body = await read_body(request, self.limit)
+        body = await read_body(request, self.limit, self.body_timeout_s)
         webhook_id = self.crm.verify(body, request.headers, time.time())
         mapped = crm.map_crm(parse_json(body), webhook_id)
         return await self._accept("/webhooks/crm", mapped, crm.RENAMES, Malformed)
@@ -110,7 +114,9 @@ class Ingress:
         if isinstance(mapped, Ignored):
             log.info("ingress.ignored", route=route, reason=loggable(mapped.reason))
             return JsonResponse({"accepted": [], "ignored": mapped.reason}, status_code=200)
-        return await self.enqueuer.accept(route, [to_event(mapped, renames, problem)])
+        return await self.enqueuer.accept(
+            route, [to_event(mapped, renames, problem, self.event_limits)]
+        )
 
     async def healthz(self, request: Request) -> Response:
         """GET /healthz: the process answers."""
@@ -191,14 +197,7 @@ def redis_for_ingress(settings: Settings) -> redis.Redis:
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the ingress under uvicorn until interrupted; the caller has configured logging."""
     log.info("ingress.starting", host=host, port=port)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    uvicorn.Server(server_config(create_app(settings), settings, host, port)).run()
 
 
 def _warn_unconfigured(ingress: Ingress, settings: Settings) -> None:

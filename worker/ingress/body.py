@@ -9,10 +9,11 @@ import json
 import math
 from typing import Any
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 
-from worker.ingress.problems import Malformed, TooLarge, UnsupportedMediaType
+from worker.ingress.problems import Malformed, RequestTimeout, TooLarge, UnsupportedMediaType
 
 
 def media_type(headers: Headers) -> str:
@@ -33,19 +34,24 @@ def require_media_type(headers: Headers, accepted: tuple[str, ...]) -> str:
     return found
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes `limit` bytes (declared or streamed)."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `limit` bytes (declared or streamed),
+    and with 408 if it has not all arrived `timeout_s` after reading began."""
     declared = request.headers.get("content-length", "")
     if declared.isdecimal() and (len(declared) > 18 or int(declared) > limit):
         raise TooLarge([f"body: {declared} bytes declared, at most {limit} accepted"])
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise TooLarge([f"body: more than {limit} bytes, at most {limit} accepted"])
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise TooLarge([f"body: more than {limit} bytes, at most {limit} accepted"])
     except ClientDisconnect:
         raise Malformed(["body: the client disconnected before sending all of it"]) from None
+    except TimeoutError:
+        got = f"{len(body)} of {declared} bytes" if declared else f"{len(body)} bytes"
+        raise RequestTimeout([f"body: {got} received within {timeout_s:g} s"]) from None
     return bytes(body)
 
 

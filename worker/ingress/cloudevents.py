@@ -6,7 +6,8 @@
   is the event's `data`.
 
 Beyond what the catalogue checks, extension attributes must be CloudEvents-shaped (name of
-lowercase letters and digits, value a string, integer or boolean) and `data_base64` is refused.
+lowercase letters and digits, value a string, integer or boolean), `data_base64` is refused, and
+so is a `source` in the namespace reserved for verified webhooks (`sources.py`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
+from handlers.errors import InvalidEvent
 from handlers.events import Event
-from worker.errors import InvalidEvent
+from handlers.limits import DEFAULT_LIMITS, EventLimits
+from worker.ingress import sources
 from worker.ingress.body import parse_json
 from worker.ingress.mapping import catalogue_event, rename
 from worker.ingress.problems import Malformed
@@ -36,26 +39,28 @@ INT32 = range(-(2**31), 2**31)
 HEADER_PREFIX = "ce-"
 
 
-def parse_request(media: str, headers: Headers, body: bytes) -> list[Event]:
+def parse_request(
+    media: str, headers: Headers, body: bytes, limits: EventLimits = DEFAULT_LIMITS
+) -> list[Event]:
     """The events of a `POST /events` body in the mode its media type says; 400 if invalid."""
     if media == STRUCTURED:
-        return parse_events([parse_json(body)], indexed=False)
+        return parse_events([parse_json(body)], limits, indexed=False)
     if media == BATCH:
         batch = parse_json(body)
         if not isinstance(batch, list):
             raise Malformed(["body: a batch must be a JSON array of events"])
-        return parse_events(batch, indexed=True)
-    return [_binary_event(headers, body)]
+        return parse_events(batch, limits, indexed=True)
+    return [_binary_event(headers, body, limits)]
 
 
-def parse_events(items: list[Any], *, indexed: bool) -> list[Event]:
+def parse_events(items: list[Any], limits: EventLimits, *, indexed: bool) -> list[Event]:
     """Every item as a catalogue event, or one 400 naming each bad one ('[2] data.email: …')."""
     events: list[Event] = []
     reasons: list[str] = []
     for index, item in enumerate(items):
         prefix = f"[{index}] " if indexed else ""
         try:
-            events.append(_structured_event(item))
+            events.append(_structured_event(item, limits))
         except InvalidEvent as exc:
             reasons.extend(prefix + reason for reason in exc.reasons)
     if reasons:
@@ -63,7 +68,7 @@ def parse_events(items: list[Any], *, indexed: bool) -> list[Event]:
     return events
 
 
-def _structured_event(item: Any) -> Event:
+def _structured_event(item: Any, limits: EventLimits) -> Event:
     """One structured-mode event: CloudEvents-shaped extensions, then the catalogue's checks."""
     if not isinstance(item, dict):
         raise InvalidEvent(["event: must be a JSON object"])
@@ -72,7 +77,10 @@ def _structured_event(item: Any) -> Event:
     ]
     if reasons:
         raise InvalidEvent(reasons)
-    return catalogue_event(item)
+    event = catalogue_event(item, limits)
+    if sources.is_reserved(event.source):
+        raise InvalidEvent([sources.reserved_reason(event.source)])
+    return event
 
 
 def _extension_problem(name: str, value: Any) -> str | None:
@@ -88,7 +96,7 @@ def _extension_problem(name: str, value: Any) -> str | None:
     return f"{name}: an extension attribute is a string, a 32-bit integer or a boolean"
 
 
-def _binary_event(headers: Headers, body: bytes) -> Event:
+def _binary_event(headers: Headers, body: bytes, limits: EventLimits) -> Event:
     """A binary-mode event: attributes from `ce-*` headers, data from the body."""
     attributes: dict[str, Any] = {}
     for header, value in headers.items():
@@ -104,7 +112,7 @@ def _binary_event(headers: Headers, body: bytes) -> Event:
     renames = {name: HEADER_PREFIX + name for name in attributes if name != "data"}
     renames["data"] = "body"
     try:
-        return _structured_event(attributes)
+        return _structured_event(attributes, limits)
     except InvalidEvent as exc:
         raise Malformed([rename(reason, renames) for reason in exc.reasons]) from None
 

@@ -27,10 +27,11 @@ from starlette.datastructures import Headers
 
 from handlers.events import EventType
 from worker.errors import ConfigError
+from worker.ingress import sources
 from worker.ingress.mapping import envelope
 from worker.ingress.problems import Malformed, Unauthorized, Unmappable
 
-SOURCE = "urn:subaccount-worker:crm"
+SOURCE = sources.CRM
 LOG_SOURCE = "crm"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix every Standard Webhooks secret carries)
 TOLERANCE_S = 300  # fixed by the Standard Webhooks spec

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
-from worker.errors import InvalidEvent
+from handlers.limits import EventLimits
 from worker.ingress.problems import Problem
 
 SPECVERSION = "1.0"
@@ -43,17 +44,19 @@ def envelope(
     return {name: value for name, value in attributes.items() if value is not None}
 
 
-def catalogue_event(raw: dict[str, Any]) -> Event:
+def catalogue_event(raw: dict[str, Any], limits: EventLimits) -> Event:
     """`parse_event`, guarded against a `type` that is not a string (it would raise TypeError)."""
     if not isinstance(raw.get("type", ""), str):
         raise InvalidEvent(["type: must be a string naming a catalogue event type"])
-    return parse_event(raw)
+    return parse_event(raw, limits)
 
 
-def to_event(raw: dict[str, Any], renames: Mapping[str, str], problem: type[Problem]) -> Event:
+def to_event(
+    raw: dict[str, Any], renames: Mapping[str, str], problem: type[Problem], limits: EventLimits
+) -> Event:
     """Validate a mapped event; on failure raise `problem` with reasons in the sender's names."""
     try:
-        return catalogue_event(raw)
+        return catalogue_event(raw, limits)
     except InvalidEvent as exc:
         raise problem([rename(reason, renames) for reason in exc.reasons]) from None
 

@@ -89,6 +89,16 @@ class TooLarge(Problem):
     code = "too_large"
 
 
+class RequestTimeout(Problem):
+    """408: the request's head or body did not arrive in time; the connection is closed."""
+
+    status = 408
+    code = "timeout"
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(reasons, headers={"Connection": "close"})
+
+
 class UnsupportedMediaType(Problem):
     """415: the Content-Type is not one the route reads."""
 

@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from handlers.events import EventType
+from worker.ingress import sources
 from worker.ingress.mapping import Ignored, envelope, rfc3339_utc
 from worker.ingress.problems import Malformed, Unauthorized, Unmappable
 
-SOURCE = "urn:subaccount-worker:stripe"
+SOURCE = sources.STRIPE
 LOG_SOURCE = "stripe"
 MAX_UNIX_S = 253_402_300_799  # 9999-12-31T23:59:59Z
 PERIODS = {"day": "daily", "week": "weekly", "month": "monthly"}

@@ -19,10 +19,12 @@ from typing import Any
 import structlog
 
 from handlers import Context, decide
+from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
+from handlers.limits import DEFAULT_LIMITS, EventLimits
 from handlers.outcomes import Reason
 from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
-from worker.errors import Ambiguous, ApiError, BrokerUnavailable, InvalidEvent, Transient
+from worker.errors import Ambiguous, ApiError, BrokerUnavailable, Transient
 from worker.log import get_logger, redactor
 from worker.pipeline.attempts import AttemptStore, Claim, Finish, Opened
 from worker.pipeline.attempts import StepDone as PendingDone
@@ -70,6 +72,7 @@ class Limits:
     unknown_client_retry_ms: int
     lock_busy_delay_ms: int
     max_deliveries: int
+    events: EventLimits = DEFAULT_LIMITS  # the door's limits, applied again on consume
 
 
 class StepFailed(Exception):
@@ -157,7 +160,7 @@ class Executor:
         """
         structlog.contextvars.clear_contextvars()
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, self._limits.events)
         except InvalidEvent as exc:
             return self._reject_invalid(raw, info, exc)
         structlog.contextvars.bind_contextvars(
