@@ -115,6 +115,15 @@ class Proc:
         text = self.output.read_text(errors="replace").splitlines()[-lines:]
         return "\n  " + "\n  ".join(text) if text else ""
 
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a lost machine would."""
+        if self.proc is not None:
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the group, wait up to `grace_s`, then SIGKILL whatever is left of it."""
         if self.proc is None:

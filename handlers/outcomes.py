@@ -30,5 +30,6 @@ class Reason(StrEnum):
     CLIENT_UNKNOWN = "client_unknown"  # never onboarded within the wait limit
     CLIENT_CHURNED = "client_churned"  # invoice paid for a deleted subaccount
     BUSINESS_KEY_CONFLICT = "business_key_conflict"  # one invoice (or onboarding), two amounts
+    BUSINESS_KEY_HELD = "business_key_held"  # its invoice is held by an event left undecided
     POISON_MESSAGE = "poison_message"  # delivered again and again without reaching an outcome
     INTERNAL_ERROR = "internal_error"  # a bug of ours kept failing the event: see the logs

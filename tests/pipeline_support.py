@@ -10,8 +10,13 @@ from typing import Any
 import dramatiq
 import redis
 
+from handlers import Context, decide, username_for
+from handlers.events import Event, parse_event
+from handlers.plan import AddCredits, Apply, ClientState, Lifecycle, Step, step_name
 from worker import keys
 from worker.ops.outcomes import decode_entry, read_outcomes
+from worker.pipeline.attempts import AttemptStore, BeginStep, ClaimStatus
+from worker.pipeline.ledger import StepRecord, StepState
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings, load_settings
 
@@ -82,3 +87,39 @@ def wait_for_outcomes(
                 if event_id in wanted and event_id not in found:
                     found[event_id] = record
     return found
+
+
+def leave_grant_in_progress(
+    store: AttemptStore, event: dict[str, Any], evidence: dict[str, Any]
+) -> str:
+    """Leave what a worker killed mid-grant leaves: the grant claimed and marked in progress
+    with the evidence read before it (its lease then expires; here it is given back at once).
+    Returns the event's key."""
+    token = "killed-worker"
+    parsed = parse_event(event)
+    grant = next(s for s in parsed_plan_steps(parsed) if isinstance(s, AddCredits))
+    assert store.open(parsed.key, parsed.client_id, token).status == "locked"
+    begin = BeginStep(
+        event_key=parsed.key,
+        client_id=parsed.client_id,
+        token=token,
+        step=step_name(grant),
+        record=StepRecord(StepState.IN_PROGRESS, token, int(time.time() * 1000), evidence),
+        business_key=grant.business_key,
+        amount=grant.request.amount,
+    )
+    held, claim = store.begin_step(begin)
+    assert held
+    assert claim.status == ClaimStatus.CLAIMED
+    store.release(parsed.key, parsed.client_id, token)
+    return parsed.key
+
+
+def parsed_plan_steps(event: Event) -> tuple[Step, ...]:
+    """The steps the handlers plan for `event` of an onboarded client (grants only need the
+    username, which the client id determines)."""
+    state = ClientState(client_id=event.client_id, lifecycle=Lifecycle.ACTIVE,
+                        username=username_for(event.client_id))  # fmt: skip
+    decision = decide(event, state, Context(needs_password=True))
+    assert isinstance(decision, Apply), decision
+    return decision.steps

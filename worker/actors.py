@@ -15,7 +15,7 @@ from worker.runtime import build_runtime
 from worker.settings import get_settings
 
 settings = get_settings()
-settings.require_api_key()
+settings.require_api()
 configure_logging(settings)
 runtime = build_runtime(settings)
 broker = runtime.broker

@@ -11,8 +11,18 @@
 | `{p}:dead` | hash | event id → JSON dead letter |
 | `{p}:dead:index` | zset | event id scored by last failure time (ms) |
 | `{p}:dead:counts` | hash | reason → number of dead letters (for the metrics gauge) |
+| `{p}:dead:ix:{dim}:{value}` | zset | operators' index of one reason/type/client/cluster |
+| `{p}:dead:ix:of` | hash | event id → the index entries it is in (so moving it is exact) |
+| `{p}:dead:ix:clusters` | set | cluster names that have an index (summary without a scan) |
+| `{p}:dead:ix:mark` | string | failure time (ms) up to which the operators' index is built |
+| `{p}:dead:claim:{event_id}` | string | a replay/purge's short claim on a dead letter |
+| `{p}:replays` | hash | event id → times it was replayed (the message option `replay`) |
+| `{p}:ops:jobs` | zset | replay/purge job ids by start time (ms) |
+| `{p}:ops:job:{id}` | hash | one job: filter, ids, operator, times, counts, cancel flag |
+| `{p}:ops:audit` | stream | operators' actions, capped |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
+| `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 """
@@ -65,6 +75,11 @@ def timeline(prefix: str, client_id: str) -> str:
     return f"{prefix}:timeline:{client_id}"
 
 
+def grants(prefix: str, client_id: str) -> str:
+    """The grants this system started for a client (capped), to judge evidence against."""
+    return f"{prefix}:grants:{client_id}"
+
+
 def rate_limit(prefix: str) -> str:
     return f"{prefix}:ratelimit:api"
 
@@ -77,3 +92,40 @@ def dramatiq_namespace(prefix: str) -> str:
 def dramatiq_queue(prefix: str, queue_name: str) -> str:
     """Dramatiq's Redis list of message ids of a queue (its messages hash adds `.msgs`)."""
     return f"{dramatiq_namespace(prefix)}:{queue_name}"
+
+
+def dead_letter_ix(prefix: str, dim: str, value: str) -> str:
+    """Operators' secondary index of dead letters sharing one `dim` value (zset by failure ms)."""
+    return f"{prefix}:dead:ix:{dim}:{value}"
+
+
+def dead_letter_ix_of(prefix: str) -> str:
+    return f"{prefix}:dead:ix:of"
+
+
+def dead_letter_ix_clusters(prefix: str) -> str:
+    return f"{prefix}:dead:ix:clusters"
+
+
+def dead_letter_ix_mark(prefix: str) -> str:
+    return f"{prefix}:dead:ix:mark"
+
+
+def dead_letter_claim(prefix: str, event_id: str) -> str:
+    return f"{prefix}:dead:claim:{event_id}"
+
+
+def replays(prefix: str) -> str:
+    return f"{prefix}:replays"
+
+
+def ops_jobs(prefix: str) -> str:
+    return f"{prefix}:ops:jobs"
+
+
+def ops_job(prefix: str, job_id: str) -> str:
+    return f"{prefix}:ops:job:{job_id}"
+
+
+def audit(prefix: str) -> str:
+    return f"{prefix}:ops:audit"

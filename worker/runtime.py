@@ -64,6 +64,7 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
         lock_ttl_ms=settings.lock_ttl_ms,
         ledger_ttl_s=settings.ledger_ttl_s,
         outcome_maxlen=settings.outcome_stream_maxlen,
+        timeline_maxlen=settings.timeline_maxlen,
     )
 
 

@@ -6,6 +6,7 @@ shows them. `load_settings()` turns a validation failure into one readable line 
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
@@ -54,7 +55,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # --- Subaccount API -------------------------------------------------------------------
-    api_base_url: str = Field("http://127.0.0.1:8025/v6", description="Base URL of the surface")
+    api_base_url: str = Field(
+        "", description="Base URL of the surface; no default: `worker` refuses to start without"
+    )
+    api_allow_insecure_http: bool = Field(
+        False, description="Allow http:// to a host other than loopback (the key goes in clear)"
+    )
     api_surface: ApiSurface = ApiSurface.V6
     api_key: SecretStr = Field(SecretStr(""), description="API key of the master account")
     api_connect_timeout_s: float = Field(3.0, gt=0)
@@ -95,6 +101,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
     ledger_ttl_s: int = Field(30 * 86_400, ge=60, description="How long done steps are kept")
     outcome_stream_maxlen: int = Field(100_000, ge=100)
+    timeline_maxlen: int = Field(200, ge=1, description="Outcomes kept per client timeline")
     max_credits_per_grant: int = Field(
         DEFAULT_MAX_CREDITS_PER_GRANT,
         ge=1,
@@ -141,9 +148,22 @@ class Settings(BaseSettings):
     @field_validator("api_base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// on loopback)")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _api_key_travels_encrypted(self) -> Settings:
+        # The API key goes in a header of every call: over plain http it crosses the network in
+        # clear text, which only loopback (the local sandbox) makes harmless.
+        parts = urlsplit(self.api_base_url)
+        insecure = parts.scheme == "http" and not _loopback(parts.hostname or "")
+        if insecure and not self.api_allow_insecure_http:
+            raise ValueError(
+                f"{ENV_PREFIX}API_BASE_URL: http:// to {parts.hostname} would send the API key"
+                f" in clear text: use https://, or set {ENV_PREFIX}API_ALLOW_INSECURE_HTTP=true"
+            )
+        return self
 
     @property
     def max_call_s(self) -> float:
@@ -181,24 +201,57 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
         return value
 
+    def require_api(self) -> None:
+        """Processes that call the API refuse to start without its URL (no default: a default
+        would send production events to a local fake) and without a key."""
+        if not self.api_base_url:
+            raise ConfigError(
+                f"{ENV_PREFIX}API_BASE_URL is required to call the Subaccount API (e.g."
+                " https://api.pepipost.com/v6; the local sandbox is http://127.0.0.1:8025/v6)"
+            )
+        self.require_api_key()
+
+    def api_base_url_for_display(self) -> str:
+        """The API base URL with any password in it masked, for logs and printing."""
+        return _masked(self.api_base_url)
+
     def redis_url_for_display(self) -> str:
         """The Redis URL with its password (and a TLS key's ssl_password) masked, for printing."""
-        parts = urlsplit(self.redis_url)
-        netloc = parts.netloc
-        if parts.password:
-            netloc = netloc.replace(f":{parts.password}@", ":***@")
-        query = [(k, "***" if k == "ssl_password" else v) for k, v in parse_qsl(parts.query)]
-        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
+        return _masked(self.redis_url)
 
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
-        parts = urlsplit(self.redis_url)
-        if parts.password:  # as written and as redis-py decodes it
-            found += dict.fromkeys([parts.password, unquote(parts.password)])
-        return found + [v for k, v in parse_qsl(parts.query) if k == "ssl_password" and v]
+        for url in (self.redis_url, self.api_base_url):
+            parts = urlsplit(url)
+            if parts.password:  # as written and as the client decodes it
+                found += dict.fromkeys([parts.password, unquote(parts.password)])
+            found += [v for k, v in parse_qsl(parts.query) if k == "ssl_password" and v]
+        return found
+
+
+def _masked(url: str) -> str:
+    """`url` with the password of its userinfo and any ssl_password replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    if "ssl_password=" not in parts.query:
+        return urlunsplit(parts._replace(netloc=netloc))
+    query = [(k, "***" if k == "ssl_password" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
+
+
+def _loopback(host: str) -> bool:
+    """Is `host` this machine (localhost, 127.0.0.0/8, ::1)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -66,7 +66,9 @@ def test_ambiguous_dead_letter_replays_with_the_operators_verdict(
     wait_for_outcomes(redis_client, [paid["id"]])
     (letter,) = pipeline.dead_letters.list(reason="ambiguous_outcome")
     assert letter.step == "add_credits"
-    assert letter.readings == {"balance_before": 0, "balance_after": 999, "amount": 30}
+    both = {key: letter.readings[key] for key in ("balance_before", "balance_after", "amount")}
+    assert both == {"balance_before": 0, "balance_after": 999, "amount": 30}
+    assert (letter.readings["used_before"], letter.readings["used_after"]) == (0, 0)
     _replay(pipeline, letter.key, resolve="applied")
     wait_until(lambda: _outcomes_of(redis_client, paid["id"]) == ["dead_lettered", "applied"],
                what="the replay's outcome")  # fmt: skip
@@ -104,16 +106,19 @@ def test_a_business_key_conflict_replays_only_as_settled(
 def test_cli_lists_filters_and_purges(
     pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis, redis_url: str
 ) -> None:
-    """`dead-letters list --reason` prints JSON lines; `purge` removes one for good."""
+    """`dead-letters list --reason --json` prints the pinned array; `purge ID --yes` removes one
+    for good, and says so in `--json`."""
     sandbox.set_state({"master_balance": 0})
     wait_for_outcomes(redis_client, [_publish(pipeline, f.onboarded("kay", credits=5))])
     env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url}
-    listed = _cli(env, "dead-letters", "list", "--reason", "permanent_error")
-    (row,) = [json.loads(line) for line in listed.splitlines()]
-    assert row["client_id"] == "kay"
+    (row,) = json.loads(_cli(env, "dead-letters", "list", "--reason", "permanent_error", "--json"))
+    assert row["subject"] == "kay"
     assert row["step"] == "add_credits"
-    assert _cli(env, "dead-letters", "list", "--reason", "client_unknown") == ""
-    assert json.loads(_cli(env, "dead-letters", "purge", row["key"])) == {"purged": row["key"]}
+    assert (
+        json.loads(_cli(env, "dead-letters", "list", "--reason", "client_unknown", "--json")) == []
+    )
+    purged = json.loads(_cli(env, "dead-letters", "purge", row["id"], "--yes", "--json"))
+    assert (purged["planned"], purged["purged"], purged["skipped"]) == (1, 1, [])
     assert pipeline.dead_letters.count() == 0
 
 

@@ -1,94 +1,25 @@
 """Property: any duplication and permutation of a client's history converges to the in-order result.
 
-The fold below models the worker around the pure handlers: the ledger (an event key finishes
-once; a business key grants once), waiting for onboarding (re-queue at the back), and a model
-subaccount that the plan's steps act on. Only the handlers' rules are under test.
+The fold (`worker.dev.oracle`) models the worker around the pure handlers: the ledger (an event
+key finishes once; a business key grants once), waiting for onboarding (re-queue at the back), and
+a model subaccount that the plan's steps act on. Only the handlers' rules are under test.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers import Context, decide, parse_event
 from handlers import examples as f
+from handlers import parse_event
 from handlers.events import Event
-from handlers.plan import (
-    AddCredits,
-    Apply,
-    ClientState,
-    Create,
-    Delete,
-    Lifecycle,
-    SetRecurringCredits,
-    SetStatus,
-    Update,
-    Wait,
-)
+from handlers.plan import Lifecycle
+from worker.dev.oracle import fold
 
 CLIENT = "client-1"
-
-
-@dataclass
-class World:
-    state: ClientState = field(default_factory=lambda: ClientState(client_id=CLIENT))
-    account: dict[str, Any] | None = None
-    finished: set[str] = field(default_factory=set)
-    granted: set[str] = field(default_factory=set)
-
-    def run(self, step: object) -> None:
-        """Apply one step to the model subaccount, as the sandbox would."""
-        if isinstance(step, Create):
-            req = step.request
-            self.account = {"email": req.email, "credit_type": req.credit_type, "balance": 0,
-                            "disabled": False, "recurring": None}  # fmt: skip
-            return
-        assert self.account is not None, "a step ran before the subaccount existed"
-        if isinstance(step, AddCredits):
-            if step.business_key not in self.granted:
-                self.granted.add(step.business_key)
-                self.account["balance"] += step.request.amount
-        elif isinstance(step, Update):
-            for name in ("email", "credit_type"):
-                if getattr(step.request, name) is not None:
-                    self.account[name] = getattr(step.request, name)
-        elif isinstance(step, SetRecurringCredits):
-            self.account["recurring"] = step.request.recurring
-        elif isinstance(step, SetStatus):
-            self.account["disabled"] = step.request.disabled
-        elif isinstance(step, Delete):
-            self.account = None
-
-    def observable(self) -> tuple[Any, ...]:
-        return (self.state.lifecycle, self.state.username, self.account)
-
-
-def fold(events: list[Event]) -> World:
-    """Deliver events in the given order; waiting events go to the back of the queue."""
-    world = World(state=ClientState(client_id=events[0].client_id))
-    queue = deque(events)
-    waits = 0
-    while queue and waits <= len(queue):
-        event = queue.popleft()
-        if event.key in world.finished:
-            continue
-        decision = decide(event, world.state, Context(needs_password=False))
-        if isinstance(decision, Wait):
-            queue.append(event)
-            waits += 1
-            continue
-        waits = 0
-        world.finished.add(event.key)
-        if isinstance(decision, Apply):
-            for step in decision.steps:
-                world.run(step)
-            world.state = decision.state
-    return world
 
 
 KINDS = ["paid", "paid_again", "suspend", "reactivate", "update", "plan", "churn"]

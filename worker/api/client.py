@@ -154,7 +154,8 @@ class SubaccountClient:
         def read(raw: dict[str, Any]) -> CreditDetails:
             rec = raw.get("recurring")
             recurring = self._surface.read_recurring(rec) if rec else None
-            return CreditDetails.model_validate({**raw, "recurring": recurring})
+            used = self._surface.read_used(raw)
+            return CreditDetails.model_validate({**raw, "recurring": recurring, "used": used})
 
         return _read(read, data, "get_credits", username)
 

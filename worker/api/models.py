@@ -33,9 +33,14 @@ class Subaccount(BaseModel):
 
 
 class CreditDetails(Subaccount):
-    """Balance and recurring settings of one subaccount (plus its status, for state reads)."""
+    """Balance and recurring settings of one subaccount (plus its status, for state reads).
+
+    `used`: credits consumed by sending so far, when the surface reports it (the sandbox does,
+    on both surfaces; docs/api.md); `balance + used` then moves only with grants and deductions.
+    """
 
     balance: int
+    used: int | None = None
     recurring: Recurring | None = None
 
 

@@ -2,7 +2,9 @@
 
 v5 follows the official SDK (`api_key` header, `/subaccounts/createSubaccount`, `monhtly` sic);
 v6 follows the seed's REST paths (`Authorization: Bearer`). Operations v6 lacks (credits,
-recurring, credit details, update fields) use the sandbox's definitions, see SUBACCOUNTS.md.
+recurring, credit details, update fields) use the sandbox's definitions, see docs/api.md.
+Credit details carry `used` (credits consumed by sending) where the surface reports it: the
+sandbox defines it on both surfaces; a surface without it reads as None (unknown), never 0.
 No I/O here: the client sends what these functions build.
 """
 
@@ -54,6 +56,7 @@ class Surface(Protocol):
     def set_disabled(self, req: SetDisabled) -> HttpRequest: ...
     def delete(self, username: str) -> HttpRequest: ...
     def read_recurring(self, data: dict[str, Any]) -> Recurring: ...
+    def read_used(self, data: dict[str, Any]) -> int | None: ...
 
 
 def _date(value: object) -> str | None:
@@ -130,6 +133,9 @@ class V6:
             active=data.get("status", "active") == "active",
         )
 
+    def read_used(self, data: dict[str, Any]) -> int | None:
+        return _used(data)
+
 
 # The SDK's enum spells monthly "monhtly"; we map both ways at this boundary only.
 _V5_PERIOD = {Period.DAILY: "daily", Period.WEEKLY: "weekly", Period.MONTHLY: "monhtly"}
@@ -203,6 +209,15 @@ class V5:
             end_date=data.get("end_date"),
             active=data.get("status", "active") == "active",
         )
+
+    def read_used(self, data: dict[str, Any]) -> int | None:
+        return _used(data)
+
+
+def _used(data: dict[str, Any]) -> int | None:
+    """Credits used by sending, from credit details; None when not reported (or not a count)."""
+    used = data.get("used")
+    return used if type(used) is int and used >= 0 else None
 
 
 def _user_path(username: str, suffix: str = "") -> str:

@@ -7,7 +7,7 @@ the shared `app` (`worker.cli.base`).
 
 from __future__ import annotations
 
-from worker.cli import dead_letters, events, run
+from worker.cli import dead_letters, events, ops_views, run
 from worker.cli.base import app
 
-__all__ = ["app", "dead_letters", "events", "run"]
+__all__ = ["app", "dead_letters", "events", "ops_views", "run"]

@@ -70,8 +70,15 @@ def worker(
     from worker.ops import supervisor
 
     settings = load()
-    guard(settings.require_api_key)
+    guard(settings.require_api)
     configure_logging(settings)
+    from worker.log import get_logger
+
+    get_logger(__name__).info(
+        "worker.starting",
+        api_base_url=settings.api_base_url_for_display(),
+        api_surface=settings.api_surface.value,
+    )
     procs = processes or settings.worker_processes
     threads = threads or settings.worker_threads
     code = guard(lambda: supervisor.run(settings, procs, threads, module, metrics_port))
@@ -107,4 +114,9 @@ def check_config() -> None:
     settings = load()
     shown = json.loads(settings.model_dump_json())
     shown["redis_url"] = settings.redis_url_for_display()
+    shown["api_base_url"] = settings.api_base_url_for_display()
     typer.echo(json.dumps(shown, indent=2))
+    if not settings.api_base_url:
+        typer.echo(
+            "note: SUBACCOUNT_WORKER_API_BASE_URL is not set: `worker` refuses to start", err=True
+        )

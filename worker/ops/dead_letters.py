@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from worker import keys
+from worker.pipeline.attempts import release_claims_in
 from worker.pipeline.outcomes import DeadLetter
 
 
@@ -23,6 +24,7 @@ class DeadLetters:
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
+        self._prefix = prefix
         self._hash = keys.dead_letters(prefix)
         self._index = keys.dead_letter_index(prefix)
         self._counts = keys.dead_letter_counts(prefix)
@@ -73,10 +75,12 @@ class DeadLetters:
         return bool(removed)
 
     def remove_in(self, pipe: Any, letter: DeadLetter) -> None:
-        """Queue the removal of `letter` (record, index entry, reason count) on `pipe`."""
+        """Queue the removal of `letter` (record, index entry, reason count) on `pipe`, and the
+        giving back of the business key (invoice) it held if its grant never took effect."""
         pipe.hdel(self._hash, letter.key)
         pipe.zrem(self._index, letter.key)
         pipe.hincrby(self._counts, letter.reason, -1)
+        release_claims_in(pipe, self._prefix, letter.key, letter.business_key, letter.grant_step)
 
     def _iter_newest_first(self, batch: int = 200) -> Iterator[DeadLetter]:
         start = 0

@@ -3,8 +3,9 @@
 An attempt costs two round trips plus one per step:
 1. `open`: count the delivery, take the client's lease lock, read the client state and the
    event's ledger: one Lua call.
-2. `begin_step` (per step): record the previous step's result, check and renew the lease, mark
-   the step in progress, claim the business key (e.g. an invoice id): one Lua call.
+2. `begin_step` (per grant): record the previous step's result, check and renew the lease, mark
+   the grant in progress, claim its business key (e.g. an invoice id): one Lua call. Other
+   steps renew the lease with `renew` before each step but the first.
 3. `finish`: record the last step's result; then, only while the lease is still ours, write the
    client state, the outcome, the dead letter if any, and release the lease: one Lua call.
 A step's result is always written, lease or not: the effect did happen. (`step_done` writes it
@@ -12,6 +13,7 @@ alone on the rare paths that make no further call.)
 
 The lock is a lease (token + expiry), renewed before every step and released only by its holder.
 It keeps two workers off one client; the ledger, not the lock, is what makes a step safe to redo.
+The scripts live in `worker/pipeline/lua/`, one file each, naming their keys and arguments first.
 """
 
 from __future__ import annotations
@@ -19,137 +21,33 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import redis
 from redis.typing import EncodableT, FieldT
 
+from handlers.outcomes import Outcome
 from handlers.plan import ClientState
 from worker import keys
 from worker.errors import BrokerUnavailable
-from worker.pipeline.ledger import OUTCOME_FIELD, Ledger, StepRecord
+from worker.pipeline.ledger import OUTCOME_FIELD, Ledger, StepRecord, StepState
 from worker.pipeline.scripts import LuaScript, ScriptRunner
 
-# KEYS: ledger, lock, client, deliveries. ARGV: token, lock ttl, outcome field, deliveries ttl.
-_OPEN = LuaScript("""
-local outcome = redis.call('HGET', KEYS[1], ARGV[3])
-if outcome then return {'finished', outcome} end
-local n
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  -- our own lease: kept for this retry, or from before a Redis outage; take it back
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-elseif not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {'busy', 0}
-end
-n = redis.call('INCR', KEYS[4])
-redis.call('PEXPIRE', KEYS[4], ARGV[4])
-return {'locked', n, redis.call('GET', KEYS[3]) or '', redis.call('HGETALL', KEYS[1])}
-""")
+# The scripts of an attempt (`worker/pipeline/lua/*.lua`), each naming its keys and arguments.
+_OPEN = LuaScript.load("open")
+_BEGIN_STEP = LuaScript.load("begin_step")
+_FINISH = LuaScript.load("finish")
+_RENEW = LuaScript.load("renew")
+_RELEASE_CLAIM = LuaScript.load("release_claim")
+_DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked")
+_RELEASE = LuaScript.load("release")
+_GRANTS_SINCE = LuaScript.load("grants_since")
+_SETTLE = LuaScript.load("settle")
+_DUPLICATE = LuaScript.load("duplicate")
 
-# KEYS: lock, ledger, business key and its amount key (both the ledger again when none).
-# ARGV: token, lock ttl, step field, in-progress record, event key, ledger ttl (s), has business
-# key, duplicate record, the previous step's done record (field, record; '' for none; written
-# whatever the lease says), the step's amount ('' for none). The business key holds the owning
-# event's key (as every version writes and reads it); the amount key holds "<event key>
-# <amount>" of the claim. Returns (lease held, owner, owner's amount, conflict): the same effect
-# claimed by another event for another amount is a conflict, for which no record is written and
-# the caller dead-letters the event (a human must look).
-_BEGIN_STEP = LuaScript("""
-if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, '', '', 0} end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local owner, owner_amount = ARGV[5], ''
-if ARGV[7] == '1' then
-  if redis.call('SET', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) and ARGV[11] ~= '' then
-    redis.call('SET', KEYS[4], ARGV[5] .. ' ' .. ARGV[11], 'EX', ARGV[6])
-  end
-  owner = redis.call('GET', KEYS[3])
-  local claim = redis.call('GET', KEYS[4])
-  if claim then
-    local claimant, amount = string.match(claim, '^(%S+) (%S+)$')
-    if claimant == owner then owner_amount = amount end
-  end
-end
-if owner == ARGV[5] then
-  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-elseif owner_amount ~= '' and ARGV[11] ~= '' and owner_amount ~= ARGV[11] then
-  return {1, owner, owner_amount, 1}
-else
-  redis.call('HSET', KEYS[2], ARGV[3], (string.gsub(ARGV[8], '__OWNER__', owner)))
-end
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-return {1, owner, owner_amount, 0}
-""")
-
-# KEYS: lock, ledger, client, deliveries, outcomes, dead hash, dead index, dead counts.
-# ARGV: token, outcome json, state json or '', ledger ttl, stream maxlen, event key,
-#       dead letter json or '', now ms, dead reason, the last step's done record (field,
-#       record; '' for none; written whatever the lease says), then stream field/value pairs.
-_FINISH = LuaScript("""
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[2], ARGV[10], ARGV[11]) end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
-redis.call('HSET', KEYS[2], '_outcome', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('DEL', KEYS[4])
-if ARGV[7] ~= '' then
-  if redis.call('HSET', KEYS[6], ARGV[6], ARGV[7]) == 1 then
-    redis.call('HINCRBY', KEYS[8], ARGV[9], 1)
-  end
-  redis.call('ZADD', KEYS[7], ARGV[8], ARGV[6])
-end
-local fields = {}
-for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
-redis.call('DEL', KEYS[1])
-return 1
-""")
-
-# KEYS: lock, ledger, deliveries. ARGV: token, ttl ms, done field or '', done record, '1' to
-# reset the delivery count (a controlled ending of this delivery: the lease is kept for the
-# retry). The done record is written whatever the lease says.
-_RENEW = LuaScript("""
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[4]) end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) end
-return 1
-""")
-
-# KEYS: ledger, business key and its amount key (or the ledger again). ARGV: step field, event key.
-_CLEAR = LuaScript("""
-redis.call('HDEL', KEYS[1], ARGV[1])
-if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
-  redis.call('DEL', KEYS[2], KEYS[3])
-end
-return 1
-""")
-
-# KEYS: dead hash, dead index, dead counts, ledger, outcomes. ARGV: event key, dead letter,
-# now ms, reason, outcome json, ledger ttl, stream maxlen, then stream field/value pairs.
-# Counts a reason once per dead letter, and marks the event finished like `_FINISH` does.
-_DEAD_UNLOCKED = LuaScript("""
-if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
-end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-redis.call('HSET', KEYS[4], '_outcome', ARGV[5])
-redis.call('EXPIRE', KEYS[4], ARGV[6])
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', unpack(fields))
-return 1
-""")
-
-# KEYS: lock, deliveries. A controlled early release also resets the delivery count: the
-# count measures deliveries that died before any ending.
-_RELEASE = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-""")
+GRANTS_KEPT = 50  # a client's grants remembered (newest), to judge evidence against
+GRANTS_CHECKED = 10  # the newest of them checked for a dangling grant when a lease is taken
 
 
 # A finished step's ledger record, waiting to ride on the attempt's next Redis call.
@@ -161,13 +59,71 @@ def _done_args(done: StepDone | None) -> list[str]:
 
 
 @dataclass(frozen=True)
+class BeginStep:
+    """A grant about to be sent: its in-progress record (with the evidence read before it), the
+    business key it claims and for how many credits, and the previous step's record to write."""
+
+    event_key: str
+    client_id: str
+    token: str
+    step: str
+    record: StepRecord
+    business_key: str  # e.g. "invoice:INV-1"
+    amount: int
+    done: StepDone | None = None
+
+
+class ClaimStatus(StrEnum):
+    """What claiming a grant's business key found (the rule is in `lua/begin_step.lua`)."""
+
+    CLAIMED = "claimed"  # ours (fresh, ours already, or taken over from an owner without effect)
+    DUPLICATE = "duplicate"  # another event's grant of the same amount took effect
+    CONFLICT = "conflict"  # another event holds it for another amount
+    HELD = "held"  # another event's grant is undecided and that event has finished
+    PENDING = "pending"  # another event holds it and is still being worked on
+
+
+@dataclass(frozen=True)
 class Claim:
-    """Who holds a business key (e.g. an invoice id), and for what amount, if recorded (claims
-    made by versions before 0.1.0 have none)."""
+    """Who holds a business key (e.g. an invoice id), for what amount (None: its amount record
+    is missing, which reads as a conflict), and what that means for this event."""
 
     event_key: str
     amount: int | None = None
-    conflict: bool = False  # another event claimed it for another amount
+    status: ClaimStatus = ClaimStatus.CLAIMED
+    owner_reason: str = ""  # why the owner was dead-lettered, when it was
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == ClaimStatus.CONFLICT
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One grant this system started for a client: whose, which step, how many credits."""
+
+    event_key: str
+    step: str
+    amount: int
+
+    @property
+    def member(self) -> str:
+        """Its entry in the client's grants (`keys.grants`)."""
+        return f"{self.event_key} {self.step} {self.amount}"
+
+    @classmethod
+    def parse(cls, member: bytes | str) -> Grant:
+        event_key, step, amount = _text(member).split(" ")
+        return cls(event_key, step, int(amount))
+
+
+@dataclass(frozen=True)
+class Dangling:
+    """Another event's grant left in progress (its worker died mid-call), as `open` found it."""
+
+    grant: Grant
+    record: StepRecord
+    raw: str  # the record as stored: settling it is a compare-and-set on this
 
 
 @dataclass(frozen=True)
@@ -178,7 +134,8 @@ class Opened:
     deliveries: int = 0
     state: ClientState | None = None
     ledger: Ledger | None = None
-    outcome: str = ""  # 'finished': how the event ended the first time
+    outcome: Outcome | None = None  # 'finished': how the event ended the first time
+    dangling: tuple[Dangling, ...] = ()  # 'locked': other events' grants to settle first
 
 
 @dataclass(frozen=True)
@@ -201,12 +158,14 @@ class AttemptStore:
         lock_ttl_ms: int,
         ledger_ttl_s: int,
         outcome_maxlen: int,
+        timeline_maxlen: int = 200,
     ) -> None:
         self._redis = client
         self._prefix = prefix
         self._lock_ttl_ms = lock_ttl_ms
         self._ledger_ttl_s = ledger_ttl_s
         self._outcome_maxlen = outcome_maxlen
+        self._timeline_maxlen = timeline_maxlen
         self._scripts = ScriptRunner(client)
 
     def close(self) -> None:
@@ -224,8 +183,10 @@ class AttemptStore:
             keys.lock(self._prefix, client_id),
             keys.client(self._prefix, client_id),
             keys.deliveries(self._prefix, event_key),
+            keys.grants(self._prefix, client_id),
         ]
-        args = [token, self._lock_ttl_ms, OUTCOME_FIELD, self._ledger_ttl_s * 1000]
+        args = [token, self._lock_ttl_ms, OUTCOME_FIELD, self._ledger_ttl_s * 1000, event_key]
+        args += [keys.ledger(self._prefix, ""), GRANTS_CHECKED]
         reply = self._run(_OPEN, keys_, args)
         status = _text(reply[0])
         if status == "finished":
@@ -240,45 +201,49 @@ class AttemptStore:
                 else ClientState(client_id=client_id)
             )
             ledger = Ledger.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+            dangling = tuple(
+                Dangling(Grant.parse(member), StepRecord.decode(raw), _text(raw))
+                for member, raw in zip(reply[4][::2], reply[4][1::2], strict=True)
+            )
         except (ValueError, KeyError, TypeError):
             self.release(event_key, client_id, token)  # unreadable records: don't block the client
             raise
-        return Opened(status, deliveries=int(reply[1]), state=state, ledger=ledger)
+        return Opened(status, int(reply[1]), state, ledger, dangling=dangling)
 
-    def begin_step(
-        self,
-        event_key: str,
-        client_id: str,
-        token: str,
-        step: str,
-        record: StepRecord,
-        business_key: str | None,
-        duplicate: StepRecord,
-        done: StepDone | None = None,
-        amount: int | None = None,
-    ) -> tuple[bool, Claim]:
-        """Record the previous step's `done`, renew the lease and mark `step` in progress,
-        claiming `business_key` for `amount`; return (lease held, the key's claim)."""
-        ledger_key = keys.ledger(self._prefix, event_key)
+    def begin_step(self, begin: BeginStep) -> tuple[bool, Claim]:
+        """Record the previous step's result, renew the lease, claim the business key and mark
+        the step in progress (or a duplicate of the key's owner); return (lease held, claim)."""
+        ledger_key = keys.ledger(self._prefix, begin.event_key)
         keys_ = [
-            keys.lock(self._prefix, client_id),
+            keys.lock(self._prefix, begin.client_id),
             ledger_key,
-            *self._business(business_key, ledger_key),
+            *_business(self._prefix, begin.business_key),
+            keys.dead_letters(self._prefix),
+            keys.grants(self._prefix, begin.client_id),
         ]
+        duplicate = StepRecord(StepState.DONE, begin.token, begin.record.at_ms)
         args = [
-            token,
+            begin.token,
             self._lock_ttl_ms,
-            step,
-            record.encode(),
-            event_key,
+            begin.step,
+            begin.record.encode(),
+            begin.event_key,
             self._ledger_ttl_s,
-            "1" if business_key else "0",
+            begin.amount,
             duplicate.encode(),
-            *_done_args(done),
-            "" if amount is None else amount,
+            keys.ledger(self._prefix, ""),
+            OUTCOME_FIELD,
+            *_done_args(begin.done),
+            Grant(begin.event_key, begin.step, begin.amount).member,
+            GRANTS_KEPT,
         ]
-        held, owner, amount, conflict = self._run(_BEGIN_STEP, keys_, args)
-        return bool(held), Claim(_text(owner), int(amount) if amount else None, bool(conflict))
+        held, status, owner, amount, reason = self._run(_BEGIN_STEP, keys_, args)
+        if not held:
+            return False, Claim("")
+        claim = Claim(
+            _text(owner), int(amount) if amount else None, ClaimStatus(_text(status)), _text(reason)
+        )
+        return True, claim
 
     def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
         """Record the previous step's `done` and renew the lease; False if it was lost."""
@@ -316,23 +281,42 @@ class AttemptStore:
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not record step {step}: {exc}") from exc
 
-    def clear_step(self, event_key: str, step: str, business_key: str | None = None) -> None:
-        """Forget a step proven not applied, and give back its business key if we hold it, so
-        the next attempt (or another event for the same invoice) can run it afresh."""
-        ledger_key = keys.ledger(self._prefix, event_key)
-        self._run(
-            _CLEAR, [ledger_key, *self._business(business_key, ledger_key)], [step, event_key]
-        )
+    def clear_step(self, event_key: str, step: str) -> None:
+        """Forget a step proven not applied (or never sent), so the next attempt runs it afresh.
+        The business key stays with the event while it may still grant (see `release_claim`)."""
+        try:
+            self._redis.hdel(keys.ledger(self._prefix, event_key), step)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not clear step {step}: {exc}") from exc
 
-    def _business(self, business_key: str | None, none: str) -> list[str]:
-        """The business key and its amount key, or `none` twice when the step has none."""
-        if not business_key:
-            return [none, none]
-        kind, _, business_id = business_key.partition(":")
+    def grants_since(
+        self, client_id: str, judged: Grant
+    ) -> list[tuple[Grant, StepState | None]] | None:
+        """The client's other grants that began after `judged`, each with its ledger state (None:
+        no record: not applied, or forgotten); None if `judged` is not in the client's record."""
+        args = [judged.member, keys.ledger(self._prefix, "")]
+        found, *flat = self._run(_GRANTS_SINCE, [keys.grants(self._prefix, client_id)], args)
+        if not found:
+            return None
         return [
-            keys.business(self._prefix, kind, business_id),
-            keys.business_amount(self._prefix, kind, business_id),
+            (Grant.parse(member), None if _text(state) == "none" else StepState(_text(state)))
+            for member, state in zip(flat[::2], flat[1::2], strict=True)
         ]
+
+    def settle(self, dangling: Dangling, record: StepRecord | None) -> bool:
+        """Settle another event's dangling grant in its ledger: `record` (done), or None to forget
+        it (proven not applied: that event sends it again). False if its record changed."""
+        grant = dangling.grant
+        args = [grant.step, dangling.raw, record.encode() if record else ""]
+        return bool(self._run(_SETTLE, [keys.ledger(self._prefix, grant.event_key)], args))
+
+    def release_claim(
+        self, event_key: str, step: str, business_key: str, done: StepDone | None = None
+    ) -> bool:
+        """Record the last step's `done`; give back `business_key` if this event holds it and its
+        grant never took effect (no ledger record of `step`). True if given back."""
+        keys_ = [keys.ledger(self._prefix, event_key), *_business(self._prefix, business_key)]
+        return bool(self._run(_RELEASE_CLAIM, keys_, [event_key, step, *_done_args(done)]))
 
     def finish(
         self,
@@ -354,9 +338,11 @@ class AttemptStore:
             keys.dead_letters(self._prefix),
             keys.dead_letter_index(self._prefix),
             keys.dead_letter_counts(self._prefix),
+            keys.timeline(self._prefix, client_id),
         ]
         args: list[Any] = [
             token,
+            OUTCOME_FIELD,
             _finished_as(finish.outcome),
             finish.state.model_dump_json() if finish.state else "",
             self._ledger_ttl_s,
@@ -366,21 +352,21 @@ class AttemptStore:
             now_ms,
             finish.outcome.get("reason") or "",
             *_done_args(done),
-            *[item for pair in _stream_fields(finish.outcome).items() for item in pair],
+            *self._recorded(finish.outcome),
         ]
         return bool(self._run(_FINISH, keys_, args))
 
-    def record_duplicate(self, outcome: dict[str, Any]) -> None:
-        """Append a duplicate delivery's outcome to the stream (no lock: nothing else changes)."""
-        try:
-            self._redis.xadd(
-                keys.outcomes(self._prefix),
-                _stream_fields(outcome),
-                maxlen=self._outcome_maxlen,
-                approximate=True,
-            )
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"could not record duplicate: {exc}") from exc
+    def record_duplicate(self, client_id: str, outcome: dict[str, Any]) -> None:
+        """Append a duplicate delivery's outcome to the stream and the client's timeline (no
+        lock: nothing else changes)."""
+        keys_ = [keys.outcomes(self._prefix), keys.timeline(self._prefix, client_id)]
+        self._run(_DUPLICATE, keys_, [self._outcome_maxlen, *self._recorded(outcome)])
+
+    def _recorded(self, outcome: dict[str, Any]) -> list[Any]:
+        """The trailing arguments of the scripts that record an outcome: its timeline item, the
+        timeline's cap, then its stream field/value pairs."""
+        fields = [item for pair in _stream_fields(outcome).items() for item in pair]
+        return [_json(outcome), self._timeline_maxlen, *fields]
 
     def release(self, event_key: str, client_id: str, token: str) -> None:
         """Give the lease back early (before a delayed retry); harmless if it already expired."""
@@ -388,24 +374,47 @@ class AttemptStore:
         self._run(_RELEASE, keys_, [token])
 
     def record_unlocked(self, event_key: str, outcome: dict[str, Any], dead_letter: str) -> None:
-        """Dead-letter an event that has no valid client to lock (it failed validation)."""
+        """Dead-letter an event without its client's lease (it failed validation, or a bug of
+        ours failed it); its outcome goes on its client's timeline when it names a client."""
+        ledger_key = keys.ledger(self._prefix, event_key)
+        client_id = outcome.get("client_id")
         keys_ = [
             keys.dead_letters(self._prefix),
             keys.dead_letter_index(self._prefix),
             keys.dead_letter_counts(self._prefix),
-            keys.ledger(self._prefix, event_key),
+            ledger_key,
             keys.outcomes(self._prefix),
+            keys.timeline(self._prefix, client_id) if client_id else ledger_key,
         ]
-        args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], _finished_as(outcome)]
-        args += [self._ledger_ttl_s, self._outcome_maxlen]
-        args += [item for pair in _stream_fields(outcome).items() for item in pair]
-        self._run(_DEAD_UNLOCKED, keys_, args)
+        args = [event_key, dead_letter, outcome["at_ms"], outcome["reason"], OUTCOME_FIELD]
+        args += [_finished_as(outcome), self._ledger_ttl_s, self._outcome_maxlen]
+        args += self._recorded(outcome)
+        self._run(_DEAD_LETTER_UNLOCKED, keys_, args)
 
     def _run(self, script: LuaScript, keys_: list[str], args: list[Any]) -> Any:
         try:
             return self._scripts(script, keys_, args)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"Redis failed during an attempt: {exc}") from exc
+
+
+def _business(prefix: str, business_key: str) -> list[str]:
+    """The Redis keys of a business key: its owner and its claimed amount."""
+    kind, _, business_id = business_key.partition(":")
+    return [
+        keys.business(prefix, kind, business_id),
+        keys.business_amount(prefix, kind, business_id),
+    ]
+
+
+def release_claims_in(
+    pipe: Any, prefix: str, event_key: str, business_key: str | None, step: str | None
+) -> None:
+    """Queue on `pipe` (a MULTI pipeline) the giving back of the business key a dead-lettered
+    event held for a grant that never took effect; nothing when it held none. Purge uses it."""
+    if business_key and step:
+        keys_ = [keys.ledger(prefix, event_key), *_business(prefix, business_key)]
+        pipe.eval(_RELEASE_CLAIM.source, len(keys_), *keys_, event_key, step, "", "")
 
 
 def _text(value: bytes | str) -> str:
@@ -416,18 +425,13 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _finished(raw: bytes) -> str:
-    """How a finished event ended, from its ledger's `_outcome` (whatever wrote it)."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return _text(raw)
-    return str(value.get("outcome", "")) if isinstance(value, dict) else _text(raw)
+def _finished(raw: bytes) -> Outcome:
+    """How a finished event ended, from its ledger's outcome mark."""
+    return Outcome(json.loads(raw)["outcome"])
 
 
 def _finished_as(outcome: dict[str, Any]) -> str:
-    """The ledger's `_outcome` value: how the event ended, as `{"outcome": ...}` (the full record
-    is in the outcome stream; the shape is the one earlier versions wrote and read)."""
+    """The ledger's outcome mark: `{"outcome": ...}` (the full record is in the outcome stream)."""
     return _json({"outcome": outcome["outcome"]})
 
 

@@ -22,7 +22,7 @@ from worker.errors import BrokerUnavailable
 from worker.log import get_logger
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.executor import AttemptInfo, Executor, Requeue
-from worker.pipeline.publish import ACTOR_NAME, PUBLISHED_AT
+from worker.pipeline.publish import ACTOR_NAME, PUBLISHED_AT, REPLAY_OPTION
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -60,6 +60,7 @@ def attempt_info(options: dict[str, Any]) -> AttemptInfo:
         attempt=int(options.get(ATTEMPT, 1)),
         published_ms=int(options.get(PUBLISHED_AT) or 0),
         first_failure_ms=options.get(FIRST_FAILURE),
+        replay=int(options.get(REPLAY_OPTION) or 0),
     )
 
 

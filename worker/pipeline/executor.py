@@ -13,117 +13,62 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 
 from handlers import Context, decide
 from handlers.errors import InvalidEvent
 from handlers.events import Event, parse_event
-from handlers.limits import DEFAULT_LIMITS, EventLimits
-from handlers.outcomes import Reason
-from handlers.plan import AddCredits, Apply, ClientState, Reject, Skip, Step, Wait, step_name
-from worker.errors import Ambiguous, ApiError, BrokerUnavailable, Transient
+from handlers.outcomes import Outcome, Reason
+from handlers.plan import (
+    AddCredits,
+    Apply,
+    ClientState,
+    Decision,
+    Reject,
+    Skip,
+    Step,
+    Wait,
+    step_name,
+)
+from worker.errors import ApiError, BrokerUnavailable, Transient
 from worker.log import get_logger, redactor
-from worker.pipeline.attempts import AttemptStore, Claim, Finish, Opened
-from worker.pipeline.attempts import StepDone as PendingDone
+from worker.pipeline.attempts import (
+    AttemptStore,
+    BeginStep,
+    Claim,
+    ClaimStatus,
+    Finish,
+    Grant,
+    Opened,
+)
+from worker.pipeline.failures import (
+    HolderPending,
+    LeaseLost,
+    StepFailed,
+    check_claim,
+    holder_never_settled,
+    maybe_applied,
+)
+from worker.pipeline.grants import grant_of, ours_since, settle_dangling
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
-from worker.pipeline.outcomes import DeadLetter
+from worker.pipeline.outcomes import DeadLetter, outcome_record
+from worker.pipeline.progress import Attempt
+from worker.pipeline.results import (
+    AttemptInfo,
+    Done,
+    Limits,
+    OutcomeObserver,
+    Requeue,
+    observe_nothing,
+)
 from worker.pipeline.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
-from worker.pipeline.steps import Applied, StepRunner, Undecidable, journaled
+from worker.pipeline.steps import Applied, NotApplied, StepRunner, Undecidable, journaled
 
 log = get_logger(__name__)
 
-# Told of every finished event (outcome, event type): how metrics see the engine without it
-# importing them.
-OutcomeObserver = Callable[[str, str], None]
-
-
-def _observe_nothing(outcome: str, event_type: str) -> None:
-    """The default observer."""
-
-
-@dataclass(frozen=True)
-class AttemptInfo:
-    """What the message says about earlier attempts (carried in its options)."""
-
-    attempt: int = 1
-    published_ms: int = 0
-    first_failure_ms: int | None = None
-
-
-@dataclass(frozen=True)
-class Done:
-    outcome: str  # applied, duplicate, superseded, ignored, dead_lettered
-
-
-@dataclass(frozen=True)
-class Requeue:
-    delay_ms: int
-    reason: str
-    counts: bool  # True: a failed attempt (counts against the limits); False: just waiting
-    lease_token: str | None = None  # the client's lease, kept for the retry to take back
-
-
-@dataclass(frozen=True)
-class Limits:
-    unknown_client_wait_ms: int
-    unknown_client_retry_ms: int
-    lock_busy_delay_ms: int
-    max_deliveries: int
-    events: EventLimits = DEFAULT_LIMITS  # the door's limits, applied again on consume
-
-
-class StepFailed(Exception):
-    """A step could not complete in this attempt; carries the dead-letter reason or the retry."""
-
-    def __init__(
-        self,
-        step: str,
-        error: ApiError | None,
-        reason: Reason,
-        readings: dict[str, Any],
-        business_key: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.step = step
-        self.error = error
-        self.reason = reason
-        self.readings = readings
-        self.business_key = business_key  # held by a step that was proven not applied
-        self.detail = detail or (str(error) if error else "the outcome of the call is unknown")
-        super().__init__(f"step {step} failed: {reason}")
-
-
-class LeaseLost(Exception):
-    """The client's lease expired while we worked; start over with fresh state."""
-
-
-@dataclass
-class _Attempt:
-    event: Event
-    raw: dict[str, Any]
-    info: AttemptInfo
-    token: str
-    state: ClientState
-    ledger: Ledger
-    now_ms: int
-    # The last finished step's record, written by the attempt's next Redis call (one round
-    # trip fewer per step); `_flush` writes it on paths that make no such call.
-    pending: PendingDone | None = None
-    stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
-    did_steps: bool = False  # a step took effect in this attempt
-
-    @property
-    def partly_applied(self) -> bool:
-        """Some step of this event took effect (in this attempt or an earlier one)."""
-        earlier = any(record.state == StepState.DONE for record in self.ledger.steps.values())
-        return self.did_steps or earlier
-
-    def take_pending(self) -> PendingDone | None:
-        pending, self.pending = self.pending, None
-        return pending
+__all__ = ["AttemptInfo", "Done", "Executor", "Limits", "OutcomeObserver", "Requeue"]
 
 
 class Executor:
@@ -139,7 +84,7 @@ class Executor:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        observer: OutcomeObserver = _observe_nothing,
+        observer: OutcomeObserver = observe_nothing,
     ) -> None:
         self._store = store
         self._observe = observer
@@ -180,50 +125,60 @@ class Executor:
     ) -> Done | Requeue:
         opened = self._store.open(event.key, event.client_id, token)
         if opened.status == "finished":
-            return self._duplicate(event, opened)
+            return self._duplicate(event, opened, info)
         if opened.status == "busy":
             log.debug("event.client_busy")
             return Requeue(self._limits.lock_busy_delay_ms, "client_busy", counts=False)
         state = opened.state or ClientState(client_id=event.client_id)
         ledger = opened.ledger or Ledger(steps={})
-        attempt = _Attempt(event, raw, info, token, state, ledger, self._now_ms())
+        attempt = Attempt(event, raw, info, token, state, ledger, self._now_ms())
         try:
+            if opened.dangling and state.username:  # other events' grants left mid-call
+                settle_dangling(self._store, self._runner, event.client_id, state.username,
+                                opened.dangling, self._now_ms())  # fmt: skip
+            decision = decide(event, state, self._ctx)
+            attempt.grant = grant_of(decision)
             if opened.deliveries > self._limits.max_deliveries:
                 detail = f"{opened.deliveries - 1} deliveries ended without an outcome"
                 return self._dead_letter(attempt, Reason.POISON_MESSAGE, detail)
-            return self._decide_and_run(attempt)
+            return self._run_decision(attempt, decision)
         except BaseException:
             self._release_quietly(attempt)
             raise
 
-    def _decide_and_run(self, a: _Attempt) -> Done | Requeue:
-        decision = decide(a.event, a.state, self._ctx)
-        if isinstance(decision, Skip):
-            return self._finish(a, decision.outcome, None, reason=decision.reason)
-        if isinstance(decision, Reject):
-            return self._dead_letter(a, decision.reason, decision.detail)
-        if isinstance(decision, Wait):
-            return self._wait(a)
-        return self._apply(a, decision)
+    def _run_decision(self, a: Attempt, decision: Decision) -> Done | Requeue:
+        match decision:
+            case Skip():
+                return self._finish(a, Outcome(decision.outcome), None, reason=decision.reason)
+            case Reject():
+                return self._dead_letter(a, decision.reason, decision.detail)
+            case Wait():
+                return self._wait(a)
+            case Apply():
+                return self._apply(a, decision)
+            case _:
+                assert_never(decision)
 
-    def _apply(self, a: _Attempt, plan: Apply) -> Done | Requeue:
+    def _apply(self, a: Attempt, plan: Apply) -> Done | Requeue:
         statuses: dict[str, str] = {}
         try:
             for step in plan.steps:
                 statuses[step_name(step)] = self._run_step(a, step)
         except StepFailed as failed:
             return self._step_failed(a, failed)
+        except HolderPending as pending:
+            return self._wait_for_holder(a, pending)
         except LeaseLost:
             log.warning("event.lease_lost")
             self._flush(a)
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
         duplicate = bool(statuses) and all(s == "duplicate" for s in statuses.values())
-        outcome = "duplicate" if duplicate else "applied"
+        outcome = Outcome.DUPLICATE if duplicate else Outcome.APPLIED
         return self._finish(a, outcome, plan.state, steps=statuses)
 
     # --- one step ---------------------------------------------------------------------------
 
-    def _run_step(self, a: _Attempt, step: Step) -> str:
+    def _run_step(self, a: Attempt, step: Step) -> str:
         """Run `step` unless the ledger has it; return 'done', 'skipped' or 'duplicate'."""
         name = step_name(step)
         if a.ledger.is_done(name):
@@ -236,51 +191,45 @@ class Executor:
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         if journaled(step):
             owner = self._begin(a, step, name, evidence)
-            if owner.conflict:
-                raise _conflict(step, name, owner)
-            if owner.event_key != a.event.key:
+            if owner.status == ClaimStatus.DUPLICATE:
                 log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
                 return "duplicate"
+            check_claim(step, name, owner)
         elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
             self._renew(a)
         a.stepped = True
         try:
             result = self._runner.run(step)
         except ApiError as exc:
-            if _maybe_applied(step, exc):
+            if maybe_applied(step, exc):
                 return self._unanswered(a, step, name, evidence, exc)
-            # Refused or never sent: nothing happened. A permanent refusal also frees the
-            # business key, so another report of the same invoice is not skipped as a duplicate.
-            business = None if isinstance(exc, Transient) else getattr(step, "business_key", None)
-            self._store.clear_step(a.event.key, name, business)
-            raise StepFailed(
-                name, exc, classify_permanent(exc), {}, getattr(step, "business_key", None)
-            ) from None
+            # Refused or never sent: nothing happened. (A dead letter then frees the business
+            # key, so another report of the same invoice is not skipped as a duplicate.)
+            if journaled(step):
+                self._store.clear_step(a.event.key, name)
+            raise StepFailed(name, exc, classify_permanent(exc), {}) from None
         self._done(a, name, result)
         return "done"
 
-    def _begin(self, a: _Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
-        record = StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence)
-        held, owner = self._store.begin_step(
-            a.event.key,
-            a.event.client_id,
-            a.token,
-            name,
-            record,
-            step.business_key,
-            StepRecord(
-                StepState.DONE, a.token, self._now_ms(), result={"duplicate_of": "__OWNER__"}
-            ),
-            a.take_pending(),
-            step.request.amount,
+    def _begin(self, a: Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
+        begin = BeginStep(
+            event_key=a.event.key,
+            client_id=a.event.client_id,
+            token=a.token,
+            step=name,
+            record=StepRecord(StepState.IN_PROGRESS, a.token, self._now_ms(), evidence),
+            business_key=step.business_key,
+            amount=step.request.amount,
+            done=a.take_pending(),
         )
+        held, owner = self._store.begin_step(begin)
         if not held:
             raise LeaseLost()
         log.debug("step.started", step=name)
         return owner
 
     def _unanswered(
-        self, a: _Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError
+        self, a: Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError
     ) -> str:
         """A call that may have been applied: judge it by evidence, never send it blindly."""
         log.warning("step.ambiguous", step=name, error=str(exc))
@@ -290,21 +239,30 @@ class Executor:
         retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
         raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
 
-    def _renew(self, a: _Attempt) -> None:
+    def _renew(self, a: Attempt) -> None:
         if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
             raise LeaseLost()
 
-    def _resolve(self, a: _Attempt, step: Step, evidence: dict[str, Any]) -> bool:
-        """Judge an unanswered step; True if it took effect. Raises StepFailed if undecidable."""
+    def _resolve(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> bool:
+        """Judge an unanswered step (a grant net of our other grants of the client since it
+        began); True if it took effect. Raises StepFailed if undecidable."""
         name = step_name(step)
-        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence))
+        ours = None
+        if journaled(step):
+            grant = Grant(a.event.key, name, step.request.amount)
+            ours = ours_since(self._store, a.event.client_id, grant)
+        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence, ours))
         log.info("step.resolved", step=name, resolution=type(resolution).__name__)
-        if isinstance(resolution, Applied):
-            self._done(a, name, resolution.result)
-            return True
-        if isinstance(resolution, Undecidable):
-            raise StepFailed(name, None, Reason.AMBIGUOUS_OUTCOME, resolution.readings)
-        return False  # NotApplied
+        match resolution:
+            case Applied():
+                self._done(a, name, resolution.result)
+                return True
+            case Undecidable():
+                raise StepFailed(name, None, Reason.AMBIGUOUS_OUTCOME, resolution.readings)
+            case NotApplied():
+                return False
+            case _:
+                assert_never(resolution)
 
     def _call(self, step: Step, name: str, fn: Callable[[], Any]) -> Any:
         """Run a read (evidence, resolution); a failure there leaves the ledger as it was."""
@@ -313,14 +271,14 @@ class Executor:
         except ApiError as exc:
             raise StepFailed(name, exc, classify_permanent(exc), {}) from None
 
-    def _done(self, a: _Attempt, name: str, result: dict[str, Any]) -> None:
+    def _done(self, a: Attempt, name: str, result: dict[str, Any]) -> None:
         """Note a finished step; its record rides on the attempt's next Redis call."""
         self._flush(a)
         a.did_steps = True  # (set before the record is written: that write may still fail)
         a.pending = (name, StepRecord(StepState.DONE, a.token, self._now_ms(), result=result))
         log.info("step.done", step=name)
 
-    def _flush(self, a: _Attempt) -> None:
+    def _flush(self, a: Attempt) -> None:
         """Write a finished step's record now, on a path that makes no other Redis call."""
         pending = a.take_pending()
         if pending is not None:
@@ -328,15 +286,13 @@ class Executor:
 
     # --- endings ----------------------------------------------------------------------------
 
-    def _step_failed(self, a: _Attempt, failed: StepFailed) -> Done | Requeue:
+    def _step_failed(self, a: Attempt, failed: StepFailed) -> Done | Requeue:
         if isinstance(failed.error, Transient):
             age = self._now_ms() - (a.info.published_ms or a.now_ms)
             verdict = on_transient(
                 self._policy, failed.error, attempt=a.info.attempt, age_ms=age, rng=self._rng
             )
             if isinstance(verdict, GiveUp):
-                if failed.business_key:  # never applied: let another report of it through
-                    self._store.clear_step(a.event.key, failed.step, failed.business_key)
                 return self._dead_letter(a, verdict.reason, verdict.detail, step=failed.step)
             log.info(
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
@@ -346,7 +302,7 @@ class Executor:
             a, failed.reason, failed.detail, step=failed.step, readings=failed.readings
         )
 
-    def _retry_later(self, a: _Attempt, delay_ms: int, reason: str) -> Requeue:
+    def _retry_later(self, a: Attempt, delay_ms: int, reason: str) -> Requeue:
         """Re-queue after a failure. An event already partly applied keeps the client's lease
         through the delay: no other event of the client may act on the half-changed subaccount
         (or decide from state this event has not recorded yet) before this one finishes."""
@@ -360,7 +316,21 @@ class Executor:
             self._store.release(a.event.key, a.event.client_id, a.token)
         return Requeue(delay_ms, reason, counts=True)
 
-    def _wait(self, a: _Attempt) -> Done | Requeue:
+    def _wait_for_holder(self, a: Attempt, pending: HolderPending) -> Done | Requeue:
+        """Another event holds this grant's invoice and has not settled: look again later,
+        backing off with the time waited (not a failure), up to the retry age limit."""
+        waited = self._now_ms() - (a.info.published_ms or a.now_ms)
+        if waited > self._policy.max_age_ms:
+            failed = holder_never_settled(pending.step, pending.owner, waited)
+            return self._dead_letter(a, failed.reason, failed.detail, step=pending.step)
+        delay = min(self._policy.max_backoff_ms, max(self._policy.min_backoff_ms, waited // 2))
+        log.info("event.waiting", why="business_key_pending", holder=pending.owner.event_key)
+        # The lease goes back even if this event is partly applied: the holder may need it.
+        self._flush(a)
+        self._store.release(a.event.key, a.event.client_id, a.token)
+        return Requeue(delay, "business_key_pending", counts=False)
+
+    def _wait(self, a: Attempt) -> Done | Requeue:
         waited = self._now_ms() - (a.info.published_ms or a.now_ms)
         if waited > self._limits.unknown_client_wait_ms:
             detail = f"client {a.event.client_id} not onboarded after {waited} ms"
@@ -371,40 +341,45 @@ class Executor:
 
     def _dead_letter(
         self,
-        a: _Attempt,
+        a: Attempt,
         reason: Reason,
         detail: str,
         *,
         step: str | None = None,
         readings: dict[str, Any] | None = None,
     ) -> Done | Requeue:
+        grant = a.grant
+        if grant is not None:  # a grant that never took effect holds its invoice no longer
+            name = step_name(grant)
+            self._store.release_claim(a.event.key, name, grant.business_key, a.take_pending())
         now = self._now_ms()
         letter = DeadLetter(
             key=a.event.key,
             event=a.raw,
-            reason=reason.value,
+            reason=reason,
             detail=redactor.scrub(detail),
             attempts=a.info.attempt,
             first_failure_ms=a.info.first_failure_ms or now,
             last_failure_ms=now,
             step=step,
             readings=readings or {},
+            grant_step=step_name(grant) if grant else None,
+            business_key=grant.business_key if grant else None,
         )
         log.warning("event.dead_lettered", reason=reason.value, step=step, detail=letter.detail)
-        return self._finish(a, "dead_lettered", None, reason=reason.value, dead=letter)
+        return self._finish(a, Outcome.DEAD_LETTERED, None, reason=reason, dead=letter)
 
     def _finish(
         self,
-        a: _Attempt,
-        outcome: str,
+        a: Attempt,
+        outcome: Outcome,
         state: ClientState | None,
         *,
-        reason: str | None = None,
+        reason: str | None = None,  # a dead letter's `Reason`, or why an event was skipped
         steps: dict[str, str] | None = None,
         dead: DeadLetter | None = None,
     ) -> Done | Requeue:
-        record = self._outcome_record(a.event.key, a.raw, outcome, reason or "")
-        record.update(steps=steps or {}, attempt=a.info.attempt)
+        record = outcome_record(a.event.key, a.raw, outcome, reason, a.info, self._now_ms(), steps)
         finish = Finish(record, state, dead.encode() if dead else None)
         done = a.take_pending()
         if not self._store.finish(
@@ -416,14 +391,15 @@ class Executor:
         self._observe(outcome, a.event.type.value)
         return Done(outcome)
 
-    def _duplicate(self, event: Event, opened: Opened) -> Done:
+    def _duplicate(self, event: Event, opened: Opened, info: AttemptInfo) -> Done:
         reason = f"already {opened.outcome or 'finished'}"
-        self._store.record_duplicate(
-            self._outcome_record(event.key, event.to_message(), "duplicate", reason)
+        record = outcome_record(
+            event.key, event.to_message(), Outcome.DUPLICATE, reason, info, self._now_ms()
         )
+        self._store.record_duplicate(event.client_id, record)
         log.info("event.duplicate", first_outcome=opened.outcome)
-        self._observe("duplicate", event.type.value)
-        return Done("duplicate")
+        self._observe(Outcome.DUPLICATE, event.type.value)
+        return Done(Outcome.DUPLICATE)
 
     def _reject_invalid(self, raw: Any, info: AttemptInfo, exc: InvalidEvent) -> Done:
         """An event invalid at consume time (published around the validator): dead-letter it."""
@@ -448,28 +424,14 @@ class Executor:
         now = self._now_ms()
         detail = redactor.scrub(str(exc))
         first = info.first_failure_ms or now
-        letter = DeadLetter(key, event, reason.value, detail, info.attempt, first, now)
-        outcome = self._outcome_record(key, event, "dead_lettered", reason.value)
+        letter = DeadLetter(key, event, reason, detail, info.attempt, first, now)
+        outcome = outcome_record(key, event, Outcome.DEAD_LETTERED, reason, info, now)
         self._store.record_unlocked(key, outcome, letter.encode())
         log.warning("event.dead_lettered", reason=reason.value, detail=detail)
-        self._observe("dead_lettered", str(event.get("type", "")))
-        return Done("dead_lettered")
+        self._observe(Outcome.DEAD_LETTERED, str(event.get("type", "")))
+        return Done(Outcome.DEAD_LETTERED)
 
-    def _outcome_record(
-        self, key: str, event: dict[str, Any], outcome: str, reason: str
-    ) -> dict[str, Any]:
-        """The outcome stream's record of an event: one shape for every ending."""
-        return {
-            "key": key,
-            "event_id": str(event.get("id", "")),
-            "client_id": str(event.get("subject", "")),
-            "event_type": str(event.get("type", "")),
-            "outcome": outcome,
-            "reason": reason,
-            "at_ms": self._now_ms(),
-        }
-
-    def _release_quietly(self, a: _Attempt) -> None:
+    def _release_quietly(self, a: Attempt) -> None:
         try:
             self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
@@ -478,30 +440,3 @@ class Executor:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
-
-
-def _conflict(step: AddCredits, name: str, owner: Claim) -> StepFailed:
-    """Another event claimed this grant's business key for another amount: the two reports of
-    one invoice disagree and a human must decide."""
-    readings = {
-        "business_key": step.business_key,
-        "claimed_by_event": owner.event_key,
-        "claimed_amount": owner.amount,
-        "this_amount": step.request.amount,
-    }
-    detail = (
-        f"{step.business_key} is claimed for {owner.amount} credits by event {owner.event_key} "
-        f"(see its outcome); this event says {step.request.amount}. Check the billing records, "
-        "settle the difference by hand, then purge this dead letter or replay it with "
-        "--resolve applied"
-    )
-    return StepFailed(name, None, Reason.BUSINESS_KEY_CONFLICT, readings, detail=detail)
-
-
-def _maybe_applied(step: Step, exc: ApiError) -> bool:
-    """Could this failed call have taken effect? Always when no answer came; and for a grant,
-    also on a 5xx: a proxy's 502 or a server error after the commit may hide an applied grant,
-    and the balance read before it can tell."""
-    if isinstance(exc, Ambiguous):
-        return True
-    return journaled(step) and isinstance(exc, Transient) and (exc.status or 0) >= 500

@@ -1,7 +1,8 @@
-"""Records the pipeline writes when an event ends: the dead letter, kept until an operator acts.
+"""Records the pipeline writes when an event ends: its outcome record (on the outcome stream and
+its client's timeline) and its dead letter, kept until an operator acts.
 
 The executor builds them and the attempt's finishing script stores them
-(`worker.pipeline.attempts`); `worker.ops.dead_letters` reads, filters and purges them.
+(`worker.pipeline.attempts`); `worker.ops` reads them (and filters, replays, purges dead letters).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from handlers.outcomes import Outcome, Reason
+from worker.pipeline.results import AttemptInfo
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -17,13 +21,17 @@ class DeadLetter:
 
     key: str
     event: dict[str, Any]
-    reason: str
+    reason: Reason
     detail: str
     attempts: int
     first_failure_ms: int
     last_failure_ms: int
     step: str | None = None
     readings: dict[str, Any] = field(default_factory=dict)
+    # The grant step of its plan and the business key it claims (e.g. "invoice:INV-1"), so a
+    # purge can give the key back when the grant never took effect.
+    grant_step: str | None = None
+    business_key: str | None = None
 
     @property
     def client_id(self) -> str:
@@ -38,4 +46,38 @@ class DeadLetter:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> DeadLetter:
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        return cls(**{**data, "reason": Reason(data["reason"])})
+
+
+def outcome_record(
+    key: str,
+    event: dict[str, Any],
+    outcome: Outcome,
+    reason: str | None,
+    info: AttemptInfo,
+    now_ms: int,
+    steps: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The record of how an event ended: one shape for every ending, on the outcome stream and
+    (as JSON) on its client's timeline. `invoice_id` and `amount` appear where the event has
+    them; `replay` counts the operator's replays (0: never replayed)."""
+    record: dict[str, Any] = {
+        "key": key,
+        "event_id": str(event.get("id", "")),
+        "client_id": str(event.get("subject", "")),
+        "event_type": str(event.get("type", "")),
+        "outcome": outcome,
+        "reason": reason or "",
+        "at_ms": now_ms,
+        "steps": steps or {},
+        "attempt": info.attempt,
+        "replay": info.replay,
+    }
+    data = event.get("data")
+    if isinstance(data, dict):
+        if isinstance(data.get("invoice_id"), str):
+            record["invoice_id"] = data["invoice_id"]
+        if type(data.get("credits")) is int:
+            record["amount"] = data["credits"]
+    return record

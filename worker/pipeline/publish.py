@@ -31,6 +31,7 @@ from worker.settings import Settings
 
 ACTOR_NAME = "process_event"
 PUBLISHED_AT = "saw_published_ms"  # message option: when the event first entered the queue
+REPLAY_OPTION = "replay"  # message option: how many times an operator replayed it (ops sets it)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import redis
@@ -32,6 +33,11 @@ class LuaScript:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324
+
+    @classmethod
+    def load(cls, name: str) -> LuaScript:
+        """The script `worker/pipeline/lua/<name>.lua` (package data), read once by the caller."""
+        return cls(resources.files("worker.pipeline").joinpath("lua", f"{name}.lua").read_text())
 
 
 class ScriptRunner:

@@ -6,12 +6,21 @@ left by a dead attempt) is never blindly sent again. `resolve` reads the subacco
 | step | applied when | not applied when |
 |---|---|---|
 | create | the subaccount exists with our email | it does not exist |
-| add_credits | balance = balance before + amount | balance = balance before |
+| add_credits | allocated moved by amount + ours | allocated moved by ours |
 | set_status | `disabled` is what we asked | it is not |
 | delete | the subaccount is gone | it still exists |
 | update, set_recurring | (setting the same values twice is harmless: sent again) | |
 
 Anything else is undecidable: the event is dead-lettered `ambiguous_outcome` with both readings.
+
+A grant is judged by a reading that only grants change: **allocated = balance + used**, read just
+before the call and again now, when the surface reports `used` (credits consumed by sending);
+sending moves credits from balance to used and leaves allocated alone. When it does not, the
+balance alone is compared, and the readings say so (`evidence`): a subaccount that sent mail
+between the readings then makes the grant undecidable, never guessed. **ours** is the sum of
+this system's other grants of the client that began after the judged one and are done (from
+the client's grants record, `keys.grants`, ordered by the Redis server's clock): they moved
+allocated too. One of them still undecided makes the readings undecidable.
 """
 
 from __future__ import annotations
@@ -19,15 +28,30 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, assert_never
 
 from pydantic import SecretStr
 
 from handlers.plan import AddCredits, Create, Delete, SetRecurringCredits, SetStatus, Step, Update
 from worker.api.client import SubaccountClient
+from worker.api.models import CreditDetails
 from worker.errors import Conflict, NotFound
 
 _ALPHABET = string.ascii_letters + string.digits + "-_"  # 64 symbols: bytes map without bias
+
+
+ALLOCATED = "balance + used"
+BALANCE_ONLY = "balance only: the surface reports no usage (sending would move it)"
+
+
+@dataclass(frozen=True)
+class OurGrants:
+    """This system's other grants of a client started after the one being judged: credits of
+    those done, and how many are still undecided (in progress)."""
+
+    applied: int = 0
+    undecided: int = 0
+    known: bool = True  # False: the judged grant is no longer in the client's grants record
 
 
 @dataclass(frozen=True)
@@ -81,23 +105,34 @@ class StepRunner:
 
     def evidence(self, step: Step) -> dict[str, Any]:
         """What to read before the call so an unanswered call can be judged afterwards."""
-        if isinstance(step, AddCredits):
-            details = self._client.get_credit_details(step.request.username)
-            return {"balance_before": details.balance}
-        return {}
+        match step:
+            case AddCredits():
+                details = self._client.get_credit_details(step.request.username)
+                return {"balance_before": details.balance, "used_before": details.used}
+            case Create() | Update() | SetRecurringCredits() | SetStatus() | Delete():
+                return {}  # judged by the state they set, or safe to send again
+            case _:
+                assert_never(step)
 
     def run(self, step: Step) -> dict[str, Any]:
         """Send the step's call; return its result as JSON-ready data."""
-        if isinstance(step, Create):
-            return self._create(step)
-        if isinstance(step, Update):
-            return self._client.update(step.request).model_dump(mode="json")
-        if isinstance(step, AddCredits):
-            return self._client.change_credits(step.request).model_dump(mode="json")
-        if isinstance(step, SetRecurringCredits):
-            return self._client.set_recurring(step.request).model_dump(mode="json")
-        if isinstance(step, SetStatus):
-            return self._client.set_disabled(step.request).model_dump(mode="json")
+        match step:
+            case Create():
+                return self._create(step)
+            case Update():
+                return self._client.update(step.request).model_dump(mode="json")
+            case AddCredits():
+                return self._client.change_credits(step.request).model_dump(mode="json")
+            case SetRecurringCredits():
+                return self._client.set_recurring(step.request).model_dump(mode="json")
+            case SetStatus():
+                return self._client.set_disabled(step.request).model_dump(mode="json")
+            case Delete():
+                return self._delete(step)
+            case _:
+                assert_never(step)
+
+    def _delete(self, step: Delete) -> dict[str, Any]:
         try:
             return self._client.delete(step.username).model_dump(mode="json")
         except NotFound:
@@ -116,40 +151,83 @@ class StepRunner:
                 return resolution.result
             raise
 
-    def resolve(self, step: Step, evidence: dict[str, Any]) -> Resolution:
-        """Decide from the subaccount's current state whether an unanswered step took effect."""
-        if isinstance(step, Update | SetRecurringCredits):
-            return NotApplied({"why": "idempotent setting: safe to send again"})
-        username = step.username if isinstance(step, Delete) else step.request.username
+    def resolve(
+        self, step: Step, evidence: dict[str, Any], ours: OurGrants | None = None
+    ) -> Resolution:
+        """Decide from the subaccount's current state whether an unanswered step took effect
+        (`ours`: for a grant, our other grants of the client since it started)."""
+        match step:
+            case Update() | SetRecurringCredits():
+                return NotApplied({"why": "idempotent setting: safe to send again"})
+            case Delete():
+                details = self._details(step.username)
+                if details is None:
+                    return Applied({"username": step.username, "already_deleted": True})
+                return NotApplied({"after": details.model_dump(mode="json")})
+            case Create():
+                return _judge_create(step, self._details(step.request.username))
+            case SetStatus():
+                return _judge_status(step, self._details(step.request.username))
+            case AddCredits():
+                details = self._details(step.request.username)
+                if details is None:
+                    return NotApplied({"exists": False})
+                return judge_grant(step, evidence, details, ours or OurGrants())
+            case _:
+                assert_never(step)
+
+    def _details(self, username: str) -> CreditDetails | None:
+        """The subaccount's credit details, or None if it does not exist."""
         try:
-            details = self._client.get_credit_details(username)
+            return self._client.get_credit_details(username)
         except NotFound:
-            if isinstance(step, Delete):
-                return Applied({"username": username, "already_deleted": True})
-            return NotApplied({"exists": False})
-        reading = details.model_dump(mode="json")
-        if isinstance(step, Create):
-            if details.email == step.request.email:
-                return Applied(reading)
-            return Undecidable({"after": reading, "expected_email": step.request.email})
-        if isinstance(step, SetStatus):
-            if details.disabled == step.request.disabled:
-                return Applied(reading)
-            return NotApplied({"after": reading})
-        if isinstance(step, Delete):
-            return NotApplied({"after": reading})
-        return _judge_credits(step, evidence, details.balance, reading)
+            return None
 
 
-def _judge_credits(
-    step: AddCredits, evidence: dict[str, Any], balance: int, reading: dict[str, Any]
+def _judge_create(step: Create, details: CreditDetails | None) -> Resolution:
+    if details is None:
+        return NotApplied({"exists": False})
+    reading = details.model_dump(mode="json")
+    if details.email == step.request.email:
+        return Applied(reading)
+    return Undecidable({"after": reading, "expected_email": step.request.email})
+
+
+def _judge_status(step: SetStatus, details: CreditDetails | None) -> Resolution:
+    if details is None:
+        return NotApplied({"exists": False})
+    reading = details.model_dump(mode="json")
+    if details.disabled == step.request.disabled:
+        return Applied(reading)
+    return NotApplied({"after": reading})
+
+
+def judge_grant(
+    step: AddCredits, evidence: dict[str, Any], details: CreditDetails, ours: OurGrants
 ) -> Resolution:
-    before = evidence.get("balance_before")
-    readings = {"balance_before": before, "balance_after": balance, "amount": step.request.amount}
-    if before is None:
+    """The resolution table's grant row: allocated (or the balance alone) net of our grants."""
+    amount = step.request.amount
+    balance_before, used_before = evidence.get("balance_before"), evidence.get("used_before")
+    readings: dict[str, Any] = {
+        "balance_before": balance_before,
+        "balance_after": details.balance,
+        "amount": amount,
+    }
+    if used_before is not None and details.used is not None:
+        readings.update(used_before=used_before, used_after=details.used, evidence=ALLOCATED)
+        before, after = (balance_before or 0) + used_before, details.balance + details.used
+    else:
+        readings["evidence"] = BALANCE_ONLY
+        before, after = balance_before or 0, details.balance
+    if ours.applied or ours.undecided:
+        readings.update(our_grants_between=ours.applied, our_grants_undecided=ours.undecided)
+    if not ours.known:
+        readings["our_grants_between"] = "unknown: the grant fell off the client's record"
+    if balance_before is None or ours.undecided or not ours.known:
         return Undecidable(readings)
-    if balance == before + step.request.amount:
-        return Applied({"username": step.request.username, "balance": balance})
-    if balance == before:
+    moved = after - before - ours.applied
+    if moved == amount:
+        return Applied({"username": step.request.username, "balance": details.balance})
+    if moved == 0:
         return NotApplied(readings)
     return Undecidable(readings)

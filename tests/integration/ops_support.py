@@ -1,0 +1,54 @@
+"""Helpers of the operators' tests: run the CLI as a subprocess, build dead letters quickly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from tests.conftest import TEST_API_KEY
+from tests.pipeline_support import pipeline_settings, running_pipeline
+from tests.servers import ThreadedUvicorn
+from worker.ops.outcomes import read_outcomes
+from worker.runtime import Runtime
+
+
+def cli(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`subaccount-worker ARGS` as a real process against the test's Redis."""
+    env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+def cli_json(redis_url: str, *args: str, code: int = 0) -> Any:
+    """Run the CLI with `--json`; assert its exit code; return the parsed output."""
+    done = cli(redis_url, *args, "--json")
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+@contextmanager
+def pipeline_with(
+    redis_url: str, sandbox_server: ThreadedUvicorn, **overrides: Any
+) -> Iterator[Runtime]:
+    """The in-process pipeline with some settings changed (e.g. fewer retries)."""
+    settings = pipeline_settings(redis_url, f"{sandbox_server.url}/v6", TEST_API_KEY, **overrides)
+    with running_pipeline(settings) as runtime:
+        yield runtime
+
+
+def outcomes_of(client: redis.Redis, event_id: str) -> list[str]:
+    return [o["outcome"] for o in read_outcomes(client, "saw") if o.get("event_id") == event_id]
