@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8025
 
 .PHONY: install test test-unit lint lint-deploy format lock lock-upgrade lock-check image demo \
-	bench bench-client bench-pipeline bench-ingress clean
+	bench bench-client bench-pipeline bench-ingress chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -108,6 +108,9 @@ bench-pipeline:
 
 bench-ingress:
 	$(BIN)/python -m bench.ingress_bench
+
+chaos: install  ## The Jepsen-style run against the oracle (kills, Redis restart, API faults; minutes)
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
