@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import redis
 
+from tests.pipeline_support import pipeline_settings, running_pipeline
 from tests.servers import RedisServer, ThreadedUvicorn
+from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin, create_app
 
 TEST_API_KEY = "test-key-9f8e7d6c5b4a"
@@ -52,3 +55,32 @@ def sandbox(sandbox_server: ThreadedUvicorn) -> Iterator[SandboxAdmin]:
     admin.reset()
     yield admin
     admin.close()
+
+
+@pytest.fixture
+def pipeline(
+    redis_url: str, sandbox: SandboxAdmin, sandbox_server: ThreadedUvicorn
+) -> Iterator[Runtime]:
+    """The whole pipeline in-process: a Dramatiq worker (4 threads) running our actor on the
+    test-owned Redis against the sandbox's v6 surface."""
+    settings = pipeline_settings(redis_url, f"{sandbox_server.url}/v6", TEST_API_KEY)
+    with running_pipeline(settings) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def v6(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
+    """A raw client of the v6 surface with the Bearer header, on a freshly reset sandbox."""
+    from tests.sandbox_support import v6_client  # it imports this module's key
+
+    with v6_client(sandbox_server.url) as client:
+        yield client
+
+
+@pytest.fixture
+def v5(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
+    """A raw client of the v5 surface with the api_key header, on a freshly reset sandbox."""
+    from tests.sandbox_support import v5_client  # it imports this module's key
+
+    with v5_client(sandbox_server.url) as client:
+        yield client

@@ -66,6 +66,17 @@ class WorkerProcess:
         self.proc = subprocess.Popen(argv, env=self.env, start_new_session=True)
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP the whole group: a worker alive but silent (a long GC pause, a starved CPU),
+        whose Dramatiq heartbeat stops while its message is in flight."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the group after `pause`."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the whole group at once, as a lost machine would."""
         if self.proc is not None:
@@ -76,6 +87,7 @@ class WorkerProcess:
         """Graceful stop (SIGTERM), escalating to SIGKILL if it does not end in time."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.resume()  # a paused group cannot act on SIGTERM
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,12 @@ def start_worker(worker_env: dict[str, str]) -> Iterator[Callable[..., WorkerPro
     yield start
     for process in started:
         process.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e carries the `e2e` marker, even one whose module forgot it
+    (`-m "not e2e"` must leave out the whole slow layer)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.e2e)

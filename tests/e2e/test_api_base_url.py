@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import TEST_API_KEY
 from tests.servers import ThreadedUvicorn, wait_until
 
+pytestmark = pytest.mark.e2e
+
 URL = "SUBACCOUNT_WORKER_API_BASE_URL"
 ALLOW = "SUBACCOUNT_WORKER_API_ALLOW_INSECURE_HTTP"
 

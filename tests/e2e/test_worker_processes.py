@@ -6,16 +6,19 @@ import json
 from collections.abc import Callable
 
 import httpx
+import pytest
 import redis
 
 from handlers import examples as f
 from handlers import username_for
-from tests.pipeline_support import wait_for_outcomes
+from tests.pipeline_support import outcomes, wait_for_outcomes
 from tests.servers import WorkerProcess, free_port, wait_until
 from worker import keys
 from worker.pipeline.publish import Publisher
 from worker.sandbox import SandboxAdmin
 from worker.settings import load_settings
+
+pytestmark = pytest.mark.e2e
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -73,19 +76,53 @@ def test_poison_message_is_dead_lettered_while_others_flow(
     assert sandbox.journal(username="poison-1") == []
 
 
+def _acks_in_use(redis_client: redis.Redis) -> list[bytes]:
+    """Dramatiq's per-worker sets of delivered, unacknowledged messages that hold one."""
+    pattern = keys.dramatiq_namespace("saw") + ":__acks__.*"
+    return [key for key in redis_client.scan_iter(match=pattern) if redis_client.scard(key)]
+
+
+def _outcomes_of(redis_client: redis.Redis, event_id: str) -> list[tuple[str, str]]:
+    """(outcome, reason) of every record of `event_id` in the outcome stream, oldest first."""
+    records = outcomes(redis_client)
+    return [(o["outcome"], o["reason"]) for o in records if o["event_id"] == event_id]
+
+
 def test_slow_step_beyond_heartbeat_runs_once(
     start_worker: StartWorker, sandbox: SandboxAdmin, redis_client: redis.Redis
 ) -> None:
-    """A call slower than the heartbeat timeout, two worker processes: one effect, one outcome."""
+    """A worker whose heartbeat stops mid-call loses its message: Dramatiq re-queues it and
+    another worker gets it. The lease makes that second delivery wait, then find the event
+    finished: one effect, one `applied`, and the redelivery recorded as a `duplicate`."""
     publisher = _publisher(redis_client)
-    start_worker("--processes", "2", "--threads", "2")
+    lease = {"SUBACCOUNT_WORKER_LOCK_TTL_MS": "60000"}  # outlasts the pause and a slow start
+    first = start_worker("--processes", "1", "--threads", "2", **lease)
     onboard = f.onboarded("slow")
     publisher.publish(onboard)
     wait_for_outcomes(redis_client, [onboard["id"]], timeout_s=30)
-    sandbox.set_faults({"operations": {"disable": {"latency_ms": 2500}}})
+    sandbox.set_faults({"operations": {"disable": {"latency_ms": 1500}}})
     suspend = f.suspended("slow", t=5)
     publisher.publish(suspend)
-    wait_for_outcomes(redis_client, [suspend["id"]], timeout_s=40)
+    lock = keys.lock("saw", "slow")
+    wait_until(lambda: redis_client.exists(lock), what="the suspension under way")
+    [held_by_first] = _acks_in_use(redis_client)
+    first.pause()  # alive but silent: no heartbeat for longer than the 1 s timeout
+    start_worker("--processes", "1", "--threads", "2", **lease)
+    wait_until(
+        lambda: not redis_client.exists(held_by_first),
+        timeout_s=30,
+        what="Dramatiq re-queueing the silent worker's message",
+    )
+    first.resume()
+    wait_until(
+        lambda: len(_outcomes_of(redis_client, suspend["id"])) >= 2,
+        timeout_s=40,
+        what="both deliveries' outcomes",
+    )
+    assert _outcomes_of(redis_client, suspend["id"]) == [
+        ("applied", ""),
+        ("duplicate", "already applied"),
+    ]
     calls = sandbox.journal(operation="disable")
     assert [e["applied"] for e in calls] == [True]
 

@@ -18,7 +18,7 @@ import redis
 
 from handlers import examples as factories
 from tests.cli_support import CLI_PREFIX, cli_env, run_cli
-from tests.integration.test_ingress_support import queued_events
+from tests.ingress_support import queued_events
 from tests.servers import free_port
 from worker.settings import Settings, load_settings
 

@@ -15,7 +15,7 @@ import redis
 
 from handlers import examples as factories
 from tests.conftest import TEST_API_KEY
-from tests.integration.test_ingress_support import (
+from tests.ingress_support import (
     STRUCTURED,
     RunningIngress,
     bearer,

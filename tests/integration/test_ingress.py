@@ -15,7 +15,7 @@ import structlog
 
 import worker.ingress.app
 from handlers import examples as factories
-from tests.integration.test_ingress_support import (
+from tests.ingress_support import (
     BATCH,
     JSON,
     OLD_CRM_SECRET,

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from handlers import examples as factories
-from tests.integration.test_ingress_support import (
+from tests.ingress_support import (
     BATCH,
     JSON,
     STRUCTURED,

@@ -8,7 +8,7 @@ import json
 import httpx
 import redis
 
-from tests.integration.test_ingress_support import (
+from tests.ingress_support import (
     ingress_settings,
     invoice,
     queued_events,

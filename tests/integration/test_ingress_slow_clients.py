@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from tests.integration.test_ingress_support import TOKEN, ingress_settings
+from tests.ingress_support import TOKEN, ingress_settings
 from tests.servers import RedisServer, free_port, wait_until
 from worker.ingress import create_app
 from worker.ingress.server import server_config

@@ -15,7 +15,7 @@ import redis
 
 from handlers import examples as factories
 from tests.cli_support import cli_env, run_cli
-from tests.integration.test_ingress_support import (
+from tests.ingress_support import (
     RunningIngress,
     binary_headers,
     crm_body,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,26 +24,9 @@ from tests.sandbox_support import (
     grant_v6,
     make_v5,
     make_v6,
-    v5_client,
-    v6_client,
 )
 from tests.servers import ThreadedUvicorn
 from worker.sandbox import SandboxAdmin, SandboxAdminError, create_app
-
-
-@pytest.fixture
-def v6(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
-    """A raw client of the v6 surface with the Bearer header, on a freshly reset sandbox."""
-    with v6_client(sandbox_server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def v5(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
-    """A raw client of the v5 surface with the api_key header, on a freshly reset sandbox."""
-    with v5_client(sandbox_server.url) as client:
-        yield client
-
 
 # --- operations on both surfaces --------------------------------------------------------------
 

@@ -8,7 +8,6 @@ patterns missing from the OpenAPI schema, and a boolean taken as a fault count.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,26 +18,9 @@ from tests.sandbox_support import (
     error_of,
     make_v5,
     make_v6,
-    v5_client,
-    v6_client,
 )
 from tests.servers import ThreadedUvicorn
 from worker.sandbox import SandboxAdmin
-
-
-@pytest.fixture
-def v6(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
-    """A raw client of the v6 surface with the Bearer header, on a freshly reset sandbox."""
-    with v6_client(sandbox_server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def v5(sandbox_server: ThreadedUvicorn, sandbox: SandboxAdmin) -> Iterator[httpx.Client]:
-    """A raw client of the v5 surface with the api_key header, on a freshly reset sandbox."""
-    with v5_client(sandbox_server.url) as client:
-        yield client
-
 
 SEED_PASSWORD = "securepassword123"  # the v6 reference's create example
 

@@ -1,4 +1,4 @@
-"""The tree keeps its promises: imports run one way between the rooms (ARCHITECTURE.md)."""
+"""The tree keeps its promises: imports run one way between the rooms (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import Webhook
 from starlette.datastructures import Headers
 
 from handlers.events import parse_event
-from tests.integration.test_ingress_support import CRM_SECRET, OLD_CRM_SECRET, crm_body
+from tests.ingress_support import CRM_SECRET, OLD_CRM_SECRET, crm_body
 from worker.errors import ConfigError
 from worker.ingress.crm import CrmSignatures, decode_secret, map_crm, sign_crm
 from worker.ingress.problems import Malformed, Problem, Unauthorized, Unmappable

@@ -1,7 +1,7 @@
 """The two public API surfaces as pure translations: typed request ⇄ HTTP request / wire data.
 
 v5 follows the official SDK (`api_key` header, `/subaccounts/createSubaccount`, `monhtly` sic);
-v6 follows the seed's REST paths (`Authorization: Bearer`). Operations v6 lacks (credits,
+v6 follows the v6 REST reference's paths (`Authorization: Bearer`). Operations v6 lacks (credits,
 recurring, credit details, update fields) use the sandbox's definitions, see docs/api.md.
 Credit details carry `used` (credits consumed by sending) where the surface reports it: the
 sandbox defines it on both surfaces; a surface without it reads as None (unknown), never 0.
@@ -68,7 +68,7 @@ def _status(active: bool) -> str:
 
 
 class V6:
-    """The v6 REST surface (seed 002), plus the sandbox-defined routes it lacks."""
+    """The v6 REST surface (docs/api.md), plus the sandbox-defined routes it lacks."""
 
     name = ApiSurface.V6
 

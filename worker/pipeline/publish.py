@@ -5,8 +5,9 @@ and the writes go in one MULTI/EXEC, so Redis holds either the whole batch or no
 stream of any length (`Spool`, what `send` uses) is validated whole into a temporary file first,
 then enqueued in chunks of one MULTI/EXEC each: nothing is enqueued if any event is invalid, and
 memory stays bounded. The messages use Dramatiq's own Redis layout (a `.msgs` hash plus the queue
-list), so `dramatiq` workers consume them as if `actor.send()` had been called; the ingress tests
-read the queue through that layout (`tests/integration/test_ingress_support.py`).
+list), so `dramatiq` workers consume them as if `actor.send()` had been called: the ingress tests
+read the queue through that layout (`tests/ingress_support.py`), and a real `dramatiq.Worker`
+consumes what is published here in `tests/integration/test_pipeline.py`.
 """
 
 from __future__ import annotations

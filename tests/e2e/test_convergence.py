@@ -14,6 +14,8 @@ from tests.unit.test_convergence import KINDS, fold, history
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
 
+pytestmark = pytest.mark.e2e
+
 
 def _observed(account: dict[str, Any] | None) -> tuple[Any, ...] | None:
     """What both the model and the sandbox say of a subaccount, in one shape."""

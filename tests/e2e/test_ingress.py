@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from handlers import examples as f
 from handlers import username_for
-from tests.integration.test_ingress_support import (
+from tests.ingress_support import (
     crm_body,
     ingress_settings,
     invoice,
@@ -19,6 +20,8 @@ from tests.integration.test_ingress_support import (
 from tests.pipeline_support import wait_for_outcomes
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
+
+pytestmark = pytest.mark.e2e
 
 
 def test_each_route_reaches_the_sandbox_once(

@@ -1,6 +1,6 @@
 """Helpers for driving the ingress in tests: settings, signed requests and reading the queue.
 
-No tests live here; other modules (and the lead's end-to-end tests) import these helpers.
+No tests live here: the unit, integration and end-to-end ingress tests import these helpers.
 """
 
 from __future__ import annotations
