@@ -25,7 +25,7 @@ import redis
 from handlers import examples as f
 from handlers import username_for
 from tests.conftest import TEST_API_KEY
-from tests.integration.test_ingress_support import TOKEN, post_structured
+from tests.ingress_support import TOKEN, post_structured
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn, WorkerProcess, free_port, redis_binary, wait_until
 from worker.sandbox import SandboxAdmin
