@@ -13,11 +13,12 @@ from handlers.plan import (
     Delete,
     Lifecycle,
     SetRecurringCredits,
+    SetStatus,
     Skip,
     Step,
 )
-from handlers.requests import ChangeCredits, CreateSubaccount, SetRecurring
-from handlers.rules import Context, gate, known_username, username_for
+from handlers.requests import ChangeCredits, CreateSubaccount, SetDisabled, SetRecurring
+from handlers.rules import RECONCILE_SOURCE, Context, gate, known_username, newer, username_for
 
 
 def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> Decision:
@@ -26,6 +27,8 @@ def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> De
         return Skip(
             outcome=Outcome.IGNORED, reason="client churned: a tombstone is not re-onboarded"
         )
+    if state.lifecycle != Lifecycle.UNKNOWN and event.source == RECONCILE_SOURCE:
+        return _recreate(event, state, ctx)
     if state.lifecycle != Lifecycle.UNKNOWN:
         return Skip(outcome=Outcome.IGNORED, reason=f"client already onboarded as {state.username}")
     data = event.data
@@ -66,8 +69,30 @@ def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> De
     return Apply(steps=tuple(steps), state=new_state)
 
 
+def _recreate(event: ClientOnboarded, state: ClientState, ctx: Context) -> Decision:
+    """Reconcile re-creates a subaccount deleted behind our back: same username, no credits."""
+    username = known_username(state)
+    request = CreateSubaccount(
+        username=username, email=event.data.email, credit_type=event.data.credit_type
+    )
+    steps: list[Step] = [Create(request=request, generate_password=ctx.needs_password)]
+    if state.lifecycle == Lifecycle.SUSPENDED:
+        steps.append(SetStatus(request=SetDisabled(username=username, disabled=True)))
+    return Apply(steps=tuple(steps), state=state)
+
+
 def on_churned(event: ClientChurned, state: ClientState, ctx: Context) -> Decision:
-    """Delete the subaccount (its credits return to the master account); keep a tombstone."""
+    """Delete the subaccount (its credits return to the master account); keep a tombstone.
+
+    A churn from reconcile on a tombstone re-asserts the deletion (the subaccount came back).
+    """
+    if (
+        state.lifecycle == Lifecycle.CHURNED
+        and event.source == RECONCILE_SOURCE
+        and newer(event.time, state.churned_at)
+    ):
+        new_state = state.model_copy(update={"churned_at": event.time})
+        return Apply(steps=(Delete(username=known_username(state)),), state=new_state)
     if blocked := gate(state):
         return blocked
     new_state = state.model_copy(update={"lifecycle": Lifecycle.CHURNED, "churned_at": event.time})

@@ -11,6 +11,9 @@ from handlers.outcomes import Outcome
 from handlers.plan import ClientState, Lifecycle, Skip, Wait
 
 _NOT_ALLOWED = re.compile(r"[^a-z0-9]+")
+# Source of the corrective events `subaccount-worker reconcile --fix` enqueues after an operator
+# confirmed them: they re-assert what was recorded (re-delete, re-create) where others are skipped.
+RECONCILE_SOURCE = "urn:subaccount-worker:reconcile"
 
 
 @dataclass(frozen=True)

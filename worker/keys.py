@@ -24,6 +24,15 @@
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
+| `{p}:credits:snapshots` | hash | username → JSON of its latest credit snapshot |
+| `{p}:credits:history:{username}` | list | newest first: JSON snapshots of one subaccount, capped |
+| `{p}:credits:rules` | hash | client id → JSON of its low-credit rule (overrides of the defaults) |
+| `{p}:credits:alerts` | hash | username → JSON of its low-credit alert state |
+| `{p}:credits:alert-log:{username}` | list | newest first: JSON of each alert change, capped |
+| `{p}:credits:notifications` | stream | one entry per credit notification, capped |
+| `{p}:credits:drift` | hash | `kind:username` → JSON drift record (open drift, deduplicated) |
+| `{p}:credits:scan` | hash | figures of the last scan (started, finished, scanned, ...) |
+| `{p}:credits:lease` | string | monitor leader lease: holder token, with expiry |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 """
 
@@ -92,6 +101,42 @@ def dramatiq_namespace(prefix: str) -> str:
 def dramatiq_queue(prefix: str, queue_name: str) -> str:
     """Dramatiq's Redis list of message ids of a queue (its messages hash adds `.msgs`)."""
     return f"{dramatiq_namespace(prefix)}:{queue_name}"
+
+
+def credit_snapshots(prefix: str) -> str:
+    return f"{prefix}:credits:snapshots"
+
+
+def credit_history(prefix: str, username: str) -> str:
+    return f"{prefix}:credits:history:{username}"
+
+
+def credit_alerts(prefix: str) -> str:
+    return f"{prefix}:credits:alerts"
+
+
+def credit_alert_log(prefix: str, username: str) -> str:
+    return f"{prefix}:credits:alert-log:{username}"
+
+
+def credit_notifications(prefix: str) -> str:
+    return f"{prefix}:credits:notifications"
+
+
+def credit_drift(prefix: str) -> str:
+    return f"{prefix}:credits:drift"
+
+
+def credit_scan(prefix: str) -> str:
+    return f"{prefix}:credits:scan"
+
+
+def credit_lease(prefix: str) -> str:
+    return f"{prefix}:credits:lease"
+
+
+def credit_rules(prefix: str) -> str:
+    return f"{prefix}:credits:rules"
 
 
 def dead_letter_ix(prefix: str, dim: str, value: str) -> str:

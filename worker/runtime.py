@@ -15,6 +15,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from handlers import Context
 from worker.api.client import SubaccountClient
+from worker.credits.notify import declare_notify_actor
+from worker.credits.reconcile import drift_recorder
 from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
@@ -37,6 +39,7 @@ class Runtime:
     actor: Any
     publisher: Publisher
     dead_letters: DeadLetters
+    notify_actor: Any = None  # delivers credit notifications (issue 14), on its own queue
 
     def close(self) -> None:
         self.api.close()
@@ -68,7 +71,9 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     )
 
 
-def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClient) -> Executor:
+def build_executor(
+    settings: Settings, store: AttemptStore, api: SubaccountClient, client: redis.Redis
+) -> Executor:
     policy = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
         max_age_ms=int(settings.retry_max_age_s * 1000),
@@ -91,6 +96,7 @@ def build_executor(settings: Settings, store: AttemptStore, api: SubaccountClien
         limits,
         rng=random.Random(),
         observer=metrics.record_outcome,
+        on_drift=drift_recorder(client, settings.key_prefix),
     )
 
 
@@ -100,7 +106,7 @@ def build_runtime(settings: Settings) -> Runtime:
     broker = build_broker(settings, client)
     api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
     store = build_store(settings, client)
-    executor = build_executor(settings, store, api)
+    executor = build_executor(settings, store, api, client)
     actor = declare_actor(broker, executor, settings)
     return Runtime(
         settings=settings,
@@ -112,4 +118,5 @@ def build_runtime(settings: Settings) -> Runtime:
         actor=actor,
         publisher=Publisher(client, settings),
         dead_letters=DeadLetters(client, settings.key_prefix),
+        notify_actor=declare_notify_actor(broker, settings),
     )

@@ -129,6 +129,46 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9191, ge=0, le=65535, description="0 disables /metrics")
     metrics_dir: str = Field("", description="Per-run multiprocess dir; '' = a temp dir")
 
+    # --- Credits: monitor, low-credit rule, notifications (issue 14) ----------------------
+    monitor_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
+    monitor_port: int = Field(9192, ge=0, le=65535, description="/metrics and /healthz; 0 = off")
+    monitor_interval_s: float = Field(300.0, gt=0, description="Time between two scans")
+    monitor_page_size: int = Field(100, ge=1, le=1000, description="Subaccounts per list call")
+    monitor_rate_share: float = Field(
+        0.5, gt=0, le=1, description="Largest share of the API rate limit the monitor may use"
+    )
+    monitor_concurrency: int = Field(4, ge=1, le=64, description="Credit reads in flight")
+    monitor_lease_ttl_ms: int = Field(30_000, ge=1000, description="Leader lease of the monitor")
+    monitor_history_maxlen: int = Field(288, ge=2, description="Snapshots kept per subaccount")
+    monitor_rate_window_s: float = Field(
+        86_400.0, gt=0, description="History window the consumption rate is computed over"
+    )
+    monitor_balance_gauges: bool = Field(
+        False, description="Export one balance gauge per subaccount (cardinality!)"
+    )
+    credits_warn_balance: int = Field(1000, ge=0, description="Warn below this balance")
+    credits_critical_balance: int = Field(100, ge=0, description="Critical below this balance")
+    credits_warn_runway_s: float = Field(3 * 86_400.0, ge=0, description="Warn below this runway")
+    credits_critical_runway_s: float = Field(86_400.0, ge=0, description="Critical below this")
+    credits_clear_ratio: float = Field(
+        1.5, ge=1, description="An alert clears only above warn thresholds x this ratio"
+    )
+    credits_clear_after_s: float = Field(
+        900.0, ge=0, description="...and only after staying above them this long"
+    )
+    credits_alert_period_s: float = Field(
+        86_400.0, ge=0, description="At most one credits_low notification per client per period"
+    )
+    credits_history_maxlen: int = Field(100, ge=1, description="Alert changes kept per client")
+    notify_url: str = Field("", description="Webhook for credit notifications; '' = record only")
+    notify_secret: SecretStr = Field(SecretStr(""), description="Standard Webhooks secret")
+    notify_queue_name: str = "credit-notifications"
+    notify_timeout_s: float = Field(5.0, gt=0)
+    notify_max_retries: int = Field(10, ge=0)
+    notify_min_backoff_ms: int = Field(1000, ge=1)
+    notify_max_backoff_ms: int = Field(600_000, ge=1)
+    notify_stream_maxlen: int = Field(10_000, ge=10, description="Notifications kept in Redis")
+
     # --- Logging --------------------------------------------------------------------------
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
@@ -221,7 +261,7 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
-        values = [self.api_key, self.stripe_webhook_secret]
+        values = [self.api_key, self.stripe_webhook_secret, self.notify_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
         for url in (self.redis_url, self.api_base_url):

@@ -26,6 +26,7 @@ from handlers.plan import (
     Apply,
     ClientState,
     Decision,
+    Lifecycle,
     Reject,
     Skip,
     Step,
@@ -68,7 +69,22 @@ from worker.pipeline.steps import Applied, NotApplied, StepRunner, Undecidable, 
 
 log = get_logger(__name__)
 
-__all__ = ["AttemptInfo", "Done", "Executor", "Limits", "OutcomeObserver", "Requeue"]
+__all__ = [
+    "AttemptInfo",
+    "Done",
+    "DriftObserver",
+    "Executor",
+    "Limits",
+    "OutcomeObserver",
+    "Requeue",
+]
+
+# Told of drift the evidence shows (kind, client id, username): how reconcile learns of it.
+DriftObserver = Callable[[str, str, str], None]
+
+
+def _no_drift_observer(kind: str, client_id: str, username: str) -> None:
+    """The default drift observer."""
 
 
 class Executor:
@@ -85,9 +101,11 @@ class Executor:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         observer: OutcomeObserver = observe_nothing,
+        on_drift: DriftObserver = _no_drift_observer,
     ) -> None:
         self._store = store
         self._observe = observer
+        self._on_drift = on_drift
         self._runner = runner
         self._ctx = ctx
         self._policy = policy
@@ -189,6 +207,7 @@ class Executor:
         if unfinished is not None and self._resolve(a, step, unfinished.evidence):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
+        self._check_drift(a, step, evidence)
         if journaled(step):
             owner = self._begin(a, step, name, evidence)
             if owner.status == ClaimStatus.DUPLICATE:
@@ -210,6 +229,19 @@ class Executor:
             raise StepFailed(name, exc, classify_permanent(exc), {}) from None
         self._done(a, name, result)
         return "done"
+
+    def _check_drift(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> None:
+        """A grant to a subaccount the API reports disabled while we believe it enabled: the
+        customer paid and still cannot send. Warn in the outcome and report the drift."""
+        if (
+            isinstance(step, AddCredits)
+            and evidence.get("disabled")
+            and a.state.lifecycle == Lifecycle.ACTIVE
+        ):
+            username = step.request.username
+            a.warning = f"subaccount_disabled: the API reports {username} disabled"
+            log.warning("step.subaccount_disabled", step=step_name(step), username=username)
+            self._on_drift("unexpected_disabled", a.event.client_id, username)
 
     def _begin(self, a: Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
         begin = BeginStep(
@@ -380,6 +412,8 @@ class Executor:
         dead: DeadLetter | None = None,
     ) -> Done | Requeue:
         record = outcome_record(a.event.key, a.raw, outcome, reason, a.info, self._now_ms(), steps)
+        if a.warning:
+            record["warning"] = a.warning
         finish = Finish(record, state, dead.encode() if dead else None)
         done = a.take_pending()
         if not self._store.finish(

@@ -27,6 +27,7 @@ class Attempt:
     stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
     did_steps: bool = False  # a step took effect in this attempt
     grant: AddCredits | None = None  # the plan's grant, whose business key a dead letter frees
+    warning: str = ""  # for the outcome record: something a human should know (issue 14)
 
     @property
     def partly_applied(self) -> bool:

@@ -108,7 +108,12 @@ class StepRunner:
         match step:
             case AddCredits():
                 details = self._client.get_credit_details(step.request.username)
-                return {"balance_before": details.balance, "used_before": details.used}
+                # `disabled` too: a grant to one we believe enabled is drift (issue 14)
+                return {
+                    "balance_before": details.balance,
+                    "used_before": details.used,
+                    "disabled": details.disabled,
+                }
             case Create() | Update() | SetRecurringCredits() | SetStatus() | Delete():
                 return {}  # judged by the state they set, or safe to send again
             case _:
