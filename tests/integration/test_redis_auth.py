@@ -231,10 +231,11 @@ def test_with_the_password_everything_works_and_nothing_is_denied(
             ("events", "show", paid["id"], "--json"),
             ("dead-letters", "summary", "--json"),
             ("audit", "list", "--json"),
+            ("credits", "list", "--json"),
         ):
             result = _cli(env, *command)
             assert result.returncode == 0, (command, result.stderr)
-            assert json.loads(result.stdout), command
+            json.loads(result.stdout)  # a JSON answer, not an error
 
         scrape = f"http://127.0.0.1:{metrics_port}"
         wait_until(
