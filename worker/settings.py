@@ -10,7 +10,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,6 +19,7 @@ from handlers.limits import DEFAULT_MAX_CREDITS_PER_GRANT
 from worker.errors import ConfigError
 
 ENV_PREFIX = "SUBACCOUNT_WORKER_"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ApiSurface(StrEnum):
@@ -72,7 +73,10 @@ class Settings(BaseSettings):
     api_rate_limit_scope: RateLimitScope = RateLimitScope.REDIS
 
     # --- Redis and the queue --------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://user:password@host:port/db, rediss:// for TLS (ssl_* in the query)",
+    )
     key_prefix: str = Field("saw", min_length=1, description="Prefix of every Redis key we own")
     queue_name: str = "subaccount-events"
     heartbeat_timeout_ms: int = Field(60_000, ge=1000)
@@ -266,6 +270,13 @@ class Settings(BaseSettings):
         if not self.api_key.get_secret_value():
             raise ConfigError(f"{ENV_PREFIX}API_KEY is required to call the Subaccount API")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
+
     def require_api(self) -> None:
         """Processes that call the API refuse to start without its URL (no default: a default
         would send production events to a local fake) and without a key."""
@@ -281,7 +292,7 @@ class Settings(BaseSettings):
         return _masked(self.api_base_url)
 
     def redis_url_for_display(self) -> str:
-        """The Redis URL with any password masked, for printing."""
+        """The Redis URL with its password (and a TLS key's ssl_password) masked, for printing."""
         return _masked(self.redis_url)
 
     def secrets(self) -> list[str]:
@@ -291,17 +302,24 @@ class Settings(BaseSettings):
         values += self.ingress_tokens + self.crm_webhook_secrets
         values += [SecretStr(t.get_secret_value().split(":", 2)[-1]) for t in self.console_tokens]
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
-        passwords = [urlsplit(url).password for url in (self.redis_url, self.api_base_url)]
-        return found + [password for password in passwords if password]
+        for url in (self.redis_url, self.api_base_url):
+            parts = urlsplit(url)
+            if parts.password:  # as written and as the client decodes it
+                found += dict.fromkeys([parts.password, unquote(parts.password)])
+            found += [v for k, v in parse_qsl(parts.query) if k == "ssl_password" and v]
+        return found
 
 
 def _masked(url: str) -> str:
-    """`url` with the password of its userinfo, if any, replaced by ***."""
+    """`url` with the password of its userinfo and any ssl_password replaced by ***."""
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    if "ssl_password=" not in parts.query:
+        return urlunsplit(parts._replace(netloc=netloc))
+    query = [(k, "***" if k == "ssl_password" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
 
 
 def _loopback(host: str) -> bool:
