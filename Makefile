@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8025
 
-.PHONY: install test test-unit lint format demo bench bench-client bench-pipeline bench-ingress clean
+.PHONY: install test test-unit lint lint-deploy format lock lock-upgrade lock-check image demo \
+	bench bench-client bench-pipeline bench-ingress chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,14 +13,20 @@ $(BIN)/python:
 
 STAMP := $(VENV)/.installed
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Dependencies come from the lock file, hash-checked; the project itself is installed on top
+# without dependencies, so nothing unlocked slips in. pip check proves the set is consistent.
+$(STAMP): pyproject.toml requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
-install: $(STAMP)  ## Install the project and its dev tools into .venv (again when pyproject changes)
+install: $(STAMP)  ## Install the locked dependencies, the dev tools and the project into .venv
 
+# pytest exits 5 when it collects no test: a failure here too, said in words.
 test: install  ## The test suite: unit, integration (real Redis + sandbox over HTTP) and end-to-end
-	$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q || { code=$$?; \
+		if [ $$code -eq 5 ]; then echo "make test: pytest collected no test" >&2; fi; exit $$code; }
 
 test-unit:
 	$(BIN)/python -m pytest -q tests/unit
@@ -33,9 +40,64 @@ format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# --- Lock files -------------------------------------------------------------------------------
+# requirements.lock: what the image installs (runtime + the `demo` extra).
+# requirements-dev.lock: that plus the `dev` extra (tests, linters, deployment checks), resolved
+# under requirements.lock as constraints, so both files pin the same runtime versions.
+# uv resolves (seconds; it keeps the pins already in the output file that still satisfy
+# pyproject.toml); pip installs. LOCK_DIR lets lock-check write fresh copies elsewhere.
+LOCK_DIR ?= .
+UV := $(abspath $(BIN))/uv
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock"
+
+# uv at the version the dev lock pins, installed on its own: `make lock` must work while the
+# venv is out of date (a dependency just added to pyproject.toml is not installed yet).
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/pip install --quiet "$$(grep -E '^uv==' requirements-dev.lock | cut -d' ' -f1)"
+
+lock: $(BIN)/uv  ## Re-resolve requirements.lock and requirements-dev.lock after editing pyproject.toml
+	cd $(LOCK_DIR) && $(UV) pip compile pyproject.toml --extra demo $(LOCK_FLAGS) $(UPGRADE) \
+		-o requirements.lock
+	cd $(LOCK_DIR) && $(UV) pip compile pyproject.toml --extra dev --extra demo $(LOCK_FLAGS) \
+		$(UPGRADE) -c requirements.lock -o requirements-dev.lock
+
+lock-upgrade:  ## Re-resolve both lock files to the newest versions pyproject.toml allows
+	$(MAKE) --no-print-directory lock UPGRADE=--upgrade
+
+# Resolves again in a scratch copy (starting from the committed pins, as `make lock` does) and
+# compares: any difference means pyproject.toml changed without `make lock`. Needs PyPI.
+lock-check: $(BIN)/uv  ## Fail when the lock files do not match pyproject.toml (run `make lock`)
+	@tmp=$$(mktemp -d) && cp pyproject.toml requirements.lock requirements-dev.lock "$$tmp"/ \
+	&& $(MAKE) --no-print-directory lock LOCK_DIR="$$tmp" >/dev/null \
+	&& if diff -u requirements.lock "$$tmp"/requirements.lock \
+		&& diff -u requirements-dev.lock "$$tmp"/requirements-dev.lock; then \
+		rm -rf "$$tmp"; echo "lock files match pyproject.toml"; \
+	else rm -rf "$$tmp"; echo "lock files are stale: run 'make lock' and commit them" >&2; exit 1; fi
+
+# --- Deployment checks (no Docker engine needed) ------------------------------------------
+# hadolint and kubernetes-validate come from the dev lock; promtool from Debian's `prometheus`
+# package (.ci/run installs it). Every manifest under deploy/kubernetes is validated file by file
+# (no kustomize binary here); kubernetes-validate has no schema for the KEDA and Prometheus
+# Operator kinds, which tests/unit/test_deploy_manifests.py checks instead, with the overlays'
+# structure and the cross-file consistency (names, ports, labels, timings, the queue key).
+K8S_VERSION ?= 1.31
+MANIFESTS := $(shell find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml | sort)
+
+lint-deploy: install  ## hadolint, kubernetes-validate on every manifest, promtool check/test rules
+	$(BIN)/hadolint --failure-threshold warning Dockerfile
+	$(BIN)/kubernetes-validate --quiet --strict --kubernetes-version $(K8S_VERSION) \
+		$(MANIFESTS)
+	promtool check config --syntax-only deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts.test.yml
+
+image:  ## Build the image (needs a Docker engine; CI here has none and runs lint-deploy instead)
+	docker build -t subaccount-worker:local .
+
 # The demo installs quietly (pip's output goes to a log, shown only if the install fails), then
-# tells the story; CI=1 exits after it instead of keeping the console up.
-demo:  ## Three clients' story through the real front doors, checked; then the console (CI=1: exit)
+# tells the story; CI=1 exits after it instead of keeping everything up for exploring.
+demo:  ## Three clients' story through the real front doors, checked; then stays up (CI=1: exits)
 	@$(MAKE) --no-print-directory -q $(STAMP) 2>/dev/null || { mkdir -p $(VENV); \
 		echo "installing subaccount-worker into $(VENV) (log: $(VENV)/install.log) ..."; \
 		$(MAKE) --no-print-directory -s install > $(VENV)/install.log 2>&1 \
@@ -52,6 +114,9 @@ bench-pipeline:
 
 bench-ingress:
 	$(BIN)/python -m bench.ingress_bench
+
+chaos: install  ## The Jepsen-style run against the oracle (kills, Redis restart, API faults; minutes)
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -56,6 +56,7 @@ class ChaosConfig:
     send_rate: float = 150.0  # deliveries per second while sending
     heartbeat_timeout_ms: int = 60_000  # the default setting
     lock_ttl_ms: int = 60_000  # the default setting
+    maintenance_chance: int = 1_000  # the default setting: in a million broker commands
     threads: int = 4
     drain_timeout_s: float = 900.0
 
@@ -70,6 +71,9 @@ class ChaosConfig:
         return ChaosConfig(
             seed=seed, size=size, kills=1, api_pause_s=1.0, emails_per_s=100.0, send_rate=40.0,
             heartbeat_timeout_ms=1_500, lock_ttl_ms=15_000, threads=2, drain_timeout_s=150.0,
+            # A killed worker's messages come back at the next maintenance pass after its
+            # heartbeat times out: on every broker command here, not one in a thousand.
+            maintenance_chance=1_000_000,
         )  # fmt: skip
 
 
@@ -119,6 +123,7 @@ class Run:
             "SUBACCOUNT_WORKER_INGRESS_TOKENS": INGRESS_TOKEN,
             "SUBACCOUNT_WORKER_HEARTBEAT_TIMEOUT_MS": str(c.heartbeat_timeout_ms),
             "SUBACCOUNT_WORKER_LOCK_TTL_MS": str(c.lock_ttl_ms),
+            "SUBACCOUNT_WORKER_MAINTENANCE_CHANCE": str(c.maintenance_chance),
             "SUBACCOUNT_WORKER_API_CONNECT_TIMEOUT_S": "1",
             "SUBACCOUNT_WORKER_API_WRITE_TIMEOUT_S": "1",
             "SUBACCOUNT_WORKER_API_POOL_TIMEOUT_S": "1",

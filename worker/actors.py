@@ -10,7 +10,7 @@ from __future__ import annotations
 import dramatiq
 
 from worker.log import configure_logging
-from worker.ops import metrics
+from worker.ops import liveness, metrics
 from worker.runtime import build_runtime
 from worker.settings import get_settings
 
@@ -22,3 +22,4 @@ broker = runtime.broker
 dramatiq.set_broker(broker)
 process_event = runtime.actor
 metrics.mark_worker_up()
+liveness.record_broker(broker.broker_id)  # for the supervisor's /healthz

@@ -20,6 +20,7 @@
 | `{p}:ops:jobs` | zset | replay/purge job ids by start time (ms) |
 | `{p}:ops:job:{id}` | hash | one job: filter, ids, operator, times, counts, cancel flag |
 | `{p}:ops:audit` | stream | operators' actions, capped |
+| `{p}:console:plan:{id}` | string | a console preview's ids and digests, for its confirm |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
@@ -174,3 +175,8 @@ def ops_job(prefix: str, job_id: str) -> str:
 
 def audit(prefix: str) -> str:
     return f"{prefix}:ops:audit"
+
+
+def console_plan(prefix: str, plan_id: str) -> str:
+    """What a console preview planned (ids and record digests), kept for its confirm (expires)."""
+    return f"{prefix}:console:plan:{plan_id}"

@@ -10,7 +10,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,6 +19,7 @@ from handlers.limits import DEFAULT_MAX_CREDITS_PER_GRANT
 from worker.errors import ConfigError
 
 ENV_PREFIX = "SUBACCOUNT_WORKER_"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class ApiSurface(StrEnum):
@@ -46,6 +47,7 @@ def _split_csv(value: object) -> object:
 
 
 CsvSecrets = Annotated[list[SecretStr], NoDecode]
+CONSOLE_ROLES = ("viewer", "operator", "admin")
 
 
 class Settings(BaseSettings):
@@ -71,7 +73,10 @@ class Settings(BaseSettings):
     api_rate_limit_scope: RateLimitScope = RateLimitScope.REDIS
 
     # --- Redis and the queue --------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://user:password@host:port/db, rediss:// for TLS (ssl_* in the query)",
+    )
     key_prefix: str = Field("saw", min_length=1, description="Prefix of every Redis key we own")
     queue_name: str = "subaccount-events"
     heartbeat_timeout_ms: int = Field(60_000, ge=1000)
@@ -125,6 +130,18 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9191, ge=0, le=65535, description="0 disables /metrics")
     metrics_dir: str = Field("", description="Per-run multiprocess dir; '' = a temp dir")
 
+    # --- Console (`subaccount-worker console`) ----------------------------------------------
+    # Users as comma-separated `name:role:token` (role: viewer, operator or admin); the tokens
+    # are secrets. A trusted header set by an auth proxy (e.g. `X-Forwarded-User`) may replace or
+    # add to them; its users get a role from `console_trusted_roles` (`name:role`, `*` = anyone).
+    # The console refuses to start with neither. Sessions are signed with `console_secret`
+    # (HMAC-SHA256; '' = a random key per process, so sessions end when it restarts).
+    console_tokens: CsvSecrets = Field(default_factory=list)
+    console_secret: SecretStr = SecretStr("")
+    console_session_ttl_s: int = Field(8 * 3600, ge=60, description="Login session lifetime")
+    console_trusted_user_header: str = ""
+    console_trusted_roles: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- Credits: monitor, low-credit rule, notifications (issue 14) ----------------------
     monitor_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
     monitor_port: int = Field(9192, ge=0, le=65535, description="/metrics and /healthz; 0 = off")
@@ -169,9 +186,32 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "INFO"
 
-    _split_tokens = field_validator("ingress_tokens", "crm_webhook_secrets", mode="before")(
-        _split_csv
-    )
+    _split_tokens = field_validator(
+        "ingress_tokens",
+        "crm_webhook_secrets",
+        "console_tokens",
+        "console_trusted_roles",
+        mode="before",
+    )(_split_csv)
+
+    @field_validator("console_tokens")
+    @classmethod
+    def _console_users(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for n, entry in enumerate(value, 1):
+            name, role, token = ([*entry.get_secret_value().split(":", 2), "", ""])[:3]
+            if not name or role not in CONSOLE_ROLES or not token:
+                # Never echo the entry: it holds a token.
+                raise ValueError(f"entry {n} is not name:role:token with role in {CONSOLE_ROLES}")
+        return value
+
+    @field_validator("console_trusted_roles")
+    @classmethod
+    def _trusted_roles(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            name, _, role = entry.rpartition(":")
+            if not name or role not in CONSOLE_ROLES:
+                raise ValueError(f"{entry!r} is not name:role with role in {CONSOLE_ROLES}")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -230,6 +270,13 @@ class Settings(BaseSettings):
         if not self.api_key.get_secret_value():
             raise ConfigError(f"{ENV_PREFIX}API_KEY is required to call the Subaccount API")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
+
     def require_api(self) -> None:
         """Processes that call the API refuse to start without its URL (no default: a default
         would send production events to a local fake) and without a key."""
@@ -245,25 +292,34 @@ class Settings(BaseSettings):
         return _masked(self.api_base_url)
 
     def redis_url_for_display(self) -> str:
-        """The Redis URL with any password masked, for printing."""
+        """The Redis URL with its password (and a TLS key's ssl_password) masked, for printing."""
         return _masked(self.redis_url)
 
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret, self.notify_secret]
+        values += [self.console_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
+        values += [SecretStr(t.get_secret_value().split(":", 2)[-1]) for t in self.console_tokens]
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
-        passwords = [urlsplit(url).password for url in (self.redis_url, self.api_base_url)]
-        return found + [password for password in passwords if password]
+        for url in (self.redis_url, self.api_base_url):
+            parts = urlsplit(url)
+            if parts.password:  # as written and as the client decodes it
+                found += dict.fromkeys([parts.password, unquote(parts.password)])
+            found += [v for k, v in parse_qsl(parts.query) if k == "ssl_password" and v]
+        return found
 
 
 def _masked(url: str) -> str:
-    """`url` with the password of its userinfo, if any, replaced by ***."""
+    """`url` with the password of its userinfo and any ssl_password replaced by ***."""
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password:
+        netloc = netloc.replace(f":{parts.password}@", ":***@")
+    if "ssl_password=" not in parts.query:
+        return urlunsplit(parts._replace(netloc=netloc))
+    query = [(k, "***" if k == "ssl_password" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
 
 
 def _loopback(host: str) -> bool:

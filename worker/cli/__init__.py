@@ -7,7 +7,7 @@ the shared `app` (`worker.cli.base`).
 
 from __future__ import annotations
 
-from worker.cli import credits, dead_letters, events, ops_views, run
+from worker.cli import console, credits, dead_letters, events, ops_views, run
 from worker.cli.base import app
 
-__all__ = ["app", "credits", "dead_letters", "events", "ops_views", "run"]
+__all__ = ["app", "console", "credits", "dead_letters", "events", "ops_views", "run"]

@@ -59,6 +59,12 @@ def worker(
     module: str = typer.Option(
         "worker.actors", help="Module declaring the broker and actor (wrap ours to add middleware)."
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        min=0,
+        max=65535,
+        help="Port of /metrics and /healthz (default: SUBACCOUNT_WORKER_METRICS_PORT; 0: none).",
+    ),
 ) -> None:
     """Run the event consumers: Dramatiq processes loading `worker.actors`, kept running."""
     from worker.ops import supervisor
@@ -74,7 +80,8 @@ def worker(
         api_surface=settings.api_surface.value,
     )
     procs = processes or settings.worker_processes
-    code = supervisor.run(settings, procs, threads or settings.worker_threads, module)
+    threads = threads or settings.worker_threads
+    code = guard(lambda: supervisor.run(settings, procs, threads, module, metrics_port))
     raise typer.Exit(code)
 
 
@@ -85,8 +92,10 @@ def ingress(
 ) -> None:
     """Serve the HTTP ingress for billing events, Stripe webhooks and CRM webhooks."""
     from worker.ingress import serve
+    from worker.redis_access import verify_credentials
 
     settings = load()
+    guard(lambda: verify_credentials(settings))
     configure_logging(settings)
     serve(settings, host, port)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
@@ -101,13 +101,13 @@ class QueueCollector:
         return max(0.0, time.time() - sent_ms / 1000)
 
 
-def serve_metrics(host: str, port: int, run_dir: str, collector: QueueCollector) -> None:
-    """Serve every worker process's counters plus the queue gauges on `port` (a thread)."""
+def merged_registry(run_dir: str, collector: QueueCollector) -> CollectorRegistry:
+    """Every worker process's counters plus the queue gauges (served by the supervisor)."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=run_dir)  # type: ignore[no-untyped-call]
     registry.register(_ReapDead(run_dir))
     registry.register(collector)
-    start_http_server(port, addr=host, registry=registry)
+    return registry
 
 
 class _ReapDead:
@@ -119,12 +119,13 @@ class _ReapDead:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         for path in self._dir.glob("gauge_live*_*.db"):
             pid = int(path.stem.rsplit("_", 1)[1])
-            if not _alive(pid):
+            if not process_alive(pid):
                 mark_process_dead(pid, str(self._dir))  # type: ignore[no-untyped-call]
         return iter(())
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (signal 0)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

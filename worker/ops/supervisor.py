@@ -1,9 +1,12 @@
-"""`subaccount-worker worker`: run Dramatiq's worker processes, restart them, serve /metrics.
+"""`subaccount-worker worker`: run Dramatiq's worker processes, restart them, serve /metrics and
+/healthz.
 
 Dramatiq's CLI stops every worker process when one dies; a process killed by a poison message
 would then stop the whole service. The supervisor restarts it (with a capped backoff), which is
 what lets the delivery counter in the ledger catch the poison message on its next delivery. It
-also owns the per-run metrics directory and serves the merged view of all processes.
+also owns the per-run metrics directory and serves the merged view of all processes, and the
+liveness probe (`worker.ops.liveness`). Before any consumer starts it binds the metrics port and
+checks that Redis accepts our credentials: either failing ends the command with one line, exit 2.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from types import FrameType
 
 import redis
 
+from worker.errors import ConfigError
 from worker.log import get_logger
-from worker.ops import metrics
-from worker.settings import Settings
+from worker.ops import liveness, metrics
+from worker.redis_access import verify_credentials
+from worker.settings import ENV_PREFIX, Settings
 
 log = get_logger(__name__)
 
@@ -39,26 +44,65 @@ def dramatiq_command(settings: Settings, processes: int, threads: int, module: s
     ]  # fmt: skip
 
 
-def run(settings: Settings, processes: int, threads: int, module: str = "worker.actors") -> int:
-    """Run the worker processes until SIGTERM/SIGINT; return the exit code."""
+def run(
+    settings: Settings,
+    processes: int,
+    threads: int,
+    module: str = "worker.actors",
+    metrics_port: int | None = None,
+) -> int:
+    """Run the worker processes until SIGTERM/SIGINT; return the exit code.
+
+    `metrics_port` (the command's --metrics-port) overrides the setting. Raises ConfigError,
+    before any consumer starts, when that port is taken or Redis refuses our credentials.
+    """
+    verify_credentials(settings)
     run_dir = metrics.prepare_run_dir(settings.metrics_dir or None)
     try:
-        return _supervise(settings, processes, threads, module, run_dir)
+        child = liveness.ChildState()
+        _serve_http(settings, metrics_port, run_dir, child)
+        return _supervise(settings, processes, threads, module, run_dir, child)
     finally:
         if not settings.metrics_dir:  # ours alone: leave nothing behind in /tmp
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _supervise(settings: Settings, processes: int, threads: int, module: str, run_dir: str) -> int:
+def _serve_http(
+    settings: Settings, port_option: int | None, run_dir: str, child: liveness.ChildState
+) -> None:
+    """Serve /metrics and /healthz on the metrics port (0: none); a taken port is a ConfigError."""
+    port = settings.metrics_port if port_option is None else port_option
+    if not port:
+        return
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+    registry = metrics.merged_registry(
+        run_dir, metrics.QueueCollector(client, settings.key_prefix, settings.queue_name)
+    )
+    check = liveness.LivenessCheck(client, settings, run_dir, child)
+    try:
+        liveness.serve(settings.metrics_host, port, registry, check)
+    except OSError as exc:
+        source = f"{ENV_PREFIX}METRICS_PORT" if port_option is None else "--metrics-port"
+        raise ConfigError(
+            f"cannot serve metrics on {settings.metrics_host}:{port} ({source}):"
+            f" {exc.strerror or exc}; stop the process that holds it or choose another port"
+            " with --metrics-port or SUBACCOUNT_WORKER_METRICS_PORT (0 disables it)"
+        ) from None
+
+
+def _supervise(
+    settings: Settings,
+    processes: int,
+    threads: int,
+    module: str,
+    run_dir: str,
+    state: liveness.ChildState,
+) -> int:
     env = {
         **os.environ,
         metrics.MULTIPROC_ENV: run_dir,
         "SUBACCOUNT_WORKER_WORKER_THREADS": str(threads),
     }
-    if settings.metrics_port:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
-        collector = metrics.QueueCollector(client, settings.key_prefix, settings.queue_name)
-        metrics.serve_metrics(settings.metrics_host, settings.metrics_port, run_dir, collector)
     stopping = threading.Event()
     child: subprocess.Popen[bytes] | None = None
 
@@ -72,11 +116,14 @@ def _supervise(settings: Settings, processes: int, threads: int, module: str, ru
     command = dramatiq_command(settings, processes, threads, module)
     delay = 0.5
     while not stopping.is_set():
+        liveness.forget_brokers(run_dir)  # the previous run's processes have all exited
         child = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and module
+        state.running()
         if stopping.is_set():  # the signal came while it was starting
             child.send_signal(signal.SIGTERM)
         log.info("worker.started", pid=child.pid, processes=processes, threads=threads)
         code = child.wait()
+        state.down()
         if stopping.is_set() or code == 0:
             log.info("worker.stopped", code=code)
             return code

@@ -36,9 +36,37 @@ LEASE = "saw_lease"  # the lease kept for a retry (an id, not a secret)
 OUTAGE_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
+class Broker(RedisBroker):
+    """Dramatiq's Redis broker, which also gives back what a delay consumer strands.
+
+    On a Redis connection error Dramatiq's consumer thread drops its in-memory delay queue and
+    starts a new consumer, while the dropped messages stay in this live process's ack set: no
+    maintenance pass ever returns them (that needs a dead heartbeat), so a delayed retry would
+    wait until the process restarts. A new delay consumer holds nothing yet, so everything in its
+    ack set is stranded: requeue it before consuming. (Seen in `make chaos` after a Redis
+    restart; a fresh process's set is empty.)
+    """
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        if queue_name.endswith(".DQ"):
+            self._requeue_stranded(queue_name)
+        return super().consume(queue_name, prefetch, timeout)
+
+    def _requeue_stranded(self, queue_name: str) -> None:
+        acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+        try:
+            members: Any = self.client.smembers(acks)
+            stranded = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+            if stranded:
+                self.do_requeue(queue_name, *stranded)
+                log.warning("broker.requeued_stranded", queue=queue_name, messages=len(stranded))
+        except redis.RedisError as exc:  # the consumer's own first call will say it too
+            log.warning("broker.requeue_stranded_failed", queue=queue_name, error=str(exc))
+
+
 def build_broker(settings: Settings, client: redis.Redis) -> RedisBroker:
     """A Redis broker in our key namespace with the middleware the pipeline relies on."""
-    return RedisBroker(  # type: ignore[no-untyped-call]
+    return Broker(  # type: ignore[no-untyped-call]
         client=client,
         namespace=keys.dramatiq_namespace(settings.key_prefix),
         heartbeat_timeout=settings.heartbeat_timeout_ms,
