@@ -59,12 +59,12 @@ def run(ci: bool = False) -> int:
     began = time.monotonic()
     try:
         with _interruptible(), ExitStack() as stack:
-            scene, procs = _start(stack, logs, out)
+            scene, procs, ports = _start(stack, logs, out)
             stack.callback(_ignore_interrupts)  # runs first on the way out: stop uninterrupted
             checks = tell(out, scene, CHAPTERS)
             render.verdict(out, checks, time.monotonic() - began, str(logs))
             if not ci:
-                _console_until_interrupted(out, procs, scene)
+                _console_until_interrupted(out, procs, scene, ports)
     except KeyboardInterrupt:
         out.print(Text(f"\ninterrupted: every process stopped; logs in {logs}", "yellow"))
         return 130
@@ -76,7 +76,7 @@ def run(ci: bool = False) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
-def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes]:
+def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes, Ports]:
     """Redis, sandbox, ingress and worker up and ready; the scene wired to them."""
     with out.status("starting Redis, the sandbox, the ingress, a worker and the monitor ..."):
         server = RedisServer("--logfile", str(logs / "redis.log")).start()
@@ -114,7 +114,7 @@ def _start(stack: ExitStack, logs: Path, out: Console) -> tuple[Scene, Processes
         "Subaccount API (sandbox)": settings.api_base_url,
         "Redis": settings.redis_url,
     }
-    return scene, procs
+    return scene, procs, ports
 
 
 def tell(out: Console, scene: Scene, chapters: Sequence[ChapterFn]) -> list[Check]:
@@ -139,17 +139,22 @@ def tell(out: Console, scene: Scene, chapters: Sequence[ChapterFn]) -> list[Chec
     return [*checks, *summary.chapter.checks]
 
 
-def _console_until_interrupted(out: Console, procs: Processes, scene: Scene) -> None:
-    """Keep the system running for exploring with the CLI until Ctrl-C."""
+def _console_until_interrupted(out: Console, procs: Processes, scene: Scene, ports: Ports) -> None:
+    """Start the console over the same story; keep everything running until Ctrl-C."""
     redis_url = scene.settings.redis_url
+    procs.start("console", "console", "--port", str(ports.console))
+    url = f"http://127.0.0.1:{ports.console}"
+    procs.wait_ready("console", f"{url}/healthz")
+    token = scene.settings.console_tokens[0].get_secret_value().split(":", 2)[2]
     out.print()
+    out.print(Text("The console: ", "bold") + Text(f"{url}/  (log in with the demo token {token})"))
     out.print(
         Text("Everything keeps running until Ctrl-C, which stops it all. Explore with:", "bold")
     )
     for command in ("status", "dead-letters jobs", "credits list", "audit list"):
         out.print(Text(f"  SUBACCOUNT_WORKER_REDIS_URL={redis_url} subaccount-worker {command}"))
     try:
-        while all(name in procs.alive() for name in ("worker", "ingress", "monitor")):
+        while all(n in procs.alive() for n in ("worker", "ingress", "monitor", "console")):
             time.sleep(1)
         out.print(Text("a server stopped on its own; see the logs", "red"))
     except KeyboardInterrupt:

@@ -31,6 +31,7 @@ class Ports:
     sandbox: int = field(default_factory=free_port)
     ingress: int = field(default_factory=free_port)
     monitor: int = field(default_factory=free_port)
+    console: int = field(default_factory=free_port)
 
 
 def demo_values(redis_url: str, ports: Ports) -> dict[str, str]:
@@ -59,6 +60,9 @@ def demo_values(redis_url: str, ports: Ports) -> dict[str, str]:
         "credits_critical_balance": "100",
         "credits_warn_runway_s": "0",
         "credits_critical_runway_s": "0",
+        # The console, kept running after the story: one admin token, made for this run.
+        "console_tokens": f"demo:admin:{secrets.token_urlsafe(18)}",
+        "console_secret": secrets.token_urlsafe(32),
     }
 
 
