@@ -15,7 +15,8 @@ from handlers import examples as f
 from tests.integration.test_ops_concurrency import write_dead_letter
 from tests.servers import wait_until
 from worker.ops.dead_letters import DeadLetters
-from worker.ops.jobs import JobResult, Runner, cancel_job, list_jobs, running_jobs
+from worker.ops.job_records import cancel_job, list_jobs, running_jobs
+from worker.ops.jobs import JobResult, Runner
 from worker.ops.plans import plan, select
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.publish import Publisher

@@ -22,7 +22,8 @@ from worker.ops import export as export_ops
 from worker.ops.audit import operator_name
 from worker.ops.clusters import summarize
 from worker.ops.filters import DeadLetterFilter, check_limit
-from worker.ops.jobs import JobResult, Runner, cancel_job, gc_paused, list_jobs
+from worker.ops.job_records import cancel_job, list_jobs
+from worker.ops.jobs import JobResult, Runner, gc_paused
 from worker.ops.listing import DeadLetterView, get_letters, list_dead_letters
 from worker.ops.plans import Action, Plan, Resolve, plan, select
 from worker.settings import ApiSurface, Settings

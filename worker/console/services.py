@@ -29,7 +29,8 @@ from worker.ops.audit import AuditEntry, list_audit
 from worker.ops.clusters import summarize
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.filters import DeadLetterFilter, InvalidInput, parse_time
-from worker.ops.jobs import Job, Runner, cancel_job, get_job, list_jobs, running_jobs
+from worker.ops.job_records import Job, cancel_job, get_job, list_jobs, running_jobs
+from worker.ops.jobs import Runner
 from worker.ops.listing import DeadLetterView, list_dead_letters
 from worker.ops.outcomes import read_outcomes
 from worker.ops.plans import Action, Plan, Resolve, select

@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import redis
@@ -40,8 +41,8 @@ from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.ops import audit
 from worker.ops.dead_letters import DeadLetters
-from worker.ops.filters import rfc3339
 from worker.ops.index import DeadLetterIndex
+from worker.ops.job_records import JOB_TTL_S, Job, as_text, get_job, now_ms
 from worker.ops.plans import ItemPlan, Plan, digest
 from worker.pipeline import publish
 from worker.pipeline.ledger import StepRecord, StepState
@@ -52,122 +53,16 @@ REPLAY_OPTION: str = getattr(publish, "REPLAY_OPTION", "replay")
 CLAIM_MS = 60_000
 BATCH = 500
 JOBS_KEPT = 200
-JOB_TTL_S = 30 * 86_400
-STALE_MS = 60_000  # a running job not updated for this long has lost its process
 Progress = Callable[[int, int], None]  # (done + skipped so far, planned)
 BatchResult = tuple[dict[str, str], list[dict[str, str]]]  # (moved id → message id, skipped)
 
-# KEYS: dead hash, dead index, dead counts, operators' index map, replay counts, queue list,
-#       queue messages, job record.
-# ARGV: timeline maxlen, operators' index prefix, claim prefix, now ms, then 13 per dead letter:
-#       id, digest, reason, ledger key, timeline key, replayed entry, message id, message,
-#       replay number, resolve ('' | applied | not_applied), step, resolved step record ('' for
-#       none), resolved entry ('' for none). Returns one status per dead letter.
-_REPLAY = """
-local dead, index, counts, index_of = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local replays, queue, messages, job = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local maxlen = tonumber(ARGV[1])
-local ix_prefix, claim_prefix, now = ARGV[2], ARGV[3], ARGV[4]
-local statuses, ids, pairs_replays, pairs_messages, message_ids = {}, {}, {}, {}, {}
-local by_reason, timelines = {}, {}
-for i = 5, #ARGV, 13 do
-  local id, digest, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local ledger, timeline, entry = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local message_id, message, replay = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
-  local resolve, step, step_record, resolved = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11], ARGV[i + 12]
-  local record = redis.call('HGET', dead, id)
-  local status = 'ok'
-  if not record then
-    status = 'gone'
-  elseif redis.sha1hex(record) ~= digest then
-    status = 'changed'
-  elseif redis.call('EXISTS', claim_prefix .. id) == 1 then
-    status = 'busy'
-  end
-  statuses[#statuses + 1] = status
-  if status == 'ok' then
-    ids[#ids + 1] = id
-    by_reason[reason] = (by_reason[reason] or 0) + 1
-    redis.call('HDEL', ledger, '_outcome')
-    if resolve == 'applied' and step ~= '' then
-      redis.call('HSET', ledger, step, step_record)
-    elseif resolve == 'not_applied' and step ~= '' then
-      redis.call('HDEL', ledger, step)
-    end
-    pairs_messages[#pairs_messages + 1] = message_id
-    pairs_messages[#pairs_messages + 1] = message
-    message_ids[#message_ids + 1] = message_id
-    pairs_replays[#pairs_replays + 1] = id
-    pairs_replays[#pairs_replays + 1] = replay
-    if resolved ~= '' then redis.call('LPUSH', timeline, resolved) end
-    redis.call('LPUSH', timeline, entry)
-    timelines[timeline] = true
-  end
-end
-if #ids > 0 then
-  local made = redis.call('HMGET', index_of, unpack(ids))
-  local from_index = {}
-  for n, raw in ipairs(made) do
-    if raw then
-      for dim, value in pairs(cjson.decode(raw)) do
-        if dim ~= 'at' then
-          local name = ix_prefix .. dim .. ':' .. value
-          from_index[name] = from_index[name] or {}
-          table.insert(from_index[name], ids[n])
-        end
-      end
-    end
-  end
-  for name, members in pairs(from_index) do redis.call('ZREM', name, unpack(members)) end
-  redis.call('HDEL', index_of, unpack(ids))
-  redis.call('HDEL', dead, unpack(ids))
-  redis.call('ZREM', index, unpack(ids))
-  for reason, n in pairs(by_reason) do redis.call('HINCRBY', counts, reason, -n) end
-  redis.call('HSET', messages, unpack(pairs_messages))
-  redis.call('RPUSH', queue, unpack(message_ids))
-  redis.call('HSET', replays, unpack(pairs_replays))
-  for timeline in pairs(timelines) do redis.call('LTRIM', timeline, 0, maxlen - 1) end
-end
-redis.call('HINCRBY', job, 'done', #ids)
-redis.call('HINCRBY', job, 'skipped', #statuses - #ids)
-redis.call('HSET', job, 'updated_ms', now)
-return statuses
-"""
+# One batch of planned dead letters replayed atomically: `worker/ops/lua/replay.lua`.
+_REPLAY = resources.files("worker.ops").joinpath("lua", "replay.lua").read_text()
 _WHY = {
     "gone": "gone since the plan (replayed or purged meanwhile)",
     "changed": "changed since the plan: plan again",
     "busy": "another job is acting on it",
 }
-
-
-@dataclass(frozen=True)
-class Job:
-    """A replay or purge job as recorded in Redis."""
-
-    id: str
-    action: str
-    operator: str
-    filter: dict[str, Any]
-    ids: list[str]
-    resolve: str | None
-    rate: float | None
-    started_ms: int
-    updated_ms: int
-    finished_ms: int | None
-    planned: int
-    done: int
-    skipped: int
-    refused: int
-    cancel_requested: bool
-    state: str  # running, finished, cancelled, stale (its process is gone)
-
-    def to_json(self, with_ids: bool = False) -> dict[str, Any]:
-        out = asdict(self)
-        if not with_ids:
-            out.pop("ids")
-        out["started_at"] = rfc3339(self.started_ms)
-        out["finished_at"] = rfc3339(self.finished_ms)
-        return out
 
 
 @dataclass(frozen=True)
@@ -280,7 +175,7 @@ class Runner:
 
     def _start(self, plan: Plan, operator: str, rate: float | None) -> str:
         job_id = time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
-        now = _now_ms()
+        now = now_ms()
         fields = {
             "id": job_id,
             "action": plan.action,
@@ -308,7 +203,7 @@ class Runner:
 
     def _finish(self, job_id: str, cancelled: bool) -> Job:
         key = keys.ops_job(self.prefix, job_id)
-        now = _now_ms()
+        now = now_ms()
         state = "cancelled" if cancelled else "finished"
         self.client.hset(key, mapping={"finished_ms": now, "updated_ms": now, "state": state})
         job = get_job(self.client, self.prefix, job_id)
@@ -348,7 +243,7 @@ class Runner:
             self.timeline_maxlen,
             keys.dead_letter_ix(self.prefix, "", "").removesuffix(":"),
             keys.dead_letter_claim(self.prefix, ""),
-            _now_ms(),
+            now_ms(),
         ]
         message_ids: list[str] = []
         for item in items:
@@ -369,7 +264,7 @@ class Runner:
         moved: dict[str, str] = {}
         skipped: list[dict[str, str]] = []
         for item, message_id, reply in zip(items, message_ids, replies, strict=True):
-            status = _text(reply)
+            status = as_text(reply)
             if status == "ok":
                 moved[item.id] = message_id
             else:
@@ -387,7 +282,7 @@ class Runner:
         message = build_message(event, self.publisher.queue_name)
         message.options[REPLAY_OPTION] = item.replay
         redis_id = message.options["redis_message_id"]
-        now = _now_ms()
+        now = now_ms()
         entry = self._entry("replayed", item, operator, job_id, now)
         resolved, resolved_record = "", ""
         if plan.resolve:
@@ -432,7 +327,7 @@ class Runner:
         tx = self.client.pipeline(transaction=True)
         dead_letters = DeadLetters(self.client, self.prefix)
         index = DeadLetterIndex(self.client, self.prefix)
-        now = _now_ms()
+        now = now_ms()
         for item, letter in act:
             dead_letters.remove_in(tx, letter)
             index.remove_in(tx, letter.key, letter)
@@ -492,71 +387,8 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def cancel_job(client: redis.Redis, prefix: str, job_id: str, operator: str) -> Job | None:
-    """Ask a running job to stop at its next batch; None if there is no such job."""
-    key = keys.ops_job(prefix, job_id)
-    if not client.exists(key):
-        return None
-    client.hset(key, "cancel", operator)
-    audit.record(client, prefix, "cancel", operator, job_id=job_id)
-    return get_job(client, prefix, job_id)
-
-
-def get_job(client: redis.Redis, prefix: str, job_id: str) -> Job | None:
-    raw: Any = client.hgetall(keys.ops_job(prefix, job_id))
-    return _decode(raw) if raw else None
-
-
-def list_jobs(client: redis.Redis, prefix: str, limit: int | None = 20) -> list[Job]:
-    """Jobs newest first."""
-    end = -1 if limit is None else limit - 1
-    ids: Any = client.zrevrange(keys.ops_jobs(prefix), 0, end)
-    pipe = client.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hgetall(keys.ops_job(prefix, _text(job_id)))
-    return [_decode(raw) for raw in pipe.execute() if raw]
-
-
-def running_jobs(client: redis.Redis, prefix: str) -> list[Job]:
-    return [job for job in list_jobs(client, prefix, limit=50) if job.state == "running"]
-
-
-def _decode(raw: dict[Any, Any]) -> Job:
-    f = {_text(k): _text(v) for k, v in raw.items()}
-    updated = int(f.get("updated_ms") or 0)
-    state = f.get("state", "running")
-    if state == "running" and _now_ms() - updated > STALE_MS:
-        state = "stale"
-    return Job(
-        id=f["id"],
-        action=f.get("action", ""),
-        operator=f.get("operator", ""),
-        filter=json.loads(f.get("filter") or "{}"),
-        ids=json.loads(f.get("ids") or "[]"),
-        resolve=f.get("resolve") or None,
-        rate=float(f["rate"]) if f.get("rate") else None,
-        started_ms=int(f.get("started_ms") or 0),
-        updated_ms=updated,
-        finished_ms=int(f["finished_ms"]) if f.get("finished_ms") else None,
-        planned=int(f.get("planned") or 0),
-        done=int(f.get("done") or 0),
-        skipped=int(f.get("skipped") or 0),
-        refused=int(f.get("refused") or 0),
-        cancel_requested=bool(f.get("cancel")),
-        state=state,
-    )
-
-
 def _execute(pipe: Any, what: str) -> list[Any]:
     try:
         return list(pipe.execute())
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"could not {what} on Redis ({type(exc).__name__}): retry") from exc
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -21,7 +21,7 @@ import redis
 from worker import keys
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.filters import rfc3339
-from worker.ops.jobs import running_jobs
+from worker.ops.job_records import running_jobs
 
 HOUR_MS = 3_600_000
 OUTCOMES_READ_MAX = 200_000  # entries read for "last hour" (the stream is capped anyway)
