@@ -40,7 +40,7 @@ from worker.runtime import build_runtime, build_store, redis_client
 from worker.settings import Settings, load_settings
 
 PREFIX = "saw"
-TOKEN = "bench-console-token-5e1d"  # noqa: S105 - a loopback-only fixture, not a secret
+TOKEN = "bench-console-token-5e1d9a7c3b2f4e6081d"  # noqa: S105 - a loopback-only fixture, not a secret
 GOAL_MS = 200.0
 PAGE_BUDGET_S = 20.0
 BIG_CLIENT = "big-client"
@@ -186,7 +186,9 @@ def measure(
 ) -> list[list[str]]:
     services_module.OVERVIEW_CACHE_S = 0.0  # time the reading itself, not the shared cache
     with console(settings) as url, httpx.Client(base_url=url, timeout=120) as client:
-        login = client.post("/login", data={"token": TOKEN}, headers={"Origin": url})
+        login = client.post(
+            "/login", data={"user": "bench", "token": TOKEN}, headers={"Origin": url}
+        )
         assert login.status_code == 303, login.text
         began = time.perf_counter()
         client.get("/dead-letters")

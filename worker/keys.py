@@ -21,6 +21,9 @@
 | `{p}:ops:job:{id}` | hash | one job: filter, ids, operator, times, counts, cancel flag |
 | `{p}:ops:audit` | stream | operators' actions, capped |
 | `{p}:console:plan:{id}` | string | a console preview's ids and digests, for its confirm |
+| `{p}:console:session:{id}` | hash | a console session: user, role, token fingerprint, times |
+| `{p}:console:sessions:{user}` | set | the session ids of one console user (log out everywhere) |
+| `{p}:console:login:{kind}:{who}` | hash | failed logins of one address or user, and the wait |
 | `{p}:outcomes` | stream | one entry per finished event, capped |
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
@@ -180,3 +183,18 @@ def audit(prefix: str) -> str:
 def console_plan(prefix: str, plan_id: str) -> str:
     """What a console preview planned (ids and record digests), kept for its confirm (expires)."""
     return f"{prefix}:console:plan:{plan_id}"
+
+
+def console_session(prefix: str, session_id: str) -> str:
+    """One console session (expires after the idle timeout)."""
+    return f"{prefix}:console:session:{session_id}"
+
+
+def console_user_sessions(prefix: str, user: str) -> str:
+    """The session ids of one console user, so an admin can end them all."""
+    return f"{prefix}:console:sessions:{user}"
+
+
+def console_login_failures(prefix: str, kind: str, who: str) -> str:
+    """Failed logins of one client address (`addr`) or user name (`user`)."""
+    return f"{prefix}:console:login:{kind}:{who}"

@@ -141,6 +141,25 @@ class Settings(BaseSettings):
     console_session_ttl_s: int = Field(8 * 3600, ge=60, description="Login session lifetime")
     console_trusted_user_header: str = ""
     console_trusted_roles: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The trusted header is believed only from these proxy addresses (CIDRs; required with the
+    # header; X-Forwarded-For/-Proto are read from them too, else from loopback), and, when a
+    # proxy secret is set, only with that secret in `console_proxy_secret_header` (issue 23).
+    console_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    console_proxy_secret_header: str = "X-Console-Proxy-Secret"  # noqa: S105 - a name
+    console_proxy_secret: SecretStr = SecretStr("")
+    console_token_login_with_header: bool = Field(
+        False, description="Keep token login beside the trusted header (off: the proxy only)"
+    )
+    console_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host names the console answers to ('.example.com': its subdomains too)",
+    )
+    console_session_idle_s: int = Field(1800, ge=60, description="A session unused this long ends")
+    console_login_free_attempts: int = Field(
+        3, ge=1, description="Failed logins per address or user before the delay starts"
+    )
+    console_login_max_delay_s: int = Field(900, ge=1, description="Longest wait after failures")
+    console_login_window_s: int = Field(3600, ge=60, description="Failures are forgotten after")
 
     # --- Credits: monitor, low-credit rule, notifications (issue 14) ----------------------
     monitor_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
@@ -193,6 +212,20 @@ class Settings(BaseSettings):
         "console_trusted_roles",
         mode="before",
     )(_split_csv)
+
+    _split_console_lists = field_validator(
+        "console_trusted_proxies", "console_allowed_hosts", mode="before"
+    )(_split_csv)
+
+    @field_validator("console_trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR (10.0.0.0/8)") from None
+        return value
 
     @field_validator("console_tokens")
     @classmethod
@@ -298,7 +331,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret, self.notify_secret]
-        values += [self.console_secret]
+        values += [self.console_secret, self.console_proxy_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
         values += [SecretStr(t.get_secret_value().split(":", 2)[-1]) for t in self.console_tokens]
         found = [v.get_secret_value() for v in values if v.get_secret_value()]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.console.support import TOKENS
+from tests.console.support import NAMES, TOKENS
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -72,6 +72,7 @@ def log_in(browser: Browser, base_url: str, role: str, color_scheme: str = "ligh
     page = context.new_page()
     page.goto("/dead-letters")
     assert "/login" in page.url  # sent to log in first
+    page.fill("#user", NAMES[role])
     page.fill("#token", TOKENS[role])
     page.click("button[type=submit]")
     page.wait_for_url("**/dead-letters")

@@ -15,9 +15,9 @@ from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.outcomes import DeadLetter
 
 TOKENS = {
-    "viewer": "vw-token-5b1c9e77d2",
-    "operator": "op-token-8f3a61c0b4",
-    "admin": "ad-token-2d9e4470aa",
+    "viewer": "vw-5b1c9e77d2a04f3e8c61b0d9f2e7a145",
+    "operator": "op-8f3a61c0b4e94d27a0c35b6f1d8e2079",
+    "admin": "ad-2d9e4470aa3f4c1b9e0d7a6c5b8f3e21",
 }
 SECRET = "console-signing-secret-0f4b2a"
 NAMES = {"viewer": "vera", "operator": "otto", "admin": "ada"}
@@ -33,7 +33,9 @@ def same_origin(client: httpx.Client) -> dict[str, str]:
 def login(client: httpx.Client, role: str) -> str:
     """Log `client` in as the user of `role`; returns the session's CSRF token."""
     answer = client.post(
-        "/login", data={"token": TOKENS[role], "next": "/"}, headers=same_origin(client)
+        "/login",
+        data={"user": NAMES[role], "token": TOKENS[role], "next": "/"},
+        headers=same_origin(client),
     )
     assert answer.status_code == 303, answer.text
     page = client.get("/dead-letters")

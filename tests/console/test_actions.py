@@ -63,7 +63,9 @@ def test_an_api_replay_runs_as_a_job_audited_with_the_users_name(
     assert redis_client.hexists("saw:dead", outage[2].key)
     (entry,) = [e for e in list_audit(redis_client, "saw") if e.action == "replay"]
     assert (entry.operator, entry.job_id, entry.count) == ("otto", job["id"], 2)
-    anonymous.post("/login", data={"token": TOKENS["viewer"]}, headers=same_origin(anonymous))
+    anonymous.post(
+        "/login", data={"user": "vera", "token": TOKENS["viewer"]}, headers=same_origin(anonymous)
+    )
     exported = anonymous.get("/audit/export?operator=otto&action=replay")
     assert exported.headers["content-type"].startswith("application/x-ndjson")
     (line,) = exported.text.splitlines()

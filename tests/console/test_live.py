@@ -58,7 +58,9 @@ def test_a_finished_jobs_stream_ends_with_close(
         what="the job",
     )
     anonymous.post(
-        "/login", data={"token": TOKENS["viewer"]}, headers={"Sec-Fetch-Site": "same-origin"}
+        "/login",
+        data={"user": "vera", "token": TOKENS["viewer"]},
+        headers={"Sec-Fetch-Site": "same-origin"},
     )
     events = _events(anonymous, f"/live/jobs/{job['id']}", until="close")
     assert [name for name, _ in events] == ["progress", "close"]

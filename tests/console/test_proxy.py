@@ -22,6 +22,7 @@ def sso(redis_server: RedisServer, redis_url: str) -> Iterator[str]:
         redis_url=redis_server.url,
         console_trusted_user_header=HEADER,
         console_trusted_roles="ana@example.com:admin,*:viewer",
+        console_trusted_proxies="127.0.0.1/32",
         console_secret="sso-signing-secret",
     )
     app = create_app(settings)
@@ -33,7 +34,9 @@ def sso(redis_server: RedisServer, redis_url: str) -> Iterator[str]:
 
 def test_the_session_cookie_is_secure_behind_tls(anonymous: httpx.Client) -> None:
     headers = {**same_origin(anonymous), "X-Forwarded-Proto": "https"}
-    answer = anonymous.post("/login", data={"token": TOKENS["viewer"]}, headers=headers)
+    answer = anonymous.post(
+        "/login", data={"user": "vera", "token": TOKENS["viewer"]}, headers=headers
+    )
     assert answer.status_code == 303
     assert "secure" in answer.headers["set-cookie"].lower()
 
@@ -60,12 +63,13 @@ def test_the_trusted_header_names_the_user_and_its_role(sso: str) -> None:
 
 def test_redis_down_is_a_503_that_says_so() -> None:
     settings = load_settings(
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", console_tokens="ana:admin:tok-ana-123456"
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        console_tokens=f"ana:admin:{TOKENS['admin']}",
     )
     app = create_app(settings)
     server = ThreadedUvicorn(app).start()
     try:
-        auth = {"Authorization": "Bearer tok-ana-123456"}
+        auth = {"Authorization": f"Bearer {TOKENS['admin']}"}
         answer = httpx.get(f"{server.url}/api/status", headers=auth, timeout=10)
         assert answer.status_code == 503
         assert "Redis did not answer" in answer.json()["error"]

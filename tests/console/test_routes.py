@@ -94,7 +94,9 @@ def test_a_bad_token_cannot_log_in(anonymous: httpx.Client) -> None:
 
 def test_the_session_cookie_is_httponly_strict_and_expiring(anonymous: httpx.Client) -> None:
     answer = anonymous.post(
-        "/login", data={"token": TOKENS["viewer"], "next": "/"}, headers=same_origin(anonymous)
+        "/login",
+        data={"user": "vera", "token": TOKENS["viewer"], "next": "/"},
+        headers=same_origin(anonymous),
     )
     cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in cookie
@@ -106,7 +108,7 @@ def test_the_session_cookie_is_httponly_strict_and_expiring(anonymous: httpx.Cli
 def test_login_only_redirects_inside_the_console(anonymous: httpx.Client) -> None:
     answer = anonymous.post(
         "/login",
-        data={"token": TOKENS["viewer"], "next": "//evil.example/x"},
+        data={"user": "vera", "token": TOKENS["viewer"], "next": "//evil.example/x"},
         headers=same_origin(anonymous),
     )
     assert answer.headers["location"] == "/"

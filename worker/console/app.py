@@ -7,6 +7,7 @@ their own Redis); `serve` runs it under uvicorn. The pages (`pages.py`), the JSO
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,10 +20,20 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from worker.console import api, live, pages
+from worker.console import api, live, pages, session_routes
 from worker.console.auth import SESSION_COOKIE, Authenticator
-from worker.console.guard import NotAuthenticated, Refused, SecurityHeaders, check_same_origin
+from worker.console.guard import (
+    NotAuthenticated,
+    Refused,
+    SecurityHeaders,
+    Throttled,
+    check_same_origin,
+    client_address,
+)
+from worker.console.proxy import ProxyGate
 from worker.console.services import NotFound, Services
+from worker.console.sessions import SessionStore
+from worker.console.throttle import LoginThrottle
 from worker.console.views import register_filters
 from worker.errors import BrokerUnavailable, SubaccountWorkerError
 from worker.log import get_logger
@@ -34,18 +45,28 @@ HERE = Path(__file__).parent
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     """The console as an ASGI app; refuses (ConfigError) when no user could ever log in."""
-    auth = Authenticator(settings)
+    services = services or Services.from_settings(settings)
+    store = SessionStore(
+        services.redis,
+        settings.key_prefix,
+        settings.console_session_ttl_s,
+        settings.console_session_idle_s,
+    )
+    auth = Authenticator(settings, store)
     app = FastAPI(title="subaccount-worker console", docs_url=None, redoc_url=None)
     app.state.auth = auth
-    app.state.services = services or Services.from_settings(settings)
+    app.state.throttle = LoginThrottle.from_settings(services.redis, settings)
+    app.state.services = services
     templates = Jinja2Templates(directory=HERE / "templates")
     register_filters(templates.env)
     app.state.templates = templates
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ProxyGate, settings=settings)  # outermost: Host check, real peer
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
     app.include_router(live.router)
+    app.include_router(session_routes.router)
     app.add_exception_handler(Refused, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _missing)  # type: ignore[arg-type]
     app.add_exception_handler(SubaccountWorkerError, _failed)  # type: ignore[arg-type]
@@ -64,18 +85,32 @@ def _add_login_routes(app: FastAPI) -> None:
         return _render_login(request, next, None, 200)
 
     @app.post("/login")
-    def login(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:
+    def login(
+        request: Request, user: str = Form(""), token: str = Form(""), next: str = Form("/")
+    ) -> Response:
         check_same_origin(request, required=True)
-        user = request.app.state.auth.by_token(token.strip(), "session")
-        if user is None:
-            log.info("console_login_refused")
-            return _render_login(request, next, "That token is not a console user's.", 401)
-        log.info("console_login", user=user.name, role=user.role.label)
+        auth: Authenticator = request.app.state.auth
+        throttle: LoginThrottle = request.app.state.throttle
+        name, address, now_s = user.strip()[:100], client_address(request), time.time()
+        subjects = [("addr", address)] + ([("user", name)] if name else [])
+        wait = throttle.retry_after_s(subjects, now_s)
+        if wait:
+            log.warning("console_login_throttled", client=address, user=name, retry_after_s=wait)
+            refused = _render_login(request, next, str(Throttled(wait)), 429)
+            refused.headers["Retry-After"] = str(wait)
+            return refused
+        found = auth.by_token(token.strip(), "session", name)
+        if found is None:
+            throttle.failed(subjects, now_s)
+            log.warning("console_login_refused", client=address, user=name)
+            return _render_login(request, next, "That is not a console user and token.", 401)
+        throttle.succeeded(found.name)
+        log.info("console_login", user=found.name, role=found.role.label, client=address)
         response = RedirectResponse(_local(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            request.app.state.auth.open_session(user),
-            max_age=request.app.state.auth.ttl_s,
+            auth.open_session(found, now_s),
+            max_age=auth.ttl_s,
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -85,7 +120,13 @@ def _add_login_routes(app: FastAPI) -> None:
 
     @app.post("/logout")
     def logout(request: Request) -> Response:
+        """End the session in Redis (a copy of the cookie is refused from now on)."""
         check_same_origin(request, required=True)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        ended = request.app.state.auth.read_session(cookie) if cookie else None
+        if ended is not None:
+            request.app.state.auth.sessions.end(ended.session_id, ended.name)
+            log.info("console_logout", user=ended.name)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -105,6 +146,10 @@ def _local(target: str) -> str:
 
 async def _refused(request: Request, exc: Refused) -> Response:
     log.info("console_refused", path=request.url.path, status=exc.status, why=str(exc))
+    if isinstance(exc, Throttled):
+        response = _problem(request, exc.status, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     wants_html = not request.url.path.startswith("/api/") and "hx-request" not in request.headers
     if isinstance(exc, NotAuthenticated):
         if wants_html and request.method == "GET":
@@ -155,7 +200,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
 
 def run(app: FastAPI, host: str, port: int) -> None:
-    """Serve under uvicorn; `X-Forwarded-Proto` is trusted from loopback (a local TLS proxy),
-    so cookies are marked Secure behind TLS."""
+    """Serve under uvicorn, whose own proxy handling is off: `ProxyGate` reads X-Forwarded-*
+    from the trusted proxies only (loopback when none are set), so cookies are marked Secure
+    behind TLS and the client address is the one the proxy saw."""
     log.info("console_listening", host=host, port=port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)

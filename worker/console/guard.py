@@ -5,20 +5,27 @@ A change is always a POST. A browser's POST must say it comes from this site (`S
 same-origin, or else an `Origin` naming this host) and carry the session's CSRF token (form field
 `csrf` or header `X-CSRF-Token`). A script's POST with `Authorization: Bearer` carries no cookie,
 so a forged page cannot make one; it is still refused if its headers say it is cross-site.
+Bearer failures are limited per client address as logins are (`throttle.py`).
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.console.auth import SESSION_COOKIE, Authenticator, Role, User
+from worker.console.throttle import LoginThrottle
 from worker.errors import SubaccountWorkerError
+from worker.log import get_logger
+
+log = get_logger(__name__)
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -53,27 +60,75 @@ class Forbidden(Refused):
     status = 403
 
 
+class Throttled(Refused):
+    """Too many failed logins from this address or for this user: wait `retry_after_s`."""
+
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many failed attempts: try again in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+def client_address(request: Request) -> str:
+    """The client's address (as a trusted proxy reports it; see `proxy.py`)."""
+    return request.client.host if request.client else ""
+
+
 def authenticate(request: Request) -> User:
-    """The user making `request`, or NotAuthenticated. Bearer tokens are for /api only."""
+    """The user making `request`, or NotAuthenticated. Bearer tokens are for /api only. A user
+    the proxy vouches for without a session gets one (its cookie goes out with the answer)."""
     auth: Authenticator = request.app.state.auth
+    now_s = time.time()
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer " and request.url.path.startswith("/api/"):
-        user = auth.by_token(header[7:].strip(), "bearer")
-        if user is None:
-            raise NotAuthenticated("that bearer token is not a console user's token")
-        return user
+        return _bearer(request, auth, header[7:].strip(), now_s)
+    proxied = _proxied(request, auth)
     cookie = request.cookies.get(SESSION_COOKIE)
-    user = auth.read_session(cookie) if cookie else None
-    if user is None and auth.header:
-        user = auth.by_header(request.headers.get(auth.header))
+    user = auth.read_session(cookie, now_s, proxied) if cookie else None
+    if user is None and proxied is not None:
+        cookie = auth.open_session(proxied, now_s)
+        request.state.session_cookie = cookie
+        user = auth.read_session(cookie, now_s, proxied)
     if user is None:
         raise NotAuthenticated("log in with your console token")
     return user
 
 
+def _bearer(request: Request, auth: Authenticator, token: str, now_s: float) -> User:
+    throttle: LoginThrottle = request.app.state.throttle
+    subjects = [("addr", client_address(request))]
+    wait = throttle.retry_after_s(subjects, now_s)
+    if wait:
+        raise Throttled(wait)
+    user = auth.by_token(token, "bearer")
+    if user is None:
+        throttle.failed(subjects, now_s)
+        log.warning("console_bearer_refused", client=client_address(request))
+        raise NotAuthenticated("that bearer token is not a console user's token")
+    return user
+
+
+def _proxied(request: Request, auth: Authenticator) -> User | None:
+    """The trusted header's user, if this request may carry one; a refused header is logged."""
+    if not auth.header or auth.header.lower() not in request.headers:
+        return None
+    from_proxy = bool(getattr(request.state, "from_proxy", False))
+    secret = request.headers.get(auth.proxy_secret_header)
+    user = auth.by_header(request.headers.get(auth.header), from_proxy, secret)
+    if user is None:
+        log.warning(
+            "console_trusted_header_refused",
+            client=getattr(request.state, "peer", client_address(request)),
+            from_proxy=from_proxy,
+            user=request.headers.get(auth.header, "")[:100],
+        )
+    return user
+
+
 async def current_user(request: Request) -> User:
     """Dependency of every page and API route but /login and /healthz."""
-    user = authenticate(request)
+    user = await anyio.to_thread.run_sync(authenticate, request)
     request.state.user = user
     return user
 
@@ -143,7 +198,17 @@ class SecurityHeaders:
                 headers += SECURITY_HEADERS
                 if not static:
                     headers.append((b"cache-control", b"no-store"))
+                cookie = (scope.get("state") or {}).get("session_cookie")
+                if cookie:
+                    secure = scope.get("scheme") == "https"
+                    headers.append((b"set-cookie", session_cookie_header(cookie, secure)))
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def session_cookie_header(value: str, secure: bool) -> bytes:
+    """The Set-Cookie value of a session opened for a proxy's user (HttpOnly, SameSite)."""
+    flags = "; HttpOnly; Path=/; SameSite=strict" + ("; Secure" if secure else "")
+    return f"{SESSION_COOKIE}={value}{flags}".encode()
