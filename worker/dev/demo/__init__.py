@@ -147,7 +147,9 @@ def _console_until_interrupted(out: Console, procs: Processes, scene: Scene, por
     procs.wait_ready("console", f"{url}/healthz")
     token = scene.settings.console_tokens[0].get_secret_value().split(":", 2)[2]
     out.print()
-    out.print(Text("The console: ", "bold") + Text(f"{url}/  (log in as demo with the token {token})"))
+    out.print(
+        Text("The console: ", "bold") + Text(f"{url}/  (log in as demo with the token {token})")
+    )
     out.print(
         Text("Everything keeps running until Ctrl-C, which stops it all. Explore with:", "bold")
     )
