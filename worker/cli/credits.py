@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.cli.base import app, configure_logging, guard, load
+from worker.cli.ops_render import cells, escape_controls, plain
 from worker.settings import Settings
 
 credits_app = typer.Typer(
@@ -30,7 +31,7 @@ def _redis(settings: Settings) -> Any:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {escape_controls(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -108,16 +109,18 @@ def _credits_table(rows: list[Any]) -> Table:
     for header in ("client", "username", "balance", "used", "runway", "disabled", "alert", "age"):
         table.add_column(header)
     for r in rows:
-        alert = f"[red]{r.level}[/red]" if r.low else "-"
+        alert = plain(r.level, "red") if r.low else "-"
         table.add_row(
-            r.client_id or "(unmanaged)",
-            r.username,
-            str(r.balance),
-            "-" if r.used is None else str(r.used),
-            "unlimited" if r.credit_type == "unlimited" else format_duration(r.runway_s),
-            "yes" if r.disabled else "no",
-            alert,
-            format_duration(r.age_s),
+            *cells(
+                r.client_id or "(unmanaged)",
+                r.username,
+                str(r.balance),
+                "-" if r.used is None else str(r.used),
+                "unlimited" if r.credit_type == "unlimited" else format_duration(r.runway_s),
+                "yes" if r.disabled else "no",
+                alert,
+                format_duration(r.age_s),
+            )
         )
     return table
 
@@ -149,11 +152,13 @@ def show_command(
         history.add_column(header)
     for snap in detail.history:
         history.add_row(
-            _stamp(snap.read_at),
-            str(snap.balance),
-            str(snap.used),
-            str(snap.disabled),
-            format_duration(snap.runway_s),
+            *cells(
+                _stamp(snap.read_at),
+                str(snap.balance),
+                str(snap.used),
+                str(snap.disabled),
+                format_duration(snap.runway_s),
+            )
         )
     console.print(history)
     alerts = Table(title="alert history (newest first)")
@@ -161,12 +166,14 @@ def show_command(
         alerts.add_column(header)
     for entry in detail.alert_log:
         alerts.add_row(
-            _stamp(entry["at"]),
-            entry["change"],
-            entry["level"],
-            entry["alert_id"],
-            str(entry["balance"]),
-            str(entry["notified"]),
+            *cells(
+                _stamp(entry["at"]),
+                entry["change"],
+                entry["level"],
+                entry["alert_id"],
+                str(entry["balance"]),
+                str(entry["notified"]),
+            )
         )
     console.print(alerts)
 
@@ -320,13 +327,15 @@ def _show_drift(items: list[Any], as_json: bool) -> None:
         latest = item.explanation[0] if item.explanation else {}
         why = f"{latest.get('event_type', '')} {latest.get('outcome', '')}".strip() or "-"
         table.add_row(
-            d.kind.value,
-            d.client_id or "-",
-            d.username,
-            json.dumps(d.recorded) if d.recorded else "-",
-            json.dumps(d.actual) if d.actual else "(absent)",
-            "yes" if item.fixable else "no",
-            why,
+            *cells(
+                d.kind.value,
+                d.client_id or "-",
+                d.username,
+                json.dumps(d.recorded) if d.recorded else "-",
+                json.dumps(d.actual) if d.actual else "(absent)",
+                "yes" if item.fixable else "no",
+                why,
+            )
         )
     Console().print(table)
 
@@ -336,5 +345,7 @@ def _show_plan(fixes: list[Any]) -> None:
     for header in ("kind", "client", "username", "corrective event"):
         table.add_column(header)
     for f in fixes:
-        table.add_row(f.drift.kind.value, f.drift.client_id or "-", f.drift.username, f.note)
+        table.add_row(
+            *cells(f.drift.kind.value, f.drift.client_id or "-", f.drift.username, f.note)
+        )
     Console().print(table)

@@ -289,11 +289,11 @@ def _show_result(result: JobResult) -> None:
     line = f"job {result.job.id}: {len(result.done)} of {result.job.planned} {verb}"
     if result.cancelled:
         line += " (stopped before the end)"
-    r.out.print(line)
+    r.out.print(r.plain(line))
     for item in result.skipped[:20]:
-        r.out.print(f"  skipped {item['id']}: {item['why']}")
+        r.out.print(r.plain(f"  skipped {item['id']}: {item['why']}"))
     for missing in result.missing[:20]:
-        r.out.print(f"  not found: {missing}")
+        r.out.print(r.plain(f"  not found: {missing}"))
 
 
 @dead.command("jobs")
@@ -352,7 +352,7 @@ def dead_export(
     if as_json:
         r.print_json({"exported": count, "file": str(file)})
     elif stream is None:
-        r.out.print(f"{count} dead letters written to {file}")
+        r.out.print(r.plain(f"{count} dead letters written to {file}"))
 
 
 @dead.command("import")

@@ -2,11 +2,15 @@
 
 Exit codes scripts can trust: 0 ok, 1 something failed (Redis unreachable, a dead letter skipped
 or missing), 2 usage or bad input. Errors are one line on stderr, never a traceback.
+Every value that came from an event, a dead letter or an API goes to the terminal through
+`plain` (text, never rich markup; control characters escaped), so `x[/]` or ESC bytes in a
+subject can neither crash a view nor drive the operator's terminal. `--json` is unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ import redis
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from handlers.errors import InvalidEvent
 from worker.cli.base import configure_logging, load
@@ -78,7 +83,7 @@ def open_ops() -> tuple[Settings, OpsRuntime]:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {escape_controls(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -112,12 +117,40 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
+# C0 and C1 controls (ESC, OSC, BEL, CR, ...), DEL, zero-width and bidirectional overrides.
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (`\\x1b`, `\\u202e`)."""
+    return CONTROLS.sub(_escape_one, text)
+
+
+def _escape_one(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(value: object, style: str = "") -> Text:
+    """A value for the terminal: rich Text (never parsed as markup), controls escaped."""
+    if isinstance(value, Text):
+        return value
+    return Text(escape_controls("" if value is None else str(value)), style=style)
+
+
+def cells(*values: object) -> list[Text]:
+    """`plain` of each value: a row for a table built elsewhere."""
+    return [plain(v) for v in values]
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    grid = Table(title=title, title_justify="left", header_style="bold")
+    """A rich table whose every cell (and the title) is `plain` text."""
+    grid = Table(title=None if title is None else plain(title), title_justify="left",
+                 header_style="bold")  # fmt: skip
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*["" if cell is None else str(cell) for cell in row])
+        grid.add_row(*[plain(cell) for cell in row])
     return grid
 
 

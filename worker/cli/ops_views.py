@@ -89,14 +89,17 @@ def events_show(
 
 
 def _print_event(story: EventStory) -> None:
-    r.out.print(f"[bold]event {story.event_id}[/bold] ({story.type}) client {story.client_id}")
-    r.out.print(f"key {story.key}; ended: {story.finished or '-'}; replays: {story.replays}")
+    r.out.print(r.plain(f"event {story.event_id}", "bold")
+                + r.plain(f" ({story.type}) client {story.client_id}"))  # fmt: skip
+    r.out.print(
+        r.plain(f"key {story.key}; ended: {story.finished or '-'}; replays: {story.replays}")
+    )
     steps = [(s.name, s.state, r.at(s.at), s.owner, s.result or "") for s in story.steps]
     r.out.print(r.table("Ledger", ("step", "state", "at", "by", "result"), steps))
     r.out.print(_timeline_table("Outcomes", story.outcomes))
     if story.dead_letter:
         d = story.dead_letter
-        r.out.print(f"dead letter: {d.reason} at step {d.step or '-'}: {d.detail}")
+        r.out.print(r.plain(f"dead letter: {d.reason} at step {d.step or '-'}: {d.detail}"))
     if story.envelope:
         r.print_json(story.envelope)
 
@@ -120,12 +123,13 @@ def clients_show(
 def _print_client(story: ClientStory, limit: int) -> None:
     state = story.state or {}
     fields = ", ".join(f"{k}={v}" for k, v in state.items() if v is not None and k != "client_id")
-    r.out.print(f"[bold]client {story.client_id}[/bold]: {fields or 'nothing recorded yet'}")
+    r.out.print(r.plain(f"client {story.client_id}", "bold")
+                + r.plain(f": {fields or 'nothing recorded yet'}"))  # fmt: skip
     title = f"Timeline ({len(story.timeline)}, from the {story.source})"
     r.out.print(_timeline_table(title, story.timeline[:limit]))
     if story.dead_letters:
         listed = ", ".join(f"{d.id} ({d.reason})" for d in story.dead_letters[:10])
-        r.out.print(f"{len(story.dead_letters)} dead letters now: {listed}")
+        r.out.print(r.plain(f"{len(story.dead_letters)} dead letters now: {listed}"))
 
 
 def _timeline_table(title: str, items: list[TimelineItem]) -> Any:
