@@ -31,6 +31,7 @@ def credit_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> Setti
         "monitor_page_size": 7,  # several pages even for a handful of subaccounts
         "notify_min_backoff_ms": 20,
         "notify_max_backoff_ms": 200,
+        "notify_allow_http_loopback": True,  # the tests' receiver listens on loopback
         **overrides,
     }
     return pipeline_settings(redis_url, f"{sandbox_url}/v6", TEST_API_KEY, **values)

@@ -20,6 +20,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from worker.settings import LogFormat, Settings
 
 REDACTED = "[REDACTED]"
+# user:password@ in any URL a log line carries (the notification URL, a library's error text).
+URL_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
 # Keys whose values are secret whatever they hold.
 SECRET_KEYS = re.compile(
     r"(pass(word)?|secret|token|api[_-]?key|authorization|signature|credential)", re.IGNORECASE
@@ -44,6 +46,8 @@ class SecretRedactor:
     def scrub(self, value: Any) -> Any:
         """Return `value` with every registered secret replaced, recursing into containers."""
         if isinstance(value, str):
+            if "://" in value:
+                value = URL_USERINFO.sub("***@", value)
             return self._pattern.sub(REDACTED, value) if self._pattern else value
         if isinstance(value, MutableMapping):
             return {k: REDACTED if _secret_key(k) else self.scrub(v) for k, v in value.items()}

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from handlers.limits import DEFAULT_MAX_CREDITS_PER_GRANT
 from worker.errors import ConfigError
+from worker.url_policy import UrlPolicy, masked
 
 ENV_PREFIX = "SUBACCOUNT_WORKER_"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -194,6 +195,14 @@ class Settings(BaseSettings):
     credits_history_maxlen: int = Field(100, ge=1, description="Alert changes kept per client")
     notify_url: str = Field("", description="Webhook for credit notifications; '' = record only")
     notify_secret: SecretStr = Field(SecretStr(""), description="Standard Webhooks secret")
+    # The notification URL is https:// only, without user:password@, and never to a private,
+    # loopback, link-local or metadata address unless allowed here (worker/url_policy.py).
+    notify_allow_http_loopback: bool = Field(
+        False, description="Allow http:// (and loopback addresses) for a local receiver"
+    )
+    notify_allowed_cidrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Inward ranges the notification URL may reach"
+    )
     notify_queue_name: str = "credit-notifications"
     notify_timeout_s: float = Field(5.0, gt=0)
     notify_max_retries: int = Field(10, ge=0)
@@ -214,10 +223,10 @@ class Settings(BaseSettings):
     )(_split_csv)
 
     _split_console_lists = field_validator(
-        "console_trusted_proxies", "console_allowed_hosts", mode="before"
+        "console_trusted_proxies", "console_allowed_hosts", "notify_allowed_cidrs", mode="before"
     )(_split_csv)
 
-    @field_validator("console_trusted_proxies")
+    @field_validator("console_trusted_proxies", "notify_allowed_cidrs")
     @classmethod
     def _proxy_networks(cls, value: list[str]) -> list[str]:
         for entry in value:
@@ -273,6 +282,23 @@ class Settings(BaseSettings):
                 f" in clear text: use https://, or set {ENV_PREFIX}API_ALLOW_INSECURE_HTTP=true"
             )
         return self
+
+    @model_validator(mode="after")
+    def _notify_url_policy(self) -> Settings:
+        if self.notify_url:
+            try:
+                self.notify_policy().check_shape(self.notify_url, f"{ENV_PREFIX}NOTIFY_URL")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def notify_policy(self) -> UrlPolicy:
+        """Where the notification URL may point (checked again after DNS at each delivery)."""
+        return UrlPolicy.of(self.notify_allow_http_loopback, self.notify_allowed_cidrs)
+
+    def notify_url_for_display(self) -> str:
+        """The notification URL with userinfo and query values masked, for logs and printing."""
+        return masked(self.notify_url) if self.notify_url else ""
 
     @property
     def max_call_s(self) -> float:
@@ -340,6 +366,8 @@ class Settings(BaseSettings):
             if parts.password:  # as written and as the client decodes it
                 found += dict.fromkeys([parts.password, unquote(parts.password)])
             found += [v for k, v in parse_qsl(parts.query) if k == "ssl_password" and v]
+        notify = urlsplit(self.notify_url)  # a token in its query is a secret too
+        found += [v for _, v in parse_qsl(notify.query) if len(v) >= 8]
         return found
 
 

@@ -118,6 +118,7 @@ def test_the_monitor_delivers_its_notifications_itself(
         env = {
             **monitor_env,
             "SUBACCOUNT_WORKER_NOTIFY_URL": url,
+            "SUBACCOUNT_WORKER_NOTIFY_ALLOW_HTTP_LOOPBACK": "true",
             "SUBACCOUNT_WORKER_NOTIFY_SECRET": NOTIFY_SECRET,
         }
         monitor = MonitorProcess(env)

@@ -44,8 +44,8 @@ def test_the_id_is_stable_for_the_same_parts_and_survives_the_queue() -> None:
 @pytest.mark.parametrize(
     ("overrides", "problem"),
     [
-        ({"notify_url": "http://hooks.example/x"}, "NOTIFY_SECRET is required"),
-        ({"notify_url": "http://hooks.example/x", "notify_secret": "whsec_"}, "must be whsec_"),
+        ({"notify_url": "https://hooks.example/x"}, "NOTIFY_SECRET is required"),
+        ({"notify_url": "https://hooks.example/x", "notify_secret": "whsec_"}, "must be whsec_"),
     ],
 )
 def test_a_webhook_needs_a_usable_secret(overrides: dict[str, str], problem: str) -> None:

@@ -117,6 +117,7 @@ def check_config() -> None:
     shown = json.loads(settings.model_dump_json())
     shown["redis_url"] = settings.redis_url_for_display()
     shown["api_base_url"] = settings.api_base_url_for_display()
+    shown["notify_url"] = settings.notify_url_for_display()
     typer.echo(json.dumps(shown, indent=2))
     if not settings.api_base_url:
         typer.echo(

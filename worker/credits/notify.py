@@ -8,6 +8,8 @@ change); `delivery_worker` (run by every monitor) consumes it, and Dramatiq retr
 exponential backoff. The message carries the notification only; URL and secret come from the
 delivering process's settings, so no secret ever sits in Redis.
 The `webhook-id` is stable across retries, so a receiver can drop a repeat delivery.
+The URL is checked against `worker.url_policy` at start and before every delivery (after DNS),
+and the request goes to the address that passed the check.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import socket
 import uuid
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -30,9 +33,11 @@ from worker.errors import BrokerUnavailable, ConfigError, SubaccountWorkerError
 from worker.log import get_logger
 from worker.pipeline.publish import Publisher
 from worker.settings import Settings
+from worker.url_policy import Resolver, Unresolved, UrlRefused, pinned
 
 log = get_logger(__name__)
 ACTOR_NAME = "deliver_credit_notification"
+NOTIFY_URL = "SUBACCOUNT_WORKER_NOTIFY_URL"
 
 
 class NotificationType(StrEnum):
@@ -87,10 +92,20 @@ def signed_headers(secret: str, notification: Notification, body: str) -> dict[s
     }
 
 
-def check_notify_settings(settings: Settings) -> None:
-    """With a webhook URL, a usable secret is required (else ConfigError naming the variable)."""
+def check_notify_settings(settings: Settings, resolver: Resolver = socket.getaddrinfo) -> None:
+    """At start: with a webhook URL, a usable secret is required (else ConfigError naming the
+    variable), and its host must not resolve inward (one that does not resolve yet is logged)."""
     if not settings.notify_url:
         return
+    _check_secret(settings)
+    try:
+        settings.notify_policy().resolve(settings.notify_url, NOTIFY_URL, resolver)
+    except Unresolved as exc:
+        url = settings.notify_url_for_display()
+        log.warning("credits.notify_url_unresolved", url=url, why=str(exc))
+
+
+def _check_secret(settings: Settings) -> None:
     secret = settings.notify_secret.get_secret_value()
     if not secret:
         raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_SECRET is required with NOTIFY_URL")
@@ -102,17 +117,29 @@ def check_notify_settings(settings: Settings) -> None:
         ) from None
 
 
-def deliver(settings: Settings, notification: Notification, http: httpx.Client) -> None:
-    """POST one notification to the configured webhook; raise DeliveryFailed if not accepted."""
+def deliver(
+    settings: Settings,
+    notification: Notification,
+    http: httpx.Client,
+    resolver: Resolver = socket.getaddrinfo,
+) -> None:
+    """POST one notification to the configured webhook, at an address resolved and checked
+    just now; raise DeliveryFailed if refused (retried: DNS may be fixed) or not accepted."""
     if not settings.notify_url:
         raise ConfigError("SUBACCOUNT_WORKER_NOTIFY_URL is not set in the delivering worker")
-    check_notify_settings(settings)
+    _check_secret(settings)
+    try:
+        address = settings.notify_policy().resolve(settings.notify_url, NOTIFY_URL, resolver)
+    except UrlRefused as exc:
+        url = settings.notify_url_for_display()
+        log.warning("credits.notification_url_refused", url=url, why=str(exc))
+        raise DeliveryFailed(f"webhook address refused ({exc}); will retry") from None
     secret = settings.notify_secret.get_secret_value()
     body = notification.body()
+    target, host, extensions = pinned(settings.notify_url, address)
+    headers = {**signed_headers(secret, notification, body), **host}
     try:
-        response = http.post(
-            settings.notify_url, content=body, headers=signed_headers(secret, notification, body)
-        )
+        response = http.post(target, content=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"webhook not reached ({type(exc).__name__}); will retry") from None
     if not response.is_success:
