@@ -83,3 +83,13 @@ def test_the_index_warmer_indexes_new_dead_letters_in_the_background(
     finally:
         warmer.stop()
     assert {m.decode() for m in redis_client.zrange(index, 0, -1)} == {x.key for x in letters}
+
+
+def test_an_unknown_jobs_stream_is_a_404_before_streaming(as_role: Login) -> None:
+    """Before: 200, then an exception after the response started (a cut stream, a traceback)."""
+    client, _ = as_role("viewer")
+    with client.stream("GET", "/live/jobs/no-such-job") as answer:
+        assert answer.status_code == 404
+        assert not answer.headers["content-type"].startswith("text/event-stream")
+        answer.read()
+    assert "no job &#39;no-such-job&#39;" in answer.text

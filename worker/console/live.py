@@ -74,7 +74,9 @@ async def overview(request: Request, user: User = Depends(current_user)) -> Stre
 async def job(
     request: Request, job_id: str, user: User = Depends(current_user)
 ) -> StreamingResponse:
+    """A job's progress; an unknown job is a 404 before the stream starts (not a cut stream)."""
     svc = services(request)
+    await anyio.to_thread.run_sync(svc.job, job_id)  # NotFound → 404
 
     def render() -> tuple[str, bool]:
         found = svc.job(job_id)
