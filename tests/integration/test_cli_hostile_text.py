@@ -5,13 +5,18 @@ them as plain text with the controls escaped (`\\x1b`); `--json` stays the same 
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
+import structlog
 from typer.testing import CliRunner
 
+import worker.log
 from handlers import examples as f
 from tests.cli_support import CLI_PREFIX, cli_env
 from tests.console.support import write_dead_letter
@@ -29,6 +34,21 @@ INVOICE = f"inv-{ESC}"
 OPERATOR = f"mallory{ESC}[bold]"
 USERNAME = f"user{ESC}{LINK}"
 RAW = ("\x1b", "\x07", "\x9b")
+
+
+@pytest.fixture(autouse=True)
+def keep_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The commands run in this process: their logs go to a sink that stays open (not the
+    runner's streams, closed after each command), and the logging setup is restored after."""
+    sink = io.StringIO()
+    real = worker.log.configure_logging
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    monkeypatch.setattr(worker.log, "configure_logging", lambda s, **_: real(s, stream=sink))
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
