@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.cli.base import app, configure_logging, guard, load
-from worker.cli.ops_render import cells, escape_controls, plain
+from worker.cli.base import app, configure_logging, escape_controls, guard, load
+from worker.cli.ops_render import cells, plain
 from worker.settings import Settings
 
 credits_app = typer.Typer(

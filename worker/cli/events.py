@@ -19,7 +19,7 @@ from typing import BinaryIO, NoReturn
 import typer
 
 from handlers.errors import InvalidEvent
-from worker.cli.base import app, load, open_runtime
+from worker.cli.base import app, escape_controls, load, open_runtime
 from worker.cli.event_files import EventReader
 from worker.errors import EXPECTED, BrokerUnavailable
 from worker.ingress import sources
@@ -134,11 +134,11 @@ def _enqueue(spool: Spool, publisher: Publisher, chunk_size: int) -> None:
         )
         raise typer.Exit(1) from None
     except EXPECTED as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {escape_controls(str(exc))}", err=True)
         raise typer.Exit(2) from None
 
 
 def _fail(message: str) -> NoReturn:
     """One line on stderr, exit 2 (bad input)."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {escape_controls(message)}", err=True)
     raise typer.Exit(2)

@@ -10,7 +10,6 @@ subject can neither crash a view nor drive the operator's terminal. `--json` is 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from handlers.errors import InvalidEvent
-from worker.cli.base import configure_logging, load
+from worker.cli.base import configure_logging, escape_controls, load
 from worker.errors import ConfigError, SubaccountWorkerError
 from worker.ops.filters import DeadLetterFilter, InvalidInput
 from worker.pipeline.publish import Publisher
@@ -115,20 +114,6 @@ def make_filter(
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-# C0 and C1 controls (ESC, OSC, BEL, CR, ...), DEL, zero-width and bidirectional overrides.
-CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
-
-
-def escape_controls(text: str) -> str:
-    """`text` with every control character written as an escape (`\\x1b`, `\\u202e`)."""
-    return CONTROLS.sub(_escape_one, text)
-
-
-def _escape_one(found: re.Match[str]) -> str:
-    code = ord(found.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def plain(value: object, style: str = "") -> Text:
