@@ -107,7 +107,7 @@ def build_runtime(settings: Settings) -> Runtime:
     api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
     store = build_store(settings, client)
     executor = build_executor(settings, store, api, client)
-    actor = declare_actor(broker, executor, settings)
+    actor = declare_actor(broker, executor, settings, on_finish=metrics.observe_finish)
     return Runtime(
         settings=settings,
         redis=client,

@@ -92,6 +92,19 @@ ROWS: tuple[Row, ...] = (
                 stack=True,
             ),
             Panel(
+                "Latency to outcome",
+                "From the door (first publish) to the outcome recorded: p50 / p95 / p99.",
+                tuple(
+                    (
+                        f"histogram_quantile({q}, sum by (le) "
+                        '(rate(saw_event_latency_seconds_bucket{since="door"}[5m])))',
+                        f"p{round(q * 100)}",
+                    )
+                    for q in (0.5, 0.95, 0.99)
+                ),
+                unit="s",
+            ),
+            Panel(
                 "Dead letters by reason",
                 "Dead letters waiting for an operator; `dead-letters summary` says what to do "
                 "for each reason.",

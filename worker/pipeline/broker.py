@@ -24,6 +24,7 @@ from worker.log import get_logger
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.executor import AttemptInfo, Executor, Requeue
 from worker.pipeline.publish import ACTOR_NAME, PUBLISHED_AT, REPLAY_OPTION
+from worker.pipeline.results import FinishObserver, finish_nothing
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -94,7 +95,11 @@ def attempt_info(options: dict[str, Any]) -> AttemptInfo:
 
 
 def declare_actor(
-    broker: RedisBroker, executor: Executor, settings: Settings, sleep: Any = time.sleep
+    broker: RedisBroker,
+    executor: Executor,
+    settings: Settings,
+    sleep: Any = time.sleep,
+    on_finish: FinishObserver = finish_nothing,
 ) -> Any:
     """Declare `process_event` on `broker`: run the executor, re-enqueue when it says so."""
 
@@ -109,6 +114,8 @@ def declare_actor(
             result = _while_redis_is_down(lambda: executor.handle(event, info, token), sleep)
             if isinstance(result, Requeue):
                 _while_redis_is_down(lambda: requeue(broker, message, info, result), sleep)
+            else:
+                on_finish(event, info, result.outcome)
 
     declare = dramatiq.actor(broker=broker, actor_name=ACTOR_NAME, queue_name=settings.queue_name)
     return declare(process_event)
