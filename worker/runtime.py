@@ -7,6 +7,8 @@ call `build_runtime` with the settings they want.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,17 @@ def redis_client(settings: Settings) -> redis.Redis:
         socket_connect_timeout=2.0,
         health_check_interval=30,
     )
+
+
+@contextmanager
+def build_publisher(settings: Settings) -> Iterator[Publisher]:
+    """What a process that only enqueues needs (`send`): a publisher on its own Redis client,
+    closed on the way out. No broker, API client or executor is built."""
+    client = redis_client(settings)
+    try:
+        yield Publisher(client, settings)
+    finally:
+        client.close()
 
 
 def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
