@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8025
 
-.PHONY: install test test-unit lint lint-deploy format lock lock-upgrade lock-check image demo \
+.PHONY: install test test-unit lint lint-deploy format lock lock-upgrade lock-check image demo dashboard \
 	bench bench-client bench-pipeline bench-ingress chaos clean
 
 $(BIN)/python:
@@ -108,6 +108,9 @@ demo:  ## Three clients' story through the real front doors, checked; then stays
 		$(MAKE) --no-print-directory -s install > $(VENV)/install.log 2>&1 \
 		|| { cat $(VENV)/install.log; exit 1; }; }
 	@$(BIN)/subaccount-worker demo $(if $(CI),--ci)
+
+dashboard: install  ## Write deploy/grafana/subaccount-worker.json from worker/dev/dashboard.py
+	$(BIN)/python -m worker.dev.dashboard
 
 bench: bench-client bench-pipeline  ## All benchmarks (print figures; not tests)
 

@@ -18,10 +18,12 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from worker.settings import LogFormat, Settings
+from worker.tracing import configure_tracing, enabled, log_ids
 
 REDACTED = "[REDACTED]"
 # user:password@ in any URL a log line carries (the notification URL, a library's error text).
 URL_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
+TRACING_SERVICE = "subaccount-worker"  # OTEL_SERVICE_NAME overrides it
 # Keys whose values are secret whatever they hold.
 SECRET_KEYS = re.compile(
     r"(pass(word)?|secret|token|api[_-]?key|authorization|signature|credential)", re.IGNORECASE
@@ -88,8 +90,11 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         else structlog.processors.JSONRenderer(sort_keys=False)
     )
     level = logging.getLevelNamesMapping()[settings.log_level]
+    if settings.tracing and not enabled():
+        configure_tracing(TRACING_SERVICE)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        log_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

@@ -7,6 +7,8 @@ call `build_runtime` with the settings they want.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +62,17 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
+@contextmanager
+def build_publisher(settings: Settings) -> Iterator[Publisher]:
+    """What a process that only enqueues needs (`send`): a publisher on its own Redis client,
+    closed on the way out. No broker, API client or executor is built."""
+    client = redis_client(settings)
+    try:
+        yield Publisher(client, settings)
+    finally:
+        client.close()
+
+
 def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     return AttemptStore(
         client,
@@ -107,7 +120,7 @@ def build_runtime(settings: Settings) -> Runtime:
     api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
     store = build_store(settings, client)
     executor = build_executor(settings, store, api, client)
-    actor = declare_actor(broker, executor, settings)
+    actor = declare_actor(broker, executor, settings, on_finish=metrics.observe_finish)
     return Runtime(
         settings=settings,
         redis=client,

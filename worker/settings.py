@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     )
 
     # --- Metrics --------------------------------------------------------------------------
+    tracing: bool = Field(
+        False,
+        description="Record OpenTelemetry traces (needs the otel extra; OTEL_* set the exporter)",
+    )
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
     metrics_port: int = Field(9191, ge=0, le=65535, description="0 disables /metrics")
     metrics_dir: str = Field("", description="Per-run multiprocess dir; '' = a temp dir")

@@ -6,16 +6,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import redis
 
+from handlers.events import parse_event
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import pipeline_settings, running_pipeline
 from tests.servers import ThreadedUvicorn
 from worker.ops.outcomes import read_outcomes
+from worker.pipeline.attempts import AttemptStore
+from worker.pipeline.outcomes import DeadLetter
 from worker.runtime import Runtime
 
 
@@ -52,3 +56,16 @@ def pipeline_with(
 
 def outcomes_of(client: redis.Redis, event_id: str) -> list[str]:
     return [o["outcome"] for o in read_outcomes(client, "saw") if o.get("event_id") == event_id]
+
+
+def write_dead_letter(store: AttemptStore, event: dict[str, Any], reason: str) -> str:
+    """Dead-letter `event` through the worker's own script (as a failing attempt would)."""
+    key = parse_event(event).key
+    now = int(time.time() * 1000)
+    letter = DeadLetter(key, event, reason, "add_credits failed (HTTP 503): down", 2, now, now,
+                        step="add_credits")  # fmt: skip
+    outcome = {"key": key, "event_id": event["id"], "client_id": event["subject"],
+               "event_type": event["type"], "outcome": "dead_lettered", "reason": reason,
+               "at_ms": now}  # fmt: skip
+    store.record_unlocked(key, outcome, letter.encode())
+    return key

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -14,30 +13,17 @@ import redis
 
 from handlers import examples as f
 from handlers.events import parse_event
+from tests.integration.ops_support import write_dead_letter
 from worker import keys
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.jobs import JobResult, Runner
 from worker.ops.plans import plan, select
 from worker.ops.replay import replay
 from worker.pipeline.attempts import AttemptStore
-from worker.pipeline.outcomes import DeadLetter
 from worker.pipeline.publish import Publisher
 from worker.settings import load_settings
 
 QUEUE = keys.dramatiq_queue("saw", "subaccount-events")
-
-
-def write_dead_letter(store: AttemptStore, event: dict[str, Any], reason: str) -> str:
-    """Dead-letter `event` through the worker's own script (as a failing attempt would)."""
-    key = parse_event(event).key
-    now = int(time.time() * 1000)
-    letter = DeadLetter(key, event, reason, "add_credits failed (HTTP 503): down", 2, now, now,
-                        step="add_credits")  # fmt: skip
-    outcome = {"key": key, "event_id": event["id"], "client_id": event["subject"],
-               "event_type": event["type"], "outcome": "dead_lettered", "reason": reason,
-               "at_ms": now}  # fmt: skip
-    store.record_unlocked(key, outcome, letter.encode())
-    return key
 
 
 def run_threads(targets: list[Callable[[], Any]]) -> list[Any]:

@@ -8,8 +8,7 @@ from pathlib import Path
 import redis
 
 from handlers import examples as f
-from tests.integration.ops_support import cli, cli_json
-from tests.integration.test_ops_concurrency import write_dead_letter
+from tests.integration.ops_support import cli, cli_json, write_dead_letter
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
 

@@ -12,7 +12,7 @@ import threading
 import redis
 
 from handlers import examples as f
-from tests.integration.test_ops_concurrency import write_dead_letter
+from tests.integration.ops_support import write_dead_letter
 from tests.servers import wait_until
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.job_records import cancel_job, list_jobs, running_jobs

@@ -24,7 +24,7 @@ from handlers.requests import (
     SetRecurring,
     UpdateSubaccount,
 )
-from worker import keys
+from worker import keys, tracing
 from worker.api.http import HttpSession
 from worker.api.models import (
     CreditBalance,
@@ -198,12 +198,15 @@ class SubaccountClient:
     def _send(
         self, op: str, username: str | None, request: HttpRequest, secrets: list[str] | None
     ) -> Any:
-        try:
-            response = self._http.send(
-                request.method, request.path, body=request.json, params=request.params or None
-            )
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, op, username, request.is_read) from None
+        attributes = {"http.request.method": request.method, "url.path": request.path}
+        with tracing.span(f"{request.method} {op}", attributes, kind="client"):
+            try:
+                response = self._http.send(
+                    request.method, request.path, body=request.json, params=request.params or None
+                )
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc, op, username, request.is_read) from None
+            tracing.set_attributes({"http.response.status_code": response.status_code})
         if response.is_success:
             return _success_data(response, op, username, request.is_read)
         raise _status_error(response, op, username, [self._api_key, *(secrets or [])])

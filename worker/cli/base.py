@@ -53,13 +53,6 @@ def load(**overrides: Any) -> Settings:
     return guard(lambda: load_settings(**overrides))
 
 
-def open_runtime(settings: Settings) -> Any:
-    """The process's wired objects (Redis, publisher, dead letters, ...), built on first need."""
-    from worker.runtime import build_runtime
-
-    return build_runtime(settings)
-
-
 def configure_logging(settings: Settings) -> None:
     from worker.log import configure_logging as configure
 

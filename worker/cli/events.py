@@ -19,7 +19,7 @@ from typing import BinaryIO, NoReturn
 import typer
 
 from handlers.errors import InvalidEvent
-from worker.cli.base import app, escape_controls, load, open_runtime
+from worker.cli.base import app, escape_controls, load
 from worker.cli.event_files import EventReader
 from worker.errors import EXPECTED, BrokerUnavailable
 from worker.ingress import sources
@@ -59,7 +59,10 @@ def send(
         with _opened(source) as stream:
             _validate(stream, spool, _shown(source))
         _check(spool, _shown(source))
-        _enqueue(spool, open_runtime(settings).publisher, chunk_size)
+        from worker.runtime import build_publisher  # the wiring loads only when sending
+
+        with build_publisher(settings) as publisher:
+            _enqueue(spool, publisher, chunk_size)
 
 
 def _reserved(source: str) -> str | None:

@@ -7,11 +7,13 @@ saw_ingress_enqueue_seconds{route}          time to enqueue an accepted request
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker import tracing
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OTHER_ROUTE = "other"
@@ -47,7 +49,8 @@ class IngressMetrics:
 
 
 class RequestCounter:
-    """ASGI middleware counting every HTTP answer by route and status."""
+    """ASGI middleware counting every HTTP answer by route and status; with tracing on, each
+    request is also a server span, continuing the caller's W3C `traceparent` if it sent one."""
 
     def __init__(self, app: ASGIApp, metrics: IngressMetrics, routes: Iterable[str]) -> None:
         self.app = app
@@ -68,6 +71,21 @@ class RequestCounter:
             await send(message)
 
         try:
-            await self.app(scope, receive, counting_send)
+            if tracing.enabled():
+                await self._traced(scope, route, receive, counting_send, lambda: status)
+            else:
+                await self.app(scope, receive, counting_send)
         finally:
             self.metrics.requests.labels(route=route, status=str(status)).inc()
+
+    async def _traced(
+        self, scope: Scope, route: str, receive: Receive, send: Send, status: Callable[[], int]
+    ) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        attributes = {"http.request.method": scope["method"], "http.route": route}
+        parent = tracing.carrier_from(headers) or None
+        with tracing.span(f"{scope['method']} {route}", attributes, kind="server", parent=parent):
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                tracing.set_attributes({"http.response.status_code": status()})

@@ -6,17 +6,37 @@ event schemas come from the catalogue's pydantic models, so they cannot drift fr
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, get_args
 
 from pydantic import TypeAdapter
 
-from handlers.events import Event
+from handlers.events import EVENT_CLASSES, Event, EventType
 from worker.ingress import cloudevents, crm
 from worker.ingress.problems import Problem
 
 REF = "#/components/schemas/{model}"
-DATA_MODELS = ("OnboardedData", "UpdatedData", "InvoicePaidData", "PlanChangedData", "ReasonData")
-CRM_DATA_MODELS = ("OnboardedData", "UpdatedData", "ReasonData")
+
+
+def data_models(types: Iterable[EventType] | None = None) -> tuple[str, ...]:
+    """The names of the `data` models of the catalogue's events (of `types`, if given), in
+    catalogue order without repeats: derived, so a new event type needs no edit here."""
+    wanted = None if types is None else set(types)
+    names = [
+        cls.model_fields["data"].annotation.__name__  # type: ignore[union-attr]
+        for cls in EVENT_CLASSES
+        if wanted is None or _type_of(cls) in wanted
+    ]
+    return tuple(dict.fromkeys(names))
+
+
+def _type_of(cls: type[Any]) -> EventType:
+    (value,) = get_args(cls.model_fields["type"].annotation)
+    return EventType(value)
+
+
+DATA_MODELS = data_models()
+CRM_DATA_MODELS = data_models(crm.TYPES)
 EXTENSION_VALUE = {"type": ["string", "integer", "boolean"]}
 PROBLEM_TEXT = {
     400: "Malformed: not JSON, or a field is invalid; `reasons` names each field.",

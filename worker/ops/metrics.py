@@ -8,19 +8,23 @@ of an earlier run never leak into this one.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from handlers.outcomes import Outcome
 from worker import keys
 from worker.ops.dead_letters import DeadLetters
+from worker.pipeline.results import AttemptInfo
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -34,6 +38,15 @@ API_SECONDS = Histogram(
     ["operation"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# From the door (first publish) and from the event's business time to its outcome being recorded;
+# buckets reach a day, as a replay or a backfill finishes events that old.
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+EVENT_LATENCY = Histogram(
+    "saw_event_latency_seconds",
+    "From the door (since=door) or the event's time (since=event_time) to its outcome",
+    ["since", "outcome"],
+    buckets=LATENCY_BUCKETS_S,
+)
 WORKER_UP = Gauge("saw_worker_up", "1 per live worker process", multiprocess_mode="liveall")
 
 
@@ -45,6 +58,25 @@ def observe_call(operation: str, result: str, seconds: float) -> None:
     """The API client's observer: one count and one latency sample per call."""
     API_CALLS.labels(operation=operation, result=result).inc()
     API_SECONDS.labels(operation=operation).observe(seconds)
+
+
+def observe_finish(event: dict[str, Any], info: AttemptInfo, outcome: Outcome) -> None:
+    """The broker's finish observer: how long the event took from the door and from its time."""
+    now = time.time()
+    if info.published_ms:
+        EVENT_LATENCY.labels(since="door", outcome=outcome).observe(now - info.published_ms / 1000)
+    event_time = _event_time(event)
+    if event_time is not None:
+        EVENT_LATENCY.labels(since="event_time", outcome=outcome).observe(
+            max(0.0, now - event_time)
+        )
+
+
+def _event_time(event: dict[str, Any]) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(str(event.get("time"))).timestamp()
+    except ValueError:
+        return None
 
 
 def mark_worker_up() -> None:

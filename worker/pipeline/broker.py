@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import dramatiq
@@ -17,12 +18,13 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Retries
 
-from worker import keys
+from worker import keys, tracing
 from worker.errors import BrokerUnavailable
 from worker.log import get_logger
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.executor import AttemptInfo, Executor, Requeue
 from worker.pipeline.publish import ACTOR_NAME, PUBLISHED_AT, REPLAY_OPTION
+from worker.pipeline.results import FinishObserver, finish_nothing
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -93,7 +95,11 @@ def attempt_info(options: dict[str, Any]) -> AttemptInfo:
 
 
 def declare_actor(
-    broker: RedisBroker, executor: Executor, settings: Settings, sleep: Any = time.sleep
+    broker: RedisBroker,
+    executor: Executor,
+    settings: Settings,
+    sleep: Any = time.sleep,
+    on_finish: FinishObserver = finish_nothing,
 ) -> Any:
     """Declare `process_event` on `broker`: run the executor, re-enqueue when it says so."""
 
@@ -104,12 +110,40 @@ def declare_actor(
         info = attempt_info(message.options)
         # A retry of a partly applied event comes back with the lease it kept.
         token = message.options.get(LEASE) or AttemptStore.new_token()
-        result = _while_redis_is_down(lambda: executor.handle(event, info, token), sleep)
-        if isinstance(result, Requeue):
-            _while_redis_is_down(lambda: requeue(broker, message, info, result), sleep)
+        with _consumer_span(event, info, message.options):
+            result = _while_redis_is_down(lambda: executor.handle(event, info, token), sleep)
+            if isinstance(result, Requeue):
+                _while_redis_is_down(lambda: requeue(broker, message, info, result), sleep)
+            else:
+                on_finish(event, info, result.outcome)
 
     declare = dramatiq.actor(broker=broker, actor_name=ACTOR_NAME, queue_name=settings.queue_name)
     return declare(process_event)
+
+
+def _consumer_span(
+    event: dict[str, Any], info: AttemptInfo, options: dict[str, Any]
+) -> AbstractContextManager[Any]:
+    """The attempt's span, under the enqueue's (carried in the message), after a span of the
+    time the message waited in the queue beside it; a no-op when tracing is off."""
+    if not tracing.enabled():
+        return tracing.span("process_event")
+    attributes: dict[str, str | int] = {
+        "messaging.system": "redis",
+        "messaging.operation.type": "process",
+        "saw.event_id": str(event.get("id", "")),
+        "saw.event_type": str(event.get("type", "")),
+        "saw.client_id": str(event.get("subject", "")),
+        "saw.attempt": info.attempt,
+        "saw.replay": info.replay,
+    }
+    carrier = options.get(tracing.TRACE_OPTION)
+    if info.published_ms:
+        now_ms = int(time.time() * 1000)
+        tracing.record(
+            "queue wait", info.published_ms, now_ms, {"saw.attempt": info.attempt}, carrier
+        )
+    return tracing.span("process_event", attributes, kind="consumer", parent=carrier)
 
 
 def _while_redis_is_down(fn: Callable[[], T], sleep: Callable[[float], None]) -> T:

@@ -26,7 +26,7 @@ import redis
 from handlers.errors import InvalidEvent
 from handlers.events import EVENT_CLASSES, Event, parse_event
 from handlers.limits import DEFAULT_LIMITS, EventLimits
-from worker import keys
+from worker import keys, tracing
 from worker.errors import BrokerUnavailable
 from worker.settings import Settings
 
@@ -51,15 +51,14 @@ def build_message(event: Event, queue_name: str, published_ms: int | None = None
 
 def message_for(payload: dict[str, Any], queue_name: str, published_ms: int | None = None) -> Any:
     """The Dramatiq message carrying a validated event's `to_message()` payload."""
+    options: dict[str, Any] = {
+        "redis_message_id": str(uuid.uuid4()),
+        PUBLISHED_AT: published_ms if published_ms is not None else _now_ms(),
+    }
+    if tracing.enabled():
+        options[tracing.TRACE_OPTION] = tracing.inject()
     return dramatiq.Message(
-        queue_name=queue_name,
-        actor_name=ACTOR_NAME,
-        args=(payload,),
-        kwargs={},
-        options={
-            "redis_message_id": str(uuid.uuid4()),
-            PUBLISHED_AT: published_ms if published_ms is not None else _now_ms(),
-        },
+        queue_name=queue_name, actor_name=ACTOR_NAME, args=(payload,), kwargs={}, options=options
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from handlers.limits import DEFAULT_LIMITS, EventLimits
 from handlers.outcomes import Outcome
@@ -16,6 +17,16 @@ OutcomeObserver = Callable[[Outcome, str], None]
 
 def observe_nothing(outcome: Outcome, event_type: str) -> None:
     """The default observer."""
+
+
+# Told when a delivery ended the event (its outcome recorded): the event, its attempt's
+# bookkeeping and the outcome, so metrics can time the event from its business time and from
+# the door without the engine importing them.
+FinishObserver = Callable[[dict[str, Any], "AttemptInfo", Outcome], None]
+
+
+def finish_nothing(event: dict[str, Any], info: AttemptInfo, outcome: Outcome) -> None:
+    """The default finish observer."""
 
 
 @dataclass(frozen=True)
