@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8025
 
-.PHONY: install test test-unit lint lint-deploy format lock lock-upgrade lock-check image demo \
+.PHONY: install test test-unit lint lint-deploy lint-deploy-rules rules format lock lock-upgrade lock-check image demo \
 	bench bench-client bench-pipeline bench-ingress chaos clean
 
 $(BIN)/python:
@@ -77,20 +77,34 @@ lock-check: $(BIN)/uv  ## Fail when the lock files do not match pyproject.toml (
 
 # --- Deployment checks (no Docker engine needed) ------------------------------------------
 # hadolint and kubernetes-validate come from the dev lock; promtool from Debian's `prometheus`
-# package (.ci/run installs it). Every manifest under deploy/kubernetes is validated file by file
-# (no kustomize binary here); kubernetes-validate has no schema for the KEDA and Prometheus
-# Operator kinds, which tests/unit/test_deploy_manifests.py checks instead, with the overlays'
-# structure and the cross-file consistency (names, ports, labels, timings, the queue key).
+# package (.ci/run installs it); kustomize is kubectl's (`kubectl kustomize`). Each overlay is
+# rendered as `kubectl apply -k` would send it and validated (strict, Kubernetes $(K8S_VERSION));
+# tests/unit/test_deploy_render.py checks the same renders further (namespaces, selectors, the
+# KEDA and Prometheus Operator kinds against their vendored CRDs in deploy/crds).
 K8S_VERSION ?= 1.31
-MANIFESTS := $(shell find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml | sort)
+OVERLAYS := production staging
+# Every rule file (not prometheus.yml, not the *.test.yml unit tests): each is checked, unit-tested
+# and deployed (tests/unit/test_deploy_alerts.py fails for one that is not).
+RULE_FILES := $(filter-out %.test.yml deploy/prometheus/prometheus.yml,\
+	$(sort $(wildcard deploy/prometheus/*.yml)))
 
-lint-deploy: install  ## hadolint, kubernetes-validate on every manifest, promtool check/test rules
+lint-deploy: install lint-deploy-rules  ## hadolint, the rendered overlays validated, promtool
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
-	$(BIN)/kubernetes-validate --quiet --strict --kubernetes-version $(K8S_VERSION) \
-		$(MANIFESTS)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && for overlay in $(OVERLAYS); do \
+		kubectl kustomize deploy/kubernetes/overlays/$$overlay > "$$tmp/$$overlay.yaml" \
+		&& $(BIN)/kubernetes-validate --quiet --no-warn --strict \
+			--kubernetes-version $(K8S_VERSION) "$$tmp/$$overlay.yaml" \
+		&& echo "overlay $$overlay: built-in kinds valid" || exit 1; done
+	$(BIN)/python deploy/prometheus/prometheusrule.py --check
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_deploy_render.py \
+		tests/unit/test_deploy_alerts.py tests/unit/test_deploy_manifests.py
 	promtool check config --syntax-only deploy/prometheus/prometheus.yml
-	promtool check rules deploy/prometheus/alerts.yml
-	promtool test rules deploy/prometheus/alerts.test.yml
+
+lint-deploy-rules:
+	$(foreach f,$(RULE_FILES),promtool check rules $(f) && promtool test rules $(f:.yml=.test.yml) && ) true
+
+rules: install  ## Write the production overlay's PrometheusRules from deploy/prometheus/*.yml
+	$(BIN)/python deploy/prometheus/prometheusrule.py
 
 image:  ## Build the image (needs a Docker engine; CI here has none and runs lint-deploy instead)
 	docker build -t subaccount-worker:local .

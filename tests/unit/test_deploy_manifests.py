@@ -1,15 +1,14 @@
 """The deployment files agree with each other and with the code (deploy/, Dockerfile).
 
-kubernetes-validate (make lint-deploy) checks each built-in kind against its schema; it has none
-for KEDA's and the Prometheus Operator's kinds, which are checked here against the fields we use.
-No kustomize binary is at hand, so the overlays' structure is checked here as well.
+The overlays are rendered by kustomize (`kubectl kustomize`, tests/deploy_support.py);
+test_deploy_render.py checks namespaces, selectors and schemas of every rendered resource.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.deploy_support import render, validate_custom
 from worker import keys
 from worker.settings import ENV_PREFIX, Settings, load_settings
 
@@ -32,16 +32,8 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 
 def overlay(name: str) -> list[dict[str, Any]]:
-    """Every resource a kustomization lists, following directories (as kustomize would)."""
-    return list(_resources(K8S / "overlays" / name))
-
-
-def _resources(folder: Path) -> Iterator[dict[str, Any]]:
-    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    for entry in kustomization["resources"]:
-        target = (folder / entry).resolve()
-        assert target.exists(), f"{folder}/kustomization.yaml lists missing {entry}"
-        yield from _resources(target) if target.is_dir() else documents(target)
+    """The overlay as kustomize renders it (tests/deploy_support.py)."""
+    return render(name)
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -68,89 +60,20 @@ def config() -> dict[str, str]:
     )
 
 
-# --- the custom resources, against the fields we use ------------------------------------------
-
-_NAME = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
-CRD_SCHEMAS: dict[str, dict[str, Any]] = {
-    "ScaledObject": {
-        "type": "object",
-        "required": ["scaleTargetRef", "triggers", "minReplicaCount", "maxReplicaCount"],
-        "additionalProperties": False,
-        "properties": {
-            "scaleTargetRef": _NAME,
-            "minReplicaCount": {"type": "integer", "minimum": 1},
-            "maxReplicaCount": {"type": "integer", "minimum": 1},
-            "pollingInterval": {"type": "integer"},
-            "cooldownPeriod": {"type": "integer"},
-            "advanced": {"type": "object"},
-            "triggers": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["type", "metadata"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "type": {"const": "redis"},
-                        "authenticationRef": _NAME,
-                        "metadata": {
-                            "type": "object",
-                            "required": ["address", "listName", "listLength"],
-                            "additionalProperties": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        },
-    },
-    "TriggerAuthentication": {
-        "type": "object",
-        "required": ["secretTargetRef"],
-        "additionalProperties": False,
-        "properties": {
-            "secretTargetRef": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["parameter", "name", "key"],
-                    "additionalProperties": False,
-                    "properties": {k: {"type": "string"} for k in ("parameter", "name", "key")},
-                },
-            }
-        },
-    },
-    "PodMonitor": {
-        "type": "object",
-        "required": ["selector", "podMetricsEndpoints"],
-        "additionalProperties": False,
-        "properties": {
-            "selector": {"type": "object"},
-            "podMetricsEndpoints": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["port"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "port": {"type": "string"},
-                        "path": {"type": "string"},
-                        "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
-                        "relabelings": {"type": "array"},
-                    },
-                },
-            },
-        },
-    },
-}
+# --- the custom resources ---------------------------------------------------------------------
 
 
-def test_custom_resources_have_the_fields_their_operators_read(
-    production: list[dict[str, Any]],
-) -> None:
-    custom = [d for d in production if d["kind"] in CRD_SCHEMAS]
-    assert {d["kind"] for d in custom} == set(CRD_SCHEMAS)
+def test_custom_resources_fit_their_operators_crds(production: list[dict[str, Any]]) -> None:
+    """Against the vendored CRD schemas, unknown fields refused (deploy/crds)."""
+    kinds = {"ScaledObject", "TriggerAuthentication", "PodMonitor", "PrometheusRule"}
+    custom = [d for d in production if d["kind"] in kinds]
+    assert {d["kind"] for d in custom} == kinds
     for doc in custom:
-        jsonschema.validate(doc["spec"], CRD_SCHEMAS[doc["kind"]])
+        validate_custom(doc)
+    broken = copy.deepcopy(find(production, "ScaledObject", "subaccount-worker"))
+    broken["spec"]["minReplicas"] = 2  # HPA's spelling, not KEDA's: refused
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(broken)
 
 
 def test_keda_scales_the_worker_on_the_ready_queue_list(
