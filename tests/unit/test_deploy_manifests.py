@@ -146,8 +146,8 @@ def test_redis_takes_connections_only_from_the_application_pods(
     for component in APP_COMPONENTS:
         labels = _deployment_of(production, component)["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] in allowed["app.kubernetes.io/name"]
-    deny = find(production, "NetworkPolicy", "default-deny-ingress")
-    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    deny = find(production, "NetworkPolicy", "default-deny")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
 def test_every_secret_key_a_pod_reads_is_in_the_example(production: list[dict[str, Any]]) -> None:
@@ -193,6 +193,29 @@ def test_compose_settings_are_valid_and_fit_the_grace_period(
     settings = settings_from(env, monkeypatch)
     grace_s = int(worker["stop_grace_period"].removesuffix("s"))
     assert settings.worker_shutdown_timeout_ms / 1000 < grace_s
+
+
+def test_compose_allows_plain_http_only_towards_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real-API command (compose.yaml alone, an https URL) never allows plain http; the
+    sandbox override points every role at the sandbox and allows it there only."""
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    sandbox = yaml.safe_load((ROOT / "deploy" / "compose.sandbox.yaml").read_text())
+    assert not any("ALLOW_INSECURE" in key for key in compose["x-settings"])
+    for name in ("worker", "ingress", "monitor", "console"):
+        env = {k: COMPOSE_DEFAULT.sub(r"\1", v) for k, v in _environment(compose, name).items()}
+        env["SUBACCOUNT_WORKER_API_BASE_URL"] = "https://api.example.test/v6"
+        assert settings_from(env, monkeypatch).api_allow_insecure_http is False
+        env.update(sandbox["services"][name]["environment"])
+        staged = settings_from(env, monkeypatch)
+        assert staged.api_base_url == "http://sandbox:8025/v6"
+    assert set(sandbox["services"]) == {"worker", "ingress", "monitor", "console"}
+
+
+def _environment(compose: dict[str, Any], service: str) -> dict[str, str]:
+    env = compose["services"][service]["environment"]
+    return {k: str(v) for k, v in env.items()}
 
 
 def test_compose_services_are_hardened_and_keep_their_secrets_apart() -> None:
