@@ -245,3 +245,43 @@ def test_images_are_pinned_to_exact_versions() -> None:
     assert base is not None
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base.group(1))
     assert "syntax=" not in dockerfile
+
+
+def test_rollouts_drain_a_worker_within_its_grace_period(
+    production: list[dict[str, Any]], config: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numbers of deploy/README.md "Rollouts and scale-down": two of the longest calls fit
+    in the shutdown timeout, which leaves the supervisor room inside the grace period; a
+    rollout surges before it stops a pod; KEDA removes one pod per grace period."""
+    settings = settings_from(config, monkeypatch)
+    worker = find(production, "Deployment", "subaccount-worker")
+    grace_s = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    shutdown_s = settings.worker_shutdown_timeout_ms / 1000
+    assert 2 * settings.max_call_s <= shutdown_s <= grace_s - 5
+    assert worker["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    scaled = find(production, "ScaledObject", "subaccount-worker")
+    down = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    for policy in down["policies"]:
+        assert policy["type"] == "Pods"
+        assert policy["value"] == 1
+        assert policy["periodSeconds"] >= grace_s
+    assert down["stabilizationWindowSeconds"] == scaled["spec"]["cooldownPeriod"]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for figure in (f"{grace_s} s", f"{shutdown_s:.0f} s", f"{settings.max_call_s:.0f} s"):
+        assert figure in readme
+
+
+def test_the_readme_lists_what_the_base_applies() -> None:
+    """deploy/README.md's list of the base, in the kustomization's order, and what it leaves out."""
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    start = readme.index("`kubernetes/base` applies")
+    applied, _, rest = readme[start : readme.index("\n\n", start)].partition("does not apply")
+    base = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    listed = re.findall(r"`([\w.-]+\.(?:yaml|conf))`", applied)
+    generated = [f for g in base["configMapGenerator"] for f in g["files"]]
+    assert listed == base["resources"] + generated
+    assert all(f"`{g['name']}`" in applied for g in base["configMapGenerator"])
+    left_out = re.findall(r"`([\w.-]+\.yaml)`", rest)
+    on_disk = {p.name for p in (K8S / "base").glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(base["resources"]) | set(left_out) == on_disk
+    assert not set(left_out) & set(base["resources"])
