@@ -13,9 +13,13 @@
 # is baked into the image. See deploy/README.md.
 
 # Both stages must use the same Python: the venv's interpreter is a symlink to the base image's.
-# Pinned to an exact release and Debian version; add the digest (@sha256:...) of the image you
-# pull when you build for production, so a re-tagged base cannot change the build.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Pinned by digest (the multi-architecture index), so a re-tagged base cannot change the build;
+# the tag before it is for people (Docker ignores it when a digest is given):
+#   python:3.11.14-slim-bookworm
+# Refresh (deploy/README.md, "Base images"): docker buildx imagetools inspect <tag>, take the
+# index digest, change it here and in the test of the pins. `make image-check` builds this file
+# on a stand-in base given as --build-arg PYTHON_IMAGE=... (no registry there).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # --- builder: resolve and install into /opt/venv -------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -38,11 +42,13 @@ COPY requirements.lock ./
 RUN pip install --require-hashes -r requirements.lock
 
 # The project itself: a regular (non-editable) install without dependencies (all are locked
-# above). pyproject names README.md and LICENSE; both are copied with it.
+# above), built by the setuptools of the lock (hash-checked above): no build isolation, so pip
+# fetches no unhashed build backend. The pip used is the base image's own (pinned by digest).
+# pyproject names README.md and LICENSE; both are copied with it.
 COPY pyproject.toml README.md LICENSE ./
 COPY worker ./worker
 COPY handlers ./handlers
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && pip check \
     && python -c "import worker.cli, worker.runtime, worker.ingress, worker.sandbox, handlers" \
     && subaccount-worker --help > /dev/null
