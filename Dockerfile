@@ -78,13 +78,14 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 USER 10001:10001
 
-# 8080: ingress (webhooks, /healthz, /readyz, /metrics)
+# 8080: ingress (webhooks, /healthz, /readyz; /metrics too unless INGRESS_METRICS_PORT is set)
+# 9193: ingress /metrics apart from the public routes (deploy/ sets SUBACCOUNT_WORKER_INGRESS_METRICS_PORT)
 # 9191: worker /metrics and /healthz (SUBACCOUNT_WORKER_METRICS_PORT or --metrics-port; served
 #       by the `worker` supervisor)
 # 9192: credits monitor /metrics and /healthz
 # 8090: web console (/healthz)
 # 8025: sandbox of the Subaccount API (staging/demo only; its /_sandbox admin has no auth)
-EXPOSE 8080 9191 9192 8090 8025
+EXPOSE 8080 9193 9191 9192 8090 8025
 
 # `subaccount-worker worker` traps SIGTERM, forwards it to Dramatiq, which stops taking messages
 # and lets in-flight ones finish (up to the orchestrator's grace period); the ingress and sandbox

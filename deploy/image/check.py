@@ -62,12 +62,11 @@ def say(message: str) -> None:
     print(f"--- {message}", flush=True)
 
 
-def buildah(*args: str, capture: bool = False) -> str:
+def buildah(*args: str) -> str:
     """buildah on this check's own vfs storage (never the machine's default storage)."""
     argv = ["buildah", "--storage-driver", "vfs", "--root", str(WORK / "storage")]
     argv += ["--runroot", str(WORK / "runroot"), *args]
-    done = subprocess.run(argv, check=True, text=True, capture_output=capture)
-    return done.stdout.strip() if capture else ""
+    return subprocess.run(argv, check=True, text=True, capture_output=True).stdout.strip()
 
 
 def image_exists(name: str) -> bool:
@@ -96,7 +95,7 @@ def standin_base() -> None:
         say(f"debootstrap bookworm minbase + python3.11: {time.monotonic() - started:.0f} s")
     _bridge_python(rootfs)
     started = time.monotonic()
-    container = buildah("from", "scratch", capture=True)
+    container = buildah("from", "scratch")
     buildah("copy", container, str(rootfs), "/")
     path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for env in (f"PATH={path}", "LANG=C.UTF-8", "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"):
@@ -140,14 +139,13 @@ def build() -> tuple[float, str]:
 
 
 def image_size() -> str:
-    return buildah("images", "--format", "{{.Size}}", IMAGE, capture=True).splitlines()[0]
+    return buildah("images", "--format", "{{.Size}}", IMAGE).splitlines()[0]
 
 
 def image_config() -> dict[str, Any]:
-    raw = buildah(
-        "inspect", "--type", "image", "--format", "{{json .OCIv1.Config}}", IMAGE, capture=True
-    )
-    return dict(json.loads(raw))
+    """The image's OCI config: Env, Entrypoint, User, WorkingDir."""
+    raw = buildah("inspect", "--type", "image", IMAGE)
+    return dict(json.loads(raw)["OCIv1"]["config"])
 
 
 # --- 3. the roles, read-only as uid 10001 ------------------------------------------------------
@@ -156,8 +154,8 @@ def image_config() -> dict[str, Any]:
 @contextlib.contextmanager
 def readonly_root() -> Iterator[Path]:
     """The image's root filesystem, read-only, with /tmp, /proc and /dev mounted in it."""
-    container = buildah("from", "--quiet", IMAGE, capture=True)
-    mounted = Path(buildah("mount", container, capture=True))
+    container = buildah("from", "--quiet", IMAGE)
+    mounted = Path(buildah("mount", container))
     root = Path(tempfile.mkdtemp(prefix="saw-image-root-"))
     mounts: list[Path] = []
     try:
@@ -220,6 +218,21 @@ class Roles:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+    def confined(self) -> dict[str, str]:
+        """Each role's uid/gid, effective capabilities and no_new_privs, from /proc."""
+        seen = {}
+        for name, proc in self.procs.items():
+            fields = dict(
+                line.split(":", 1)
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            )
+            uid, gid = fields["Uid"].split()[0], fields["Gid"].split()[0]
+            caps, nnp = fields["CapEff"].strip(), fields["NoNewPrivs"].strip()
+            if (uid, gid, int(caps, 16), nnp) != (str(UID), str(UID), 0, "1"):
+                raise SystemExit(f"{name} is not confined: uid {uid} gid {gid} caps {caps}")
+            seen[name] = f"uid={uid} gid={gid} CapEff={caps} NoNewPrivs={nnp}"
+        return seen
 
     def stop(self) -> dict[str, int | None]:
         for proc in self.procs.values():
@@ -328,10 +341,25 @@ def run_roles(root: Path, config: dict[str, Any], redis_url: str, logs: Path) ->
                 timeout_s=120,
             )
             say(f"{name}: {url.rsplit('/', 1)[-1]} 200 ({time.monotonic() - started:.1f} s)")
+        for name, line in roles.confined().items():
+            say(f"{name}: {line}")
+        _read_only(root)
         end_to_end(ports, redis_url)
     finally:
         codes = roles.stop()
         say(f"exit codes after SIGTERM: {codes}")
+
+
+def _read_only(root: Path) -> None:
+    """The image's root is mounted read-only (only /tmp is writable)."""
+    options = next(
+        line.split()[3].split(",")
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[1] == str(root)
+    )
+    if "ro" not in options:
+        raise SystemExit(f"the root filesystem is mounted {options}")
+    say(f"root filesystem: {','.join(o for o in options if o in ('ro', 'rw'))}; /tmp: tmpfs")
 
 
 def end_to_end(ports: dict[str, int], redis_url: str) -> None:
@@ -417,6 +445,7 @@ def main() -> int:
     total = time.monotonic()
     standin_base()
     seconds, tail = build()
+    buildah("rmi", "--prune")  # earlier builds' images, now untagged (vfs copies are large)
     say(f"build: {seconds:.0f} s; image {IMAGE}: {image_size()}\n{tail}")
     logs = WORK / "logs"
     logs.mkdir(exist_ok=True)
