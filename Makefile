@@ -105,7 +105,8 @@ lint-deploy: install lint-deploy-rules  ## hadolint, the rendered overlays valid
 		&& echo "overlay $$overlay: built-in kinds valid" || exit 1; done
 	$(BIN)/python deploy/prometheus/prometheusrule.py --check
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_deploy_render.py \
-		tests/unit/test_deploy_alerts.py tests/unit/test_deploy_manifests.py
+		tests/unit/test_deploy_alerts.py tests/unit/test_deploy_manifests.py \
+		tests/unit/test_deploy_network.py
 	promtool check config --syntax-only deploy/prometheus/prometheus.yml
 
 lint-deploy-rules:
