@@ -125,6 +125,7 @@ def test_console_health_with_a_wrong_password_and_a_stopped_redis(
         private_redis.stop()
         stopped = httpx.get(f"{good.url}/healthz", timeout=15)
         assert (stopped.status_code, stopped.text) == (503, "redis unreachable")
+        assert httpx.get(f"{good.url}/livez").status_code == 200  # liveness: never Redis
     finally:
         for server, services in ((good, good_services), (wrong, wrong_services)):
             server.stop()
