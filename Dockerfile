@@ -15,9 +15,13 @@
 # is baked into the image. See deploy/README.md.
 
 # Both stages must use the same Python: the venv's interpreter is a symlink to the base image's.
-# Pinned to an exact release and Debian version; add the digest (@sha256:...) of the image you
-# pull when you build for production, so a re-tagged base cannot change the build.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Pinned by digest (the multi-architecture index), so a re-tagged base cannot change the build;
+# the tag before it is for people (Docker ignores it when a digest is given):
+#   python:3.11.14-slim-bookworm
+# Refresh (deploy/README.md, "Base images"): docker buildx imagetools inspect <tag>, take the
+# index digest, change it here and in the test of the pins. `make image-check` builds this file
+# on a stand-in base given as --build-arg PYTHON_IMAGE=... (no registry there).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # --- builder: resolve and install into /opt/venv -------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -43,11 +47,13 @@ RUN pip install --require-hashes -r requirements.lock \
     && if [ "$DEMO" = "true" ]; then pip install --require-hashes -r requirements-demo.lock; fi
 
 # The project itself: a regular (non-editable) install without dependencies (all are locked
-# above). pyproject names README.md and LICENSE; both are copied with it.
+# above), built by the setuptools of the lock (hash-checked above): no build isolation, so pip
+# fetches no unhashed build backend. The pip used is the base image's own (pinned by digest).
+# pyproject names README.md and LICENSE; both are copied with it.
 COPY pyproject.toml README.md LICENSE ./
 COPY worker ./worker
 COPY handlers ./handlers
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
     && pip check \
     && python -c "import worker.cli, worker.runtime, worker.ingress, worker.sandbox, handlers" \
     && subaccount-worker --help > /dev/null \
@@ -86,13 +92,14 @@ COPY --from=builder /sbom/ /app/
 WORKDIR /app
 USER 10001:10001
 
-# 8080: ingress (webhooks, /healthz, /readyz, /metrics)
+# 8080: ingress (webhooks, /healthz, /readyz; /metrics too unless INGRESS_METRICS_PORT is set)
+# 9193: ingress /metrics apart from the public routes (deploy/ sets SUBACCOUNT_WORKER_INGRESS_METRICS_PORT)
 # 9191: worker /metrics and /healthz (SUBACCOUNT_WORKER_METRICS_PORT or --metrics-port; served
 #       by the `worker` supervisor)
 # 9192: credits monitor /metrics and /healthz
 # 8090: web console (/healthz)
 # 8025: sandbox of the Subaccount API (staging/demo only; its /_sandbox admin has no auth)
-EXPOSE 8080 9191 9192 8090 8025
+EXPOSE 8080 9193 9191 9192 8090 8025
 
 # `subaccount-worker worker` traps SIGTERM, forwards it to Dramatiq, which stops taking messages
 # and lets in-flight ones finish (up to the orchestrator's grace period); the ingress and sandbox

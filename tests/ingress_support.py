@@ -45,6 +45,7 @@ def ingress_settings(redis_url: str, **overrides: Any) -> Settings:
         "stripe_webhook_secret": STRIPE_SECRET,
         "crm_webhook_secrets": [CRM_SECRET, OLD_CRM_SECRET],
         "stripe_price_credits": PRICE_CREDITS,
+        "ingress_openapi": True,  # off by default; test_ingress.py reads the document
     }
     values.update(overrides)
     return load_settings(**values)

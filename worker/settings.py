@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     ingress_max_connections: int = Field(
         1000, ge=1, description="Connections at once; beyond, requests get 503"
     )
+    ingress_metrics_port: int = Field(
+        0, ge=0, le=65535, description="/metrics on its own port (deploy/: 9193); 0 = public port"
+    )
+    ingress_openapi: bool = Field(False, description="Serve /openapi.json on the public port")
 
     # --- Metrics --------------------------------------------------------------------------
     tracing: bool = Field(

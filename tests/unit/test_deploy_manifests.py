@@ -1,15 +1,14 @@
 """The deployment files agree with each other and with the code (deploy/, Dockerfile).
 
-kubernetes-validate (make lint-deploy) checks each built-in kind against its schema; it has none
-for KEDA's and the Prometheus Operator's kinds, which are checked here against the fields we use.
-No kustomize binary is at hand, so the overlays' structure is checked here as well.
+The overlays are rendered by kustomize (`kubectl kustomize`, tests/deploy_support.py);
+test_deploy_render.py checks namespaces, selectors and schemas of every rendered resource.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.deploy_support import render, validate_custom
 from worker import keys
 from worker.settings import ENV_PREFIX, Settings, load_settings
 
@@ -32,16 +32,8 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 
 def overlay(name: str) -> list[dict[str, Any]]:
-    """Every resource a kustomization lists, following directories (as kustomize would)."""
-    return list(_resources(K8S / "overlays" / name))
-
-
-def _resources(folder: Path) -> Iterator[dict[str, Any]]:
-    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    for entry in kustomization["resources"]:
-        target = (folder / entry).resolve()
-        assert target.exists(), f"{folder}/kustomization.yaml lists missing {entry}"
-        yield from _resources(target) if target.is_dir() else documents(target)
+    """The overlay as kustomize renders it (tests/deploy_support.py)."""
+    return render(name)
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -68,89 +60,20 @@ def config() -> dict[str, str]:
     )
 
 
-# --- the custom resources, against the fields we use ------------------------------------------
-
-_NAME = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
-CRD_SCHEMAS: dict[str, dict[str, Any]] = {
-    "ScaledObject": {
-        "type": "object",
-        "required": ["scaleTargetRef", "triggers", "minReplicaCount", "maxReplicaCount"],
-        "additionalProperties": False,
-        "properties": {
-            "scaleTargetRef": _NAME,
-            "minReplicaCount": {"type": "integer", "minimum": 1},
-            "maxReplicaCount": {"type": "integer", "minimum": 1},
-            "pollingInterval": {"type": "integer"},
-            "cooldownPeriod": {"type": "integer"},
-            "advanced": {"type": "object"},
-            "triggers": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["type", "metadata"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "type": {"const": "redis"},
-                        "authenticationRef": _NAME,
-                        "metadata": {
-                            "type": "object",
-                            "required": ["address", "listName", "listLength"],
-                            "additionalProperties": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        },
-    },
-    "TriggerAuthentication": {
-        "type": "object",
-        "required": ["secretTargetRef"],
-        "additionalProperties": False,
-        "properties": {
-            "secretTargetRef": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["parameter", "name", "key"],
-                    "additionalProperties": False,
-                    "properties": {k: {"type": "string"} for k in ("parameter", "name", "key")},
-                },
-            }
-        },
-    },
-    "PodMonitor": {
-        "type": "object",
-        "required": ["selector", "podMetricsEndpoints"],
-        "additionalProperties": False,
-        "properties": {
-            "selector": {"type": "object"},
-            "podMetricsEndpoints": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["port"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "port": {"type": "string"},
-                        "path": {"type": "string"},
-                        "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
-                        "relabelings": {"type": "array"},
-                    },
-                },
-            },
-        },
-    },
-}
+# --- the custom resources ---------------------------------------------------------------------
 
 
-def test_custom_resources_have_the_fields_their_operators_read(
-    production: list[dict[str, Any]],
-) -> None:
-    custom = [d for d in production if d["kind"] in CRD_SCHEMAS]
-    assert {d["kind"] for d in custom} == set(CRD_SCHEMAS)
+def test_custom_resources_fit_their_operators_crds(production: list[dict[str, Any]]) -> None:
+    """Against the vendored CRD schemas, unknown fields refused (deploy/crds)."""
+    kinds = {"ScaledObject", "TriggerAuthentication", "PodMonitor", "PrometheusRule"}
+    custom = [d for d in production if d["kind"] in kinds]
+    assert {d["kind"] for d in custom} == kinds
     for doc in custom:
-        jsonschema.validate(doc["spec"], CRD_SCHEMAS[doc["kind"]])
+        validate_custom(doc)
+    broken = copy.deepcopy(find(production, "ScaledObject", "subaccount-worker"))
+    broken["spec"]["minReplicas"] = 2  # HPA's spelling, not KEDA's: refused
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(broken)
 
 
 def test_keda_scales_the_worker_on_the_ready_queue_list(
@@ -223,8 +146,8 @@ def test_redis_takes_connections_only_from_the_application_pods(
     for component in APP_COMPONENTS:
         labels = _deployment_of(production, component)["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] in allowed["app.kubernetes.io/name"]
-    deny = find(production, "NetworkPolicy", "default-deny-ingress")
-    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    deny = find(production, "NetworkPolicy", "default-deny")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
 def test_every_secret_key_a_pod_reads_is_in_the_example(production: list[dict[str, Any]]) -> None:
@@ -272,6 +195,29 @@ def test_compose_settings_are_valid_and_fit_the_grace_period(
     assert settings.worker_shutdown_timeout_ms / 1000 < grace_s
 
 
+def test_compose_allows_plain_http_only_towards_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real-API command (compose.yaml alone, an https URL) never allows plain http; the
+    sandbox override points every role at the sandbox and allows it there only."""
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    sandbox = yaml.safe_load((ROOT / "deploy" / "compose.sandbox.yaml").read_text())
+    assert not any("ALLOW_INSECURE" in key for key in compose["x-settings"])
+    for name in ("worker", "ingress", "monitor", "console"):
+        env = {k: COMPOSE_DEFAULT.sub(r"\1", v) for k, v in _environment(compose, name).items()}
+        env["SUBACCOUNT_WORKER_API_BASE_URL"] = "https://api.example.test/v6"
+        assert settings_from(env, monkeypatch).api_allow_insecure_http is False
+        env.update(sandbox["services"][name]["environment"])
+        staged = settings_from(env, monkeypatch)
+        assert staged.api_base_url == "http://sandbox:8025/v6"
+    assert set(sandbox["services"]) == {"worker", "ingress", "monitor", "console"}
+
+
+def _environment(compose: dict[str, Any], service: str) -> dict[str, str]:
+    env = compose["services"][service]["environment"]
+    return {k: str(v) for k, v in env.items()}
+
+
 def test_compose_services_are_hardened_and_keep_their_secrets_apart() -> None:
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     for name, service in compose["services"].items():
@@ -287,15 +233,61 @@ def test_compose_services_are_hardened_and_keep_their_secrets_apart() -> None:
     assert not any(k.endswith("REDIS_URL") for k in compose["x-settings"])
 
 
-def test_images_are_pinned_to_exact_versions() -> None:
-    exact = re.compile(r"^[\w./-]+:v?\d+\.\d+\.\d+(-[\w.]+)?$")
+def test_images_are_pinned_by_digest_with_their_tag() -> None:
+    """Every base image is `name:exact-version@sha256:<digest>`: the digest decides, the tag is
+    for people (deploy/README.md "Base images" says how to refresh both)."""
+    pinned = re.compile(r"^[\w./-]+:v?\d+\.\d+\.\d+(-[\w.-]+)?@sha256:[0-9a-f]{64}$")
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     images = [s["image"] for s in compose["services"].values() if "build" not in s]
     redis_set = find(documents(K8S / "base" / "redis-statefulset.yaml"), "StatefulSet", "redis")
     images.append(container(redis_set)["image"])
-    assert all(exact.match(image) for image in images), images
     dockerfile = (ROOT / "Dockerfile").read_text()
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
     assert base is not None
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base.group(1))
+    images.append(base.group(1))
+    assert all(pinned.match(image) for image in images), images
+    assert base.group(1).startswith("python:3.11.")
+    assert "-slim-bookworm@" in base.group(1)
     assert "syntax=" not in dockerfile
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    assert all(image in readme for image in images), "deploy/README.md lists every pin"
+
+
+def test_rollouts_drain_a_worker_within_its_grace_period(
+    production: list[dict[str, Any]], config: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numbers of deploy/README.md "Rollouts and scale-down": two of the longest calls fit
+    in the shutdown timeout, which leaves the supervisor room inside the grace period; a
+    rollout surges before it stops a pod; KEDA removes one pod per grace period."""
+    settings = settings_from(config, monkeypatch)
+    worker = find(production, "Deployment", "subaccount-worker")
+    grace_s = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    shutdown_s = settings.worker_shutdown_timeout_ms / 1000
+    assert 2 * settings.max_call_s <= shutdown_s <= grace_s - 5
+    assert worker["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    scaled = find(production, "ScaledObject", "subaccount-worker")
+    down = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    for policy in down["policies"]:
+        assert policy["type"] == "Pods"
+        assert policy["value"] == 1
+        assert policy["periodSeconds"] >= grace_s
+    assert down["stabilizationWindowSeconds"] == scaled["spec"]["cooldownPeriod"]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for figure in (f"{grace_s} s", f"{shutdown_s:.0f} s", f"{settings.max_call_s:.0f} s"):
+        assert figure in readme
+
+
+def test_the_readme_lists_what_the_base_applies() -> None:
+    """deploy/README.md's list of the base, in the kustomization's order, and what it leaves out."""
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    start = readme.index("`kubernetes/base` applies")
+    applied, _, rest = readme[start : readme.index("\n\n", start)].partition("does not apply")
+    base = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    listed = re.findall(r"`([\w.-]+\.(?:yaml|conf))`", applied)
+    generated = [f for g in base["configMapGenerator"] for f in g["files"]]
+    assert listed == base["resources"] + generated
+    assert all(f"`{g['name']}`" in applied for g in base["configMapGenerator"])
+    left_out = re.findall(r"`([\w.-]+\.yaml)`", rest)
+    on_disk = {p.name for p in (K8S / "base").glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(base["resources"]) | set(left_out) == on_disk
+    assert not set(left_out) & set(base["resources"])

@@ -97,7 +97,7 @@ def ingress(
     settings = load()
     guard(lambda: verify_credentials(settings))
     configure_logging(settings)
-    serve(settings, host, port)
+    guard(lambda: serve(settings, host, port))  # a metrics port taken: one line, exit 2
 
 
 @app.command()

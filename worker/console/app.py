@@ -76,8 +76,19 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
 
 def _add_login_routes(app: FastAPI) -> None:
+    @app.get("/livez", include_in_schema=False)
+    def livez() -> PlainTextResponse:
+        """The process answers (liveness: restarting would not mend Redis)."""
+        return PlainTextResponse("ok")
+
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> PlainTextResponse:
+    def healthz(request: Request) -> PlainTextResponse:
+        """200 "ok" while Redis answers our PING with our credentials; 503 otherwise (a console
+        that cannot read Redis shows nothing true)."""
+        try:
+            request.app.state.services.redis.ping()
+        except redis.RedisError:
+            return PlainTextResponse("redis unreachable", status_code=503)
         return PlainTextResponse("ok")
 
     @app.get("/login", response_class=HTMLResponse)

@@ -6,10 +6,12 @@ same figures as the leader and a stale scan shows as a growing snapshot age, not
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -102,21 +104,39 @@ class CreditsCollector:
             yield family
 
 
+class Health(Protocol):
+    """The monitor's health (worker/credits/monitor.py: MonitorHealth)."""
+
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def status(self) -> str: ...
+
+
 def serve(
-    host: str, port: int, registry: CollectorRegistry, healthy: Callable[[], bool]
+    host: str, port: int, registry: CollectorRegistry, health: Callable[[], Health]
 ) -> ThreadingHTTPServer:
-    """Serve `/metrics` and `/healthz` in a daemon thread; the caller shuts the server down."""
+    """Serve `/metrics`, `/healthz` (the truth: 503 when Redis refuses us or scans stopped
+    finishing; readiness and alerts) and `/livez` (the loop runs; liveness: restarting would
+    not mend Redis) in a daemon thread; the caller shuts the server down."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
-                ok = healthy()
-                body = b'{"status":"ok"}' if ok else b'{"status":"stalled"}'
-                self._answer(200 if ok else 503, body, "application/json")
+                now = health()
+                self._json(200 if now.ok else 503, now.status)
+            elif self.path == "/livez":
+                alive = health().alive
+                self._json(200 if alive else 503, "alive" if alive else "stalled")
             else:
                 self._answer(404, b"not found", "text/plain")
+
+        def _json(self, code: int, status: str) -> None:
+            self._answer(code, json.dumps({"status": status}).encode(), "application/json")
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

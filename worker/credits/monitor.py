@@ -9,6 +9,7 @@ the lease.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,28 @@ from worker.log import get_logger
 from worker.settings import Settings
 
 log = get_logger(__name__)
+
+
+# /healthz fails once no scan (by any monitor) has finished for this many scan intervals.
+SCAN_STALE_INTERVALS = 3
+
+
+class MonitorHealth:
+    """What the monitor's HTTP server answers: `/livez` from `alive` (no Redis call), `/healthz`
+    from `status`, read from Redis once, on first use."""
+
+    def __init__(self, alive: bool, check: Callable[[], str]) -> None:
+        self.alive = alive
+        self._check = check
+
+    @functools.cached_property
+    def status(self) -> str:
+        """ok | stalled | redis_unreachable | no_recent_scan"""
+        return self._check() if self.alive else "stalled"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 class Stopping(Exception):
@@ -81,6 +104,7 @@ class Monitor:
 
     def __post_init__(self) -> None:
         self.stop_event = threading.Event()
+        self.started_at = self.clock()
         self._renewed = 0.0
         self.scanner.keep_alive = self._keep_alive
 
@@ -139,9 +163,25 @@ class Monitor:
         self.metrics.scanned.set(report.scanned)
         self.metrics.duration.set(report.duration_s)
 
-    def healthy(self) -> bool:
+    def alive(self) -> bool:
         """The loop is alive: it ticked within three tick periods (a long scan renews it)."""
         return self.clock() - self.last_tick <= 3 * self.tick_s + 5
+
+    def healthy(self) -> MonitorHealth:
+        """The truth for `/healthz`: the loop ticks, Redis answers us (our credentials work), and
+        a scan (by whichever monitor leads) finished within SCAN_STALE_INTERVALS intervals
+        (counted from this process's start until the first one)."""
+        return MonitorHealth(self.alive(), self._scan_health)
+
+    def _scan_health(self) -> str:
+        try:
+            figures = self.scanner.store.scan_figures()
+        except redis.RedisError:
+            return "redis_unreachable"
+        finished = max(float(figures.get("finished_at", 0) or 0), self.started_at)
+        if self.clock() - finished > SCAN_STALE_INTERVALS * self.interval_s:
+            return "no_recent_scan"
+        return "ok"
 
     def run(self) -> None:
         """Tick until `stop_event` is set; then release the lease."""

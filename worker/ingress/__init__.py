@@ -3,7 +3,9 @@
     POST /events            CloudEvents 1.0 (structured, batch, binary), bearer token
     POST /webhooks/stripe   Stripe events, `Stripe-Signature`
     POST /webhooks/crm      CRM events, Standard Webhooks signatures
-    GET  /healthz /readyz /metrics /openapi.json
+    GET  /healthz /readyz
+    GET  /metrics           here, or on `ingress_metrics_port` apart from the public routes
+    GET  /openapi.json      only with `ingress_openapi`
 
 It answers 2xx only once the events are on the queue; see `app.py` for the wiring.
 """

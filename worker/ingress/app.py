@@ -44,7 +44,7 @@ from worker.ingress.problems import (
     Unmappable,
     UnsupportedMediaType,
 )
-from worker.ingress.server import server_config
+from worker.ingress.server import server_config, start_metrics_server
 from worker.log import get_logger
 from worker.pipeline.publish import Publisher, event_limits
 from worker.settings import Settings
@@ -135,8 +135,11 @@ class Ingress:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
 
     async def openapi_json(self, request: Request) -> Response:
-        """GET /openapi.json: the OpenAPI 3.1 document of these routes."""
-        return JsonResponse(self.openapi)
+        """GET /openapi.json (with `ingress_openapi`): the OpenAPI 3.1 document of the routes
+        this port serves."""
+        served = {route.path for route in self.routes()}
+        paths = {p: v for p, v in self.openapi["paths"].items() if p in served}
+        return JsonResponse({**self.openapi, "paths": paths})
 
     def routes(self) -> list[Route]:
         """Every route of the app."""
@@ -146,9 +149,11 @@ class Ingress:
             ("/webhooks/crm", self.post_crm, "POST"),
             ("/healthz", self.healthz, "GET"),
             ("/readyz", self.readyz, "GET"),
-            ("/metrics", self.metrics_text, "GET"),
-            ("/openapi.json", self.openapi_json, "GET"),
         ]
+        if not self.settings.ingress_metrics_port:  # else on its own port (server.py)
+            handlers.append(("/metrics", self.metrics_text, "GET"))
+        if self.settings.ingress_openapi:
+            handlers.append(("/openapi.json", self.openapi_json, "GET"))
         return [Route(path, handler, methods=[method]) for path, handler, method in handlers]
 
 
@@ -197,7 +202,11 @@ def redis_for_ingress(settings: Settings) -> redis.Redis:
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the ingress under uvicorn until interrupted; the caller has configured logging."""
     log.info("ingress.starting", host=host, port=port)
-    uvicorn.Server(server_config(create_app(settings), settings, host, port)).run()
+    app = create_app(settings)
+    if settings.ingress_metrics_port:
+        start_metrics_server(settings, host, app.state.ingress.metrics.registry)
+        log.info("ingress.metrics", host=host, port=settings.ingress_metrics_port)
+    uvicorn.Server(server_config(app, settings, host, port)).run()
 
 
 def _warn_unconfigured(ingress: Ingress, settings: Settings) -> None:

@@ -11,6 +11,9 @@
     connections    `ingress_max_connections` at once; beyond it uvicorn answers 503
                    (`limit_concurrency`).
 
+`/metrics` is served on `ingress_metrics_port` by a small server of its own (prometheus_client's,
+in a daemon thread), apart from the public routes, when that port is set (deploy/ sets 9193).
+
 A stalled client costs one idle socket for at most those timeouts; the event loop never waits on
 it, so `/healthz` keeps answering. A head timeout closes gently: the 408 is sent with a FIN and
 what the client still sends is discarded for LINGER_S before the socket is closed, so the client
@@ -23,8 +26,10 @@ import asyncio
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry, start_http_server
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from worker.errors import ConfigError
 from worker.ingress.problems import RequestTimeout
 from worker.settings import Settings
 
@@ -112,3 +117,12 @@ def server_config(app: Any, settings: Settings, host: str, port: int) -> Ingress
         access_log=False,
         server_header=False,
     )
+
+
+def start_metrics_server(settings: Settings, host: str, registry: CollectorRegistry) -> None:
+    """Serve the registry on `ingress_metrics_port` (every path answers the exposition)."""
+    try:
+        start_http_server(settings.ingress_metrics_port, addr=host, registry=registry)
+    except OSError as exc:
+        port = settings.ingress_metrics_port
+        raise ConfigError(f"ingress metrics port {port} cannot be bound: {exc}") from None
