@@ -122,5 +122,7 @@ def test_every_metric_queried_by_the_dashboard_and_the_rules_is_exported(
 
 
 def test_the_committed_dashboard_is_the_generator_output() -> None:
-    """deploy/grafana/subaccount-worker.json is `make dashboard`'s output, not hand-edited."""
+    """deploy/grafana/subaccount-worker.json and the overlay's ConfigMap are `make dashboard`'s
+    output, not hand-edited."""
     assert dashboard.DASHBOARD_PATH.read_text() == dashboard.render()
+    assert dashboard.CONFIGMAP_PATH.read_text() == dashboard.render_configmap()
