@@ -1,7 +1,8 @@
 """Changes to a live client: `client.updated` (email, credit type) and `plan.changed`.
 
-Each field carries the event time of its last applied change, so a late event changes only the
-fields no newer event has set: any arrival order converges to the in-order result.
+Each field carries the event time (and tie-break) of its last applied change, so a late event
+changes only the fields no later event in the total order (`handlers.order`) has set: any
+arrival order converges to the in-order result.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from handlers.plan import (
     Update,
 )
 from handlers.requests import SetRecurring, UpdateSubaccount
-from handlers.rules import Context, gate, known_username, newer
+from handlers.rules import Context, gate, known_username, newer, stamped
 
 
 def on_updated(event: ClientUpdated, state: ClientState, ctx: Context) -> Decision:
@@ -59,11 +60,11 @@ def on_plan_changed(event: PlanChanged, state: ClientState, ctx: Context) -> Dec
 def _newer_fields(
     state: ClientState, event: ClientUpdated | PlanChanged, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    """The given (non-null) fields whose last change is older than this event."""
+    """The given (non-null) fields whose last change comes before this event."""
     return {
         name: value
         for name, value in fields.items()
-        if value is not None and newer(event.time, getattr(state, f"{name}_at"))
+        if value is not None and newer(event, state, name)
     }
 
 
@@ -71,5 +72,5 @@ def _with_times(
     state: ClientState, event: ClientUpdated | PlanChanged, changes: dict[str, Any]
 ) -> ClientState:
     update = dict(changes)
-    update.update({f"{name}_at": event.time for name in changes})
+    update.update(stamped(event, changes))
     return state.model_copy(update=update)
