@@ -80,7 +80,9 @@ class DeadLetters:
         pipe.hdel(self._hash, letter.key)
         pipe.zrem(self._index, letter.key)
         pipe.hincrby(self._counts, letter.reason, -1)
-        release_claims_in(pipe, self._prefix, letter.key, letter.business_key, letter.grant_step)
+        release_claims_in(
+            pipe, self._prefix, letter.key, letter.business_key, letter.grant_step, letter.client_id
+        )
 
     def _iter_newest_first(self, batch: int = 200) -> Iterator[DeadLetter]:
         start = 0

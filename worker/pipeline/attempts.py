@@ -28,7 +28,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from handlers.outcomes import Outcome
-from handlers.plan import ClientState
+from handlers.plan import AddCredits, ClientState, step_name
 from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.pipeline.ledger import OUTCOME_FIELD, Ledger, StepRecord, StepState
@@ -37,10 +37,10 @@ from worker.pipeline.scripts import LuaScript, ScriptRunner
 # The scripts of an attempt (`worker/pipeline/lua/*.lua`), each naming its keys and arguments.
 _OPEN = LuaScript.load("open")
 _BEGIN_STEP = LuaScript.load("begin_step")
-_FINISH = LuaScript.load("finish")
+_FINISH = LuaScript.load("finish", "dead_letter_truth")
 _RENEW = LuaScript.load("renew")
 _RELEASE_CLAIM = LuaScript.load("release_claim")
-_DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked")
+_DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked", "dead_letter_truth")
 _RELEASE = LuaScript.load("release")
 _GRANTS_SINCE = LuaScript.load("grants_since")
 _SETTLE = LuaScript.load("settle")
@@ -145,6 +145,7 @@ class Finish:
     outcome: dict[str, Any]  # appended to the outcome stream; its `outcome` marks the ledger
     state: ClientState | None  # None: client state unchanged
     dead_letter: str | None = None  # encoded DeadLetter, or None
+    grant: AddCredits | None = None  # the plan's grant: its business key's entry is kept
 
 
 class AttemptStore:
@@ -220,6 +221,7 @@ class AttemptStore:
             *_business(self._prefix, begin.business_key),
             keys.dead_letters(self._prefix),
             keys.grants(self._prefix, begin.client_id),
+            keys.business_keys(self._prefix, begin.client_id),
         ]
         duplicate = StepRecord(StepState.DONE, begin.token, begin.record.at_ms)
         args = [
@@ -236,6 +238,7 @@ class AttemptStore:
             *_done_args(begin.done),
             Grant(begin.event_key, begin.step, begin.amount).member,
             GRANTS_KEPT,
+            begin.business_key,
         ]
         held, status, owner, amount, reason = self._run(_BEGIN_STEP, keys_, args)
         if not held:
@@ -339,7 +342,9 @@ class AttemptStore:
             keys.dead_letter_index(self._prefix),
             keys.dead_letter_counts(self._prefix),
             keys.timeline(self._prefix, client_id),
+            keys.business_keys(self._prefix, client_id),
         ]
+        grant = finish.grant
         args: list[Any] = [
             token,
             OUTCOME_FIELD,
@@ -352,6 +357,9 @@ class AttemptStore:
             now_ms,
             finish.outcome.get("reason") or "",
             *_done_args(done),
+            step_name(grant) if grant else "",
+            grant.business_key if grant else "",
+            grant.request.amount if grant else "",
             *self._recorded(finish.outcome),
         ]
         return bool(self._run(_FINISH, keys_, args))
@@ -408,13 +416,21 @@ def _business(prefix: str, business_key: str) -> list[str]:
 
 
 def release_claims_in(
-    pipe: Any, prefix: str, event_key: str, business_key: str | None, step: str | None
+    pipe: Any,
+    prefix: str,
+    event_key: str,
+    business_key: str | None,
+    step: str | None,
+    client_id: str = "",
 ) -> None:
     """Queue on `pipe` (a MULTI pipeline) the giving back of the business key a dead-lettered
-    event held for a grant that never took effect; nothing when it held none. Purge uses it."""
+    event held for a grant that never took effect, and the end of its hold of an undecided one
+    in the client's business keys; nothing when it held none. Purge uses it."""
     if business_key and step:
         keys_ = [keys.ledger(prefix, event_key), *_business(prefix, business_key)]
-        pipe.eval(_RELEASE_CLAIM.source, len(keys_), *keys_, event_key, step, "", "")
+        keys_.append(keys.business_keys(prefix, client_id))
+        args = [event_key, step, "", "", business_key]
+        pipe.eval(_RELEASE_CLAIM.source, len(keys_), *keys_, *args)
 
 
 def _text(value: bytes | str) -> str:
