@@ -4,6 +4,7 @@ backfill of an invoice after the TTL, each judged by the sandbox's journal over 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,28 @@ import pytest
 import redis
 
 from handlers import examples as f
-from handlers import username_for
+from handlers import parse_event, username_for
+from handlers.outcomes import Outcome, Reason
+from handlers.plan import AddCredits
 from tests.conftest import TEST_API_KEY
-from tests.pipeline_support import pipeline_settings, running_pipeline, wait_for_outcomes
+from tests.pipeline_support import (
+    leave_grant_in_progress,
+    parsed_plan_steps,
+    pipeline_settings,
+    running_pipeline,
+    wait_for_outcomes,
+)
 from tests.servers import RedisServer, ThreadedUvicorn, wait_until
 from worker import keys
 from worker.ops.export import export_to, import_from
 from worker.ops.filters import DeadLetterFilter
+from worker.ops.plans import plan, select
+from worker.ops.dead_letters import DeadLetters
 from worker.ops.replay import replay
+from worker.pipeline.attempts import AttemptStore, BeginStep, ClaimStatus, Finish
+from worker.pipeline.ledger import StepRecord, StepState
+from worker.pipeline.outcomes import DeadLetter, outcome_record
+from worker.pipeline.results import AttemptInfo
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
 
@@ -80,6 +95,9 @@ def test_a_replay_after_the_ledger_expired_repeats_no_done_step(
     """An onboarding dead-lettered at set_recurring, replayed after its ledger expired: no
     second create, the onboarding credits granted once, the recurring credits set."""
     onboard, key = _dead_letter_at_set_recurring(short_ttl, sandbox, redis_client, "ttl-ivy")
+    (item,) = plan(redis_client, "saw", select(redis_client, "saw", ids=[key])).items
+    assert (item.steps_done, item.calls, item.credits) == (["add_credits", "create"],
+                                                           ["set_recurring"], 0)  # fmt: skip
     replay(short_ttl.redis, short_ttl.publisher, short_ttl.dead_letters, "saw", key)
     wait_until(lambda: _outcomes_of(redis_client, onboard["id"])[-1:] == ["applied"],
                what="the replay's outcome")  # fmt: skip
@@ -134,3 +152,46 @@ def test_an_invoice_backfilled_after_the_ledger_expired_is_a_duplicate(
 def _publish(runtime: Runtime, event: dict[str, Any]) -> str:
     runtime.publisher.publish(event)
     return str(event["id"])
+
+
+def test_an_undecided_grant_stays_held_by_its_dead_letter_after_the_ttl_until_purged(
+    redis_client: redis.Redis,
+) -> None:
+    """A grant dead-lettered undecided keeps its invoice after the ledger and the owner keys
+    expired: another report of it is `held`, not granted; purging the dead letter frees it."""
+    store = AttemptStore(redis_client, "saw", lock_ttl_ms=5000, ledger_ttl_s=TTL_S,
+                         outcome_maxlen=100)  # fmt: skip
+    first = f.invoice_paid("hold", "INV-H", 30)
+    key = leave_grant_in_progress(store, first, {"balance": 0})
+    (grant,) = parsed_plan_steps(parse_event(first))
+    assert isinstance(grant, AddCredits)
+    now = int(time.time() * 1000)
+    letter = DeadLetter(key, first, Reason.AMBIGUOUS_OUTCOME, "no answer", 1, now, now,
+                        step="add_credits", grant_step="add_credits",
+                        business_key=grant.business_key)  # fmt: skip
+    record = outcome_record(key, first, Outcome.DEAD_LETTERED, "ambiguous_outcome",
+                            AttemptInfo(), now)  # fmt: skip
+    assert store.open(key, "hold", "worker-1").status == "locked"
+    assert store.finish(key, "hold", "worker-1", Finish(record, None, letter.encode(), grant), now)
+    owner = keys.business("saw", "invoice", "INV-H")
+    wait_until(lambda: not redis_client.exists(owner, keys.ledger("saw", key)), what="expiry")
+
+    second = parse_event(f.invoice_paid("hold", "INV-H", 30))
+
+    def claim() -> ClaimStatus:
+        assert store.open(second.key, "hold", "worker-2").status == "locked"
+        begin = BeginStep(second.key, "hold", "worker-2", "add_credits",
+                          StepRecord(StepState.IN_PROGRESS, "worker-2", now),
+                          grant.business_key, 30)  # fmt: skip
+        held, found = store.begin_step(begin)
+        store.release(second.key, "hold", "worker-2")
+        assert held
+        return found.status
+
+    assert claim() == ClaimStatus.HELD
+    stored = DeadLetters(redis_client, "saw").get(key)
+    assert stored is not None
+    assert stored.holds == {"invoice:INV-H": f"{key} 30 held"}
+    assert StepRecord.decode(stored.ledger["add_credits"]).state == StepState.IN_PROGRESS
+    assert DeadLetters(redis_client, "saw").purge(key)
+    assert claim() == ClaimStatus.CLAIMED
