@@ -5,7 +5,7 @@
 | `{p}:ledger:{event_id}` | hash | step name → JSON ledger record (in progress / done) |
 | `{p}:business:{kind}:{id}` | string | key of the event that owns a business effect (an invoice) |
 | `{p}:business-amount:{kind}:{id}` | string | `<event key> <amount>`: what it was claimed for |
-| `{p}:business-keys:{client_id}` | hash | business key → `<event key> <amount>` of a grant done (or `... held`: undecided, by a dead letter); no expiry |
+| `{p}:business-keys:{client_id}` | hash | business key → `<event> <amount>[ held]`, no expiry |
 | `{p}:client:{client_id}` | string | JSON of what is known of a client (status, event times) |
 | `{p}:lock:{client_id}` | string | per-client lease: holder token, with expiry |
 | `{p}:deliveries:{event_id}` | string | deliveries of an event that reached no outcome yet |

@@ -26,10 +26,10 @@ from tests.pipeline_support import (
 )
 from tests.servers import RedisServer, ThreadedUvicorn, wait_until
 from worker import keys
+from worker.ops.dead_letters import DeadLetters
 from worker.ops.export import export_to, import_from
 from worker.ops.filters import DeadLetterFilter
 from worker.ops.plans import plan, select
-from worker.ops.dead_letters import DeadLetters
 from worker.ops.replay import replay
 from worker.pipeline.attempts import AttemptStore, BeginStep, ClaimStatus, Finish
 from worker.pipeline.ledger import StepRecord, StepState

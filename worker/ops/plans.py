@@ -3,8 +3,9 @@
 For a replay the plan reads, for each dead letter: its ledger (steps already done: those the
 dead letter carries, and the live ledger's where it has not expired), the client's state as
 stored today, and the holder of each business key (an invoice granted by another event makes
-this one a `duplicate`; the client's business keys answer after the owner keys expired); it runs the pure `handlers.decide` on that state to list the
-calls the replay would make and the credits it would grant. `ambiguous_outcome` and
+this one a `duplicate`; the client's business keys answer once the owner keys expired); it
+runs the pure `handlers.decide` on that state to list the calls the replay would make and the
+credits it would grant. `ambiguous_outcome` and
 `business_key_conflict` are refused without a resolution, an event that no longer validates is
 refused always (send a fixed one). Each planned item keeps a digest of the record it was planned
 from: the job replays exactly those records, and skips one that changed since (`worker.ops.jobs`).

@@ -58,6 +58,10 @@ def _done_args(done: StepDone | None) -> list[str]:
     return [done[0], done[1].encode()] if done else ["", ""]
 
 
+def _grant_args(grant: AddCredits | None) -> list[Any]:
+    return [step_name(grant), grant.business_key, grant.request.amount] if grant else ["", "", ""]
+
+
 @dataclass(frozen=True)
 class BeginStep:
     """A grant about to be sent: its in-progress record (with the evidence read before it), the
@@ -218,7 +222,7 @@ class AttemptStore:
         keys_ = [
             keys.lock(self._prefix, begin.client_id),
             ledger_key,
-            *_business(self._prefix, begin.business_key),
+            *business_redis_keys(self._prefix, begin.business_key),
             keys.dead_letters(self._prefix),
             keys.grants(self._prefix, begin.client_id),
             keys.business_keys(self._prefix, begin.client_id),
@@ -318,7 +322,10 @@ class AttemptStore:
     ) -> bool:
         """Record the last step's `done`; give back `business_key` if this event holds it and its
         grant never took effect (no ledger record of `step`). True if given back."""
-        keys_ = [keys.ledger(self._prefix, event_key), *_business(self._prefix, business_key)]
+        keys_ = [
+            keys.ledger(self._prefix, event_key),
+            *business_redis_keys(self._prefix, business_key),
+        ]
         return bool(self._run(_RELEASE_CLAIM, keys_, [event_key, step, *_done_args(done)]))
 
     def finish(
@@ -344,7 +351,6 @@ class AttemptStore:
             keys.timeline(self._prefix, client_id),
             keys.business_keys(self._prefix, client_id),
         ]
-        grant = finish.grant
         args: list[Any] = [
             token,
             OUTCOME_FIELD,
@@ -357,9 +363,7 @@ class AttemptStore:
             now_ms,
             finish.outcome.get("reason") or "",
             *_done_args(done),
-            step_name(grant) if grant else "",
-            grant.business_key if grant else "",
-            grant.request.amount if grant else "",
+            *_grant_args(finish.grant),
             *self._recorded(finish.outcome),
         ]
         return bool(self._run(_FINISH, keys_, args))
@@ -406,31 +410,13 @@ class AttemptStore:
             raise BrokerUnavailable(f"Redis failed during an attempt: {exc}") from exc
 
 
-def _business(prefix: str, business_key: str) -> list[str]:
-    """The Redis keys of a business key: its owner and its claimed amount."""
+def business_redis_keys(prefix: str, business_key: str) -> list[str]:
+    """The Redis keys of a business key: its owner and its claimed amount (they expire)."""
     kind, _, business_id = business_key.partition(":")
     return [
         keys.business(prefix, kind, business_id),
         keys.business_amount(prefix, kind, business_id),
     ]
-
-
-def release_claims_in(
-    pipe: Any,
-    prefix: str,
-    event_key: str,
-    business_key: str | None,
-    step: str | None,
-    client_id: str = "",
-) -> None:
-    """Queue on `pipe` (a MULTI pipeline) the giving back of the business key a dead-lettered
-    event held for a grant that never took effect, and the end of its hold of an undecided one
-    in the client's business keys; nothing when it held none. Purge uses it."""
-    if business_key and step:
-        keys_ = [keys.ledger(prefix, event_key), *_business(prefix, business_key)]
-        keys_.append(keys.business_keys(prefix, client_id))
-        args = [event_key, step, "", "", business_key]
-        pipe.eval(_RELEASE_CLAIM.source, len(keys_), *keys_, *args)
 
 
 def _text(value: bytes | str) -> str:
