@@ -39,7 +39,7 @@ SCRIPTS = ["open", "begin_step", "finish"]
 def _old_scripts(rev: str) -> dict[str, LuaScript]:
     def show(name: str) -> str:
         path = f"worker/pipeline/lua/{name}.lua"
-        return subprocess.run(["git", "show", f"{rev}:{path}"], check=True, capture_output=True,  # noqa: S607
+        return subprocess.run(["git", "show", f"{rev}:{path}"], check=True, capture_output=True,
                               text=True).stdout  # fmt: skip
 
     return {name: LuaScript(show(name)) for name in SCRIPTS}
@@ -71,7 +71,7 @@ def _prepared(round_no: int, events: int, label: str) -> list[tuple[Any, ...]]:
 def _round(store: AttemptStore, prepared: list[tuple[Any, ...]]) -> tuple[float, float]:
     """µs per attempt spent in the three Redis calls (wall clock), and the server's CPU µs per
     attempt in the scripts (`INFO commandstats`, the steadier figure on a busy machine)."""
-    client: redis.Redis = store._redis  # noqa: SLF001 - a benchmark reads its own store's client
+    client: redis.Redis = store._redis
     client.config_resetstat()
     spent = 0.0
     for n, (raw, event, grant) in enumerate(prepared):
