@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from handlers import examples as f
 from handlers import parse_event
-from handlers.events import Event
-from handlers.order import order_key
+from handlers.events import Event, EventType
+from handlers.order import RANK, order_key
 from handlers.plan import Lifecycle
 from worker.dev.oracle import fold
 
@@ -130,3 +130,14 @@ def test_a_suspension_in_the_onboardings_second_applies_after_it() -> None:
         assert world.state.lifecycle == Lifecycle.SUSPENDED
         assert world.account is not None
         assert world.account["disabled"] is True
+
+
+def test_the_total_order_ranks_every_event_type_and_breaks_ties_by_id() -> None:
+    """Every catalogue type has a causal rank; same time and rank fall back to the event id."""
+    assert set(RANK) == set(EventType)
+    first = parse_event(f.event("client.updated", CLIENT, {"email": "a@example.com"}, t=1,
+                                event_id="evt-1"))  # fmt: skip
+    second = parse_event(f.event("client.updated", CLIENT, {"email": "b@example.com"}, t=1,
+                                 event_id="evt-2"))  # fmt: skip
+    onboarding = parse_event(f.onboarded(CLIENT, t=1))
+    assert in_order([second, first, onboarding]) == [onboarding, first, second]
