@@ -113,7 +113,8 @@ def test_a_replay_after_export_and_import_into_a_fresh_redis_repeats_no_done_ste
 ) -> None:
     """The same dead letter exported, imported into a Redis that never saw it, and replayed
     there: the onboarding credits are still granted once."""
-    onboard, key = _dead_letter_at_set_recurring(short_ttl, sandbox, redis_client, "ttl-jon")
+    client = "ttl-compass"  # its business key looks secret-named ("pass"): exported as it is
+    onboard, key = _dead_letter_at_set_recurring(short_ttl, sandbox, redis_client, client)
     export = tmp_path / "dead.jsonl"
     assert export_to(redis_client, "saw", DeadLetterFilter(), export, "test") == 1
     fresh = RedisServer().start()
@@ -123,9 +124,11 @@ def test_a_replay_after_export_and_import_into_a_fresh_redis_repeats_no_done_ste
             replay(other.redis, other.publisher, other.dead_letters, "saw", key)
             wait_until(lambda: _outcomes_of(other.redis, onboard["id"]) == ["applied"],
                        what="the replay's outcome")  # fmt: skip
+            kept = other.redis.hget(keys.business_keys("saw", client), f"onboarding:{client}")
     finally:
         fresh.cleanup()
-    assert _applied(sandbox, "ttl-jon") == ["create", "add_credits", "set_recurring"]
+    assert _applied(sandbox, client) == ["create", "add_credits", "set_recurring"]
+    assert kept == f"{key} 100".encode()  # the import put the dead letter's hold back
 
 
 def test_an_invoice_backfilled_after_the_ledger_expired_is_a_duplicate(
