@@ -32,7 +32,10 @@ def on_updated(event: ClientUpdated, state: ClientState, ctx: Context) -> Decisi
         state, event, {"email": event.data.email, "credit_type": event.data.credit_type}
     )
     if not changes:
-        return Skip(outcome=Outcome.SUPERSEDED, reason="every field was set by a newer event")
+        return Skip(
+            outcome=Outcome.SUPERSEDED,
+            reason="every field was set by a later event (time, then type, then id)",
+        )
     request = UpdateSubaccount(username=known_username(state), **changes)
     return Apply(steps=(Update(request=request),), state=_with_times(state, event, changes))
 
@@ -46,7 +49,10 @@ def on_plan_changed(event: PlanChanged, state: ClientState, ctx: Context) -> Dec
         state, event, {"credit_type": event.data.credit_type, "recurring": event.data.recurring}
     )
     if not changes:
-        return Skip(outcome=Outcome.SUPERSEDED, reason="every field was set by a newer event")
+        return Skip(
+            outcome=Outcome.SUPERSEDED,
+            reason="every field was set by a later event (time, then type, then id)",
+        )
     steps: list[Step] = []
     if "credit_type" in changes:
         update = UpdateSubaccount(username=username, credit_type=changes["credit_type"])

@@ -17,7 +17,10 @@ def on_status(
     if blocked := gate(state):
         return blocked
     if not newer(event, state, "status"):
-        return Skip(outcome=Outcome.SUPERSEDED, reason="a newer suspend/reactivate was applied")
+        return Skip(
+            outcome=Outcome.SUPERSEDED,
+            reason="a later suspend/reactivate (time, then type, then id) was applied",
+        )
     disabled = isinstance(event, ClientSuspended)
     request = SetDisabled(username=known_username(state), disabled=disabled)
     new_state = state.model_copy(
