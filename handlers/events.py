@@ -1,7 +1,9 @@
 """The event catalogue: CloudEvents 1.0 envelopes of the seven business events, validated.
 
 `parse_event` is the one door events come through (publish, ingress, replay): it returns a typed
-event or raises `InvalidEvent` whose reasons name each bad field. Nothing here does I/O.
+event or raises `InvalidEvent` whose reasons name each bad field. Nothing here does I/O. A
+client's events take effect in the total order of `handlers.order`: `time`, then at equal times
+onboarded < updated, plan.changed, invoice.paid < reactivated < suspended < churned, then `id`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,15 @@ from handlers.plan import (
     Step,
 )
 from handlers.requests import ChangeCredits, CreateSubaccount, SetDisabled, SetRecurring
-from handlers.rules import RECONCILE_SOURCE, Context, gate, known_username, newer, username_for
+from handlers.rules import (
+    RECONCILE_SOURCE,
+    Context,
+    gate,
+    known_username,
+    newer,
+    stamped,
+    username_for,
+)
 
 
 def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> Decision:
@@ -52,7 +60,6 @@ def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> De
         steps.append(
             SetRecurringCredits(request=SetRecurring(username=username, recurring=data.recurring))
         )
-    at = event.time
     new_state = state.model_copy(
         update={
             "lifecycle": Lifecycle.ACTIVE,
@@ -60,10 +67,8 @@ def on_onboarded(event: ClientOnboarded, state: ClientState, ctx: Context) -> De
             "email": data.email,
             "credit_type": data.credit_type,
             "recurring": data.recurring,
-            "email_at": at,
-            "credit_type_at": at,
-            "recurring_at": at if data.recurring else None,
-            "status_at": at,
+            **stamped(event, ["email", "credit_type", "status"]),
+            **stamped(event, ["recurring"] if data.recurring else []),
         }
     )
     return Apply(steps=tuple(steps), state=new_state)
@@ -89,11 +94,13 @@ def on_churned(event: ClientChurned, state: ClientState, ctx: Context) -> Decisi
     if (
         state.lifecycle == Lifecycle.CHURNED
         and event.source == RECONCILE_SOURCE
-        and newer(event.time, state.churned_at)
+        and newer(event, state, "churned")
     ):
-        new_state = state.model_copy(update={"churned_at": event.time})
+        new_state = state.model_copy(update=stamped(event, ["churned"]))
         return Apply(steps=(Delete(username=known_username(state)),), state=new_state)
     if blocked := gate(state):
         return blocked
-    new_state = state.model_copy(update={"lifecycle": Lifecycle.CHURNED, "churned_at": event.time})
+    new_state = state.model_copy(
+        update={"lifecycle": Lifecycle.CHURNED, **stamped(event, ["churned"])}
+    )
     return Apply(steps=(Delete(username=known_username(state)),), state=new_state)

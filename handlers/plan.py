@@ -32,7 +32,8 @@ class Lifecycle(StrEnum):
 
 
 class ClientState(BaseModel):
-    """What the worker knows of one client, with the event time each field was last set."""
+    """What the worker knows of one client, with the event time each field was last set and
+    that event's tie-break (`handlers.order`: rank, id, source) among events of the same time."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -47,6 +48,11 @@ class ClientState(BaseModel):
     recurring_at: dt.datetime | None = None
     status_at: dt.datetime | None = None
     churned_at: dt.datetime | None = None
+    email_tie: tuple[int, str, str] | None = None
+    credit_type_tie: tuple[int, str, str] | None = None
+    recurring_tie: tuple[int, str, str] | None = None
+    status_tie: tuple[int, str, str] | None = None
+    churned_tie: tuple[int, str, str] | None = None
 
 
 class _Step(BaseModel):

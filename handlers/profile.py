@@ -1,7 +1,8 @@
 """Changes to a live client: `client.updated` (email, credit type) and `plan.changed`.
 
-Each field carries the event time of its last applied change, so a late event changes only the
-fields no newer event has set: any arrival order converges to the in-order result.
+Each field carries the event time (and tie-break) of its last applied change, so a late event
+changes only the fields no later event in the total order (`handlers.order`) has set: any
+arrival order converges to the in-order result.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from handlers.plan import (
     Update,
 )
 from handlers.requests import SetRecurring, UpdateSubaccount
-from handlers.rules import Context, gate, known_username, newer
+from handlers.rules import Context, gate, known_username, newer, stamped
 
 
 def on_updated(event: ClientUpdated, state: ClientState, ctx: Context) -> Decision:
@@ -31,7 +32,10 @@ def on_updated(event: ClientUpdated, state: ClientState, ctx: Context) -> Decisi
         state, event, {"email": event.data.email, "credit_type": event.data.credit_type}
     )
     if not changes:
-        return Skip(outcome=Outcome.SUPERSEDED, reason="every field was set by a newer event")
+        return Skip(
+            outcome=Outcome.SUPERSEDED,
+            reason="every field was set by a later event (time, then type, then id)",
+        )
     request = UpdateSubaccount(username=known_username(state), **changes)
     return Apply(steps=(Update(request=request),), state=_with_times(state, event, changes))
 
@@ -45,7 +49,10 @@ def on_plan_changed(event: PlanChanged, state: ClientState, ctx: Context) -> Dec
         state, event, {"credit_type": event.data.credit_type, "recurring": event.data.recurring}
     )
     if not changes:
-        return Skip(outcome=Outcome.SUPERSEDED, reason="every field was set by a newer event")
+        return Skip(
+            outcome=Outcome.SUPERSEDED,
+            reason="every field was set by a later event (time, then type, then id)",
+        )
     steps: list[Step] = []
     if "credit_type" in changes:
         update = UpdateSubaccount(username=username, credit_type=changes["credit_type"])
@@ -59,11 +66,11 @@ def on_plan_changed(event: PlanChanged, state: ClientState, ctx: Context) -> Dec
 def _newer_fields(
     state: ClientState, event: ClientUpdated | PlanChanged, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    """The given (non-null) fields whose last change is older than this event."""
+    """The given (non-null) fields whose last change comes before this event."""
     return {
         name: value
         for name, value in fields.items()
-        if value is not None and newer(event.time, getattr(state, f"{name}_at"))
+        if value is not None and newer(event, state, name)
     }
 
 
@@ -71,5 +78,5 @@ def _with_times(
     state: ClientState, event: ClientUpdated | PlanChanged, changes: dict[str, Any]
 ) -> ClientState:
     update = dict(changes)
-    update.update({f"{name}_at": event.time for name in changes})
+    update.update(stamped(event, changes))
     return state.model_copy(update=update)

@@ -1,12 +1,15 @@
-"""Rules shared by every handler: the username rule, event-time ordering and the churn gate."""
+"""Rules shared by every handler: the username rule, event ordering and the churn gate."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from handlers.events import Event
+from handlers.order import later, tie_of
 from handlers.outcomes import Outcome
 from handlers.plan import ClientState, Lifecycle, Skip, Wait
 
@@ -35,9 +38,19 @@ def username_for(client_id: str) -> str:
     return f"{readable}-{digest}"
 
 
-def newer(time: dt.datetime, last: dt.datetime | None) -> bool:
-    """True when an event at `time` is newer than the last applied change of that field."""
-    return last is None or time > last
+def newer(event: Event, state: ClientState, field: str) -> bool:
+    """True when `event` comes after the event that last set `field` of the client (`email`,
+    `credit_type`, `recurring`, `status`, `churned`) in the total order of `handlers.order`."""
+    return later(event, getattr(state, f"{field}_at"), getattr(state, f"{field}_tie"))
+
+
+def stamped(event: Event, fields: Iterable[str]) -> dict[str, Any]:
+    """The state update recording that `event` set `fields`: its time and its tie-break."""
+    stamp: dict[str, Any] = {}
+    for field in fields:
+        stamp[f"{field}_at"] = event.time
+        stamp[f"{field}_tie"] = tie_of(event)
+    return stamp
 
 
 def gate(state: ClientState) -> Wait | Skip | None:

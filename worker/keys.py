@@ -5,6 +5,7 @@
 | `{p}:ledger:{event_id}` | hash | step name → JSON ledger record (in progress / done) |
 | `{p}:business:{kind}:{id}` | string | key of the event that owns a business effect (an invoice) |
 | `{p}:business-amount:{kind}:{id}` | string | `<event key> <amount>`: what it was claimed for |
+| `{p}:business-keys:{client_id}` | hash | business key → `<event> <amount>[ held]`, no expiry |
 | `{p}:client:{client_id}` | string | JSON of what is known of a client (status, event times) |
 | `{p}:lock:{client_id}` | string | per-client lease: holder token, with expiry |
 | `{p}:deliveries:{event_id}` | string | deliveries of an event that reached no outcome yet |
@@ -53,6 +54,12 @@ def business(prefix: str, kind: str, business_id: str) -> str:
 
 def business_amount(prefix: str, kind: str, business_id: str) -> str:
     return f"{prefix}:business-amount:{kind}:{business_id}"
+
+
+def business_keys(prefix: str, client_id: str) -> str:
+    """A client's business keys for its life (no expiry): grants done, and those a dead letter
+    holds undecided; the owner/amount keys above expire with the ledger."""
+    return f"{prefix}:business-keys:{client_id}"
 
 
 def client(prefix: str, client_id: str) -> str:

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     unknown_client_wait_s: float = Field(3600.0, ge=0)
     unknown_client_retry_ms: int = Field(5_000, ge=1)
     max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
-    ledger_ttl_s: int = Field(30 * 86_400, ge=60, description="How long done steps are kept")
+    ledger_ttl_s: int = Field(30 * 86_400, ge=1, description="How long done steps are kept")
     outcome_stream_maxlen: int = Field(100_000, ge=100)
     timeline_maxlen: int = Field(200, ge=1, description="Outcomes kept per client timeline")
     max_credits_per_grant: int = Field(

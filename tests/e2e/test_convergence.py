@@ -10,7 +10,7 @@ import redis
 
 from handlers import username_for
 from tests.pipeline_support import wait_for_outcomes
-from tests.unit.test_convergence import KINDS, fold, history
+from tests.unit.test_convergence import KINDS, fold, history, in_order
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
 
@@ -29,20 +29,20 @@ def _observed(account: dict[str, Any] | None) -> tuple[Any, ...] | None:
             account["disabled"], plan)  # fmt: skip
 
 
-@pytest.mark.parametrize("seed", [11, 22, 33])
+@pytest.mark.parametrize("seed", [13, 16, 54])  # seeds with same-second conflicts
 def test_shuffled_histories_reach_the_in_order_result(
     seed: int, pipeline: Runtime, sandbox: SandboxAdmin, redis_client: redis.Redis
 ) -> None:
-    """Three clients' histories, duplicated and shuffled, published at once to 4 worker threads
-    against an API failing one call in five, leave each subaccount as the in-order fold of its
-    history says."""
+    """Three clients' histories (equal and out-of-order event times included), duplicated and
+    shuffled, published at once to 4 worker threads against an API failing one call in five,
+    leave each subaccount as the fold of its history in the total order says."""
     rng = random.Random(seed)
     expected: dict[str, Any] = {}
     deliveries = []
     for i in range(3):
         client = f"conv-{seed}-{i}"
         events = history([rng.choice(KINDS) for _ in range(8)], rng.choice, client=client)
-        expected[client] = _observed(fold(events).account)
+        expected[client] = _observed(fold(in_order(events)).account)
         deliveries += events + [rng.choice(events) for _ in range(3)]
     rng.shuffle(deliveries)
     # Transient failures anywhere in a plan, so events are also retried half applied.

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from handlers import examples as f
 from handlers import parse_event
-from handlers.events import Event
+from handlers.events import Event, EventType
+from handlers.order import RANK, order_key
 from handlers.plan import Lifecycle
 from worker.dev.oracle import fold
 
@@ -27,17 +28,28 @@ KINDS = ["paid", "paid_again", "suspend", "reactivate", "update", "plan", "churn
 Choose = Callable[[list[Any]], Any]
 
 
+# Few distinct times, so equal times are common (Stripe's `created` is whole seconds) and an
+# event may be as old as its client's onboarding, or older.
+TIMES = [0.0, 1.0, 2.0, 3.0]
+
+
 def history(kinds: list[str], choose: Choose, client: str = CLIENT) -> list[Event]:
-    """An onboarding at t=0, then one event per kind at distinct, increasing times."""
-    events = [parse_event(f.onboarded(client, t=0, credits=10))]
-    for i, kind in enumerate(kinds, start=1):
-        events.append(parse_event(_raw(kind, float(i), choose, client)))
+    """An onboarding, then one event per kind, each at a drawn time (equal and out of order
+    times included); in the order drawn, which is not the total order."""
+    events = [parse_event(f.onboarded(client, t=choose(TIMES[:2]), credits=10))]
+    for kind in kinds:
+        events.append(parse_event(_raw(kind, choose(TIMES), choose, client)))
     return events
+
+
+def in_order(events: list[Event]) -> list[Event]:
+    """The events in the total order of `handlers.order`: the reference delivery."""
+    return sorted(events, key=order_key)
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[Event]:
-    """An onboarding at t=0 followed by 0-12 events at distinct, increasing times."""
+    """An onboarding followed by 0-12 events at drawn, often equal, times."""
     kinds = draw(st.lists(st.sampled_from(KINDS), max_size=12))
     return history(kinds, lambda options: draw(st.sampled_from(options)))
 
@@ -54,8 +66,9 @@ def _raw(kind: str, t: float, choose: Choose, client: str) -> dict[str, Any]:
         return f.updated(client, t=t, email=choose(["a@example.com", "b@example.com"]))
     if kind == "plan":
         credit = choose(["unlimited", "one_time_credit"])
+        amount = choose([1, 2, 3])
         return f.plan_changed(
-            client, t=t, credit_type=credit, recurring={"amount": int(t), "period": "weekly"}
+            client, t=t, credit_type=credit, recurring={"amount": amount, "period": "weekly"}
         )
     return f.churned(client, t=t)
 
@@ -64,7 +77,7 @@ def _raw(kind: str, t: float, choose: Choose, client: str) -> dict[str, Any]:
 @given(data=st.data(), history=histories())
 def test_any_order_with_duplicates_converges(data: st.DataObject, history: list[Event]) -> None:
     """Duplicated and shuffled deliveries reach the same subaccount as in-order delivery."""
-    expected = fold(history).observable()
+    expected = fold(in_order(history)).observable()
     duplicated = history + data.draw(st.lists(st.sampled_from(history), max_size=6))
     shuffled = data.draw(st.permutations(duplicated))
     assert fold(list(shuffled)).observable() == expected
@@ -81,3 +94,50 @@ def test_out_of_order_toggle_example() -> None:
     assert world.account is not None
     assert world.account["disabled"] is False
     assert world.state.lifecycle == Lifecycle.ACTIVE
+
+
+def _both_orders(first: dict[str, Any], second: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What a client ends as when `first` and `second` arrive in each order after onboarding."""
+    onboarding = parse_event(f.onboarded(CLIENT, t=0))
+    a, b = parse_event(first), parse_event(second)
+    return [fold([onboarding, a, b]).observable(), fold([onboarding, b, a]).observable()]
+
+
+def test_toggles_at_the_same_time_converge_suspended() -> None:
+    """suspended@T and reactivated@T end the same, suspended, in either delivery order."""
+    one, other = _both_orders(f.suspended(CLIENT, t=5), f.reactivated(CLIENT, t=5))
+    assert one == other
+    lifecycle, _username, account = one
+    assert lifecycle == Lifecycle.SUSPENDED
+    assert account["disabled"] is True
+
+
+def test_updates_at_the_same_time_converge_on_the_later_id() -> None:
+    """Two client.updated of the same second end with the email of the one whose id sorts last."""
+    first = f.event("client.updated", CLIENT, {"email": "z@example.com"}, t=5, event_id="evt-a")
+    second = f.event("client.updated", CLIENT, {"email": "a@example.com"}, t=5, event_id="evt-b")
+    one, other = _both_orders(first, second)
+    assert one == other
+    assert one[2]["email"] == "a@example.com"
+
+
+def test_a_suspension_in_the_onboardings_second_applies_after_it() -> None:
+    """client.onboarded@T then client.suspended@T (in order, or not) leaves it suspended."""
+    onboarding = parse_event(f.onboarded(CLIENT, t=5))
+    suspension = parse_event(f.suspended(CLIENT, t=5))
+    for delivery in ([onboarding, suspension], [suspension, onboarding]):
+        world = fold(delivery)
+        assert world.state.lifecycle == Lifecycle.SUSPENDED
+        assert world.account is not None
+        assert world.account["disabled"] is True
+
+
+def test_the_total_order_ranks_every_event_type_and_breaks_ties_by_id() -> None:
+    """Every catalogue type has a causal rank; same time and rank fall back to the event id."""
+    assert set(RANK) == set(EventType)
+    first = parse_event(f.event("client.updated", CLIENT, {"email": "a@example.com"}, t=1,
+                                event_id="evt-1"))  # fmt: skip
+    second = parse_event(f.event("client.updated", CLIENT, {"email": "b@example.com"}, t=1,
+                                 event_id="evt-2"))  # fmt: skip
+    onboarding = parse_event(f.onboarded(CLIENT, t=1))
+    assert in_order([second, first, onboarding]) == [onboarding, first, second]

@@ -95,19 +95,24 @@ def test_events_for_unknown_clients_wait(raw: dict[str, object], expected: type)
     assert isinstance(decide(parse_event(raw), ClientState(client_id="acme"), V6), expected)
 
 
-# Rows: (toggle time, last applied toggle time, expected decision)
+# Rows: (toggle time, last applied toggle time, its tie-break (rank, id, source), expected)
 @pytest.mark.parametrize(
-    ("t", "status_at", "expected"),
+    ("t", "status_at", "last_tie", "expected"),
     [
-        (20, 10, Apply),  # newer: applied
-        (5, 10, Skip),  # older than the last toggle: superseded
-        (10, 10, Skip),  # same instant: the first one applied wins
+        (20, 10, (3, "evt-z", "urn:test"), Apply),  # newer: applied
+        (5, 10, (2, "evt-0", "urn:test"), Skip),  # older than the last toggle: superseded
+        (10, 10, (2, "evt-z", "urn:test"), Apply),  # same instant, after a reactivation
+        (10, 10, (0, "evt-z", "urn:test"), Apply),  # same instant, after the onboarding
+        (10, 10, (3, "evt-~", "urn:test"), Skip),  # same instant, a suspension with a later id
+        (10, 10, None, Apply),  # same instant as a change recorded before ties were
     ],
 )
-def test_toggles_apply_only_when_newer(t: float, status_at: float, expected: type) -> None:
-    """Suspend/reactivate apply only if newer than the last applied toggle."""
+def test_toggles_apply_only_when_later(
+    t: float, status_at: float, last_tie: tuple[int, str, str] | None, expected: type
+) -> None:
+    """Suspend/reactivate apply only if later, in the total order, than the last toggle."""
     state = _onboarded_state(t=0).model_copy(
-        update={"status_at": T0 + dt.timedelta(seconds=status_at)}
+        update={"status_at": T0 + dt.timedelta(seconds=status_at), "status_tie": last_tie}
     )
     decision = decide(parse_event(f.suspended("acme", t=t)), state, V6)
     assert isinstance(decision, expected)

@@ -2,9 +2,10 @@
 
 `fold` delivers events in a given order to a model of the worker around the handlers: the ledger
 (an event key finishes once; a business key grants once), waiting for onboarding (re-queue at the
-back) and a model subaccount that the plan's steps act on. Delivered in time order, it is what the
-real system must converge to whatever the delivery order, duplicates, kills and faults: the
-convergence property test and `make chaos` both judge against it.
+back) and a model subaccount that the plan's steps act on. Delivered in the total order of
+`handlers.order` (time, then causal rank, then event id), it is what the real system must
+converge to whatever the delivery order, duplicates, kills and faults: the convergence property
+test and `make chaos` both judge against it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, assert_never
 
 from handlers import Context, decide
 from handlers.events import Event
+from handlers.order import order_key
 from handlers.plan import (
     AddCredits,
     Apply,
@@ -100,8 +102,8 @@ def fold(events: list[Event], ctx: Context | None = None) -> World:
 
 
 def in_order(events: list[Event], ctx: Context | None = None) -> dict[str, World]:
-    """The in-order fold of each client's events (by event time, then arrival)."""
+    """The in-order fold of each client's events, in the total order of `handlers.order`."""
     by_client: dict[str, list[Event]] = {}
-    for event in sorted(events, key=lambda e: e.time):
+    for event in sorted(events, key=order_key):
         by_client.setdefault(event.client_id, []).append(event)
     return {client: fold(history, ctx) for client, history in by_client.items()}

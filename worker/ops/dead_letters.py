@@ -15,8 +15,11 @@ from typing import Any
 import redis
 
 from worker import keys
-from worker.pipeline.attempts import release_claims_in
+from worker.pipeline.attempts import business_redis_keys
 from worker.pipeline.outcomes import DeadLetter
+from worker.pipeline.scripts import LuaScript
+
+_RELEASE_CLAIM = LuaScript.load("release_claim")
 
 
 class DeadLetters:
@@ -80,7 +83,18 @@ class DeadLetters:
         pipe.hdel(self._hash, letter.key)
         pipe.zrem(self._index, letter.key)
         pipe.hincrby(self._counts, letter.reason, -1)
-        release_claims_in(pipe, self._prefix, letter.key, letter.business_key, letter.grant_step)
+        self._release_claim_in(pipe, letter)
+
+    def _release_claim_in(self, pipe: Any, letter: DeadLetter) -> None:
+        """Queue the giving back of the business key `letter` held for a grant that never took
+        effect, and the end of its hold of an undecided one in the client's business keys
+        (`lua/release_claim.lua`); nothing when it held none."""
+        if letter.business_key and letter.grant_step:
+            keys_ = [keys.ledger(self._prefix, letter.key),
+                     *business_redis_keys(self._prefix, letter.business_key),
+                     keys.business_keys(self._prefix, letter.client_id)]  # fmt: skip
+            args = [letter.key, letter.grant_step, "", "", letter.business_key]
+            pipe.eval(_RELEASE_CLAIM.source, len(keys_), *keys_, *args)
 
     def _iter_newest_first(self, batch: int = 200) -> Iterator[DeadLetter]:
         start = 0

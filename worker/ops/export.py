@@ -4,7 +4,10 @@ One line per dead letter: the `DeadLetter` record's fields (full event, reason, 
 attempts, readings, failure times in ms) plus `first_failed_at`/`last_failed_at` (RFC 3339).
 Secret-looking fields and the configured secrets are redacted on the way out. Import validates
 every line first (a bad line: InvalidInput naming it, nothing written), then writes in batches;
-a dead letter already present is left as it is (the import is safe to run twice).
+a dead letter already present is left as it is (the import is safe to run twice). A dead letter
+carries its own truth (`ledger`: its steps' records; `holds`: its entries in its client's
+business keys), so an import into a fresh Redis puts its holds back in the client's business
+keys (where none is recorded yet) and its replay repeats no done step.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ class ImportResult:
 def export_lines(client: redis.Redis, prefix: str, flt: DeadLetterFilter) -> Iterator[str]:
     """One redacted JSON line per matching dead letter, newest first."""
     for letter in matching(client, prefix, flt):
-        record = redactor.scrub(asdict(letter))
+        record = redactor.scrub({**asdict(letter), "holds": {}})
+        # business keys name invoices and clients ("onboarding:compass"): not secret-named keys
+        record["holds"] = {k: redactor.scrub(v) for k, v in letter.holds.items()}
         record["first_failed_at"] = rfc3339(letter.first_failure_ms)
         record["last_failed_at"] = rfc3339(letter.last_failure_ms)
         yield json.dumps(record, separators=(",", ":"), default=str)
@@ -104,6 +109,8 @@ def read_export(path: Path) -> list[DeadLetter]:
             raise InvalidInput(f"{path} line {number}: not a dead letter ({exc})"[:300]) from None
         if not isinstance(data.get("event"), dict) or not data.get("key"):
             raise InvalidInput(f"{path} line {number}: a dead letter needs `key` and `event`")
+        if not all(_texts(getattr(letters[-1], name)) for name in ("ledger", "holds")):
+            raise InvalidInput(f"{path} line {number}: `ledger` and `holds` map text to text")
     if not letters:
         raise InvalidInput(f"{path} holds no dead letters")
     return letters
@@ -124,8 +131,24 @@ def import_from(client: redis.Redis, prefix: str, path: Path, operator: str) -> 
         for letter in letters[start : start + BATCH]:
             args += [letter.key, letter.encode(), letter.last_failure_ms, letter.reason]
         written += int(script(keys=names, args=args))
+        _restore_holds(client, prefix, letters[start : start + BATCH])
         DeadLetterIndex(client, prefix).index_ids([x.key for x in letters[start : start + BATCH]])
     result = ImportResult(imported=written, present=len(letters) - written)
     ids = [letter.key for letter in letters]
     audit.record(client, prefix, "import", operator, ids=ids, result=result.to_json())
     return result
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _restore_holds(client: redis.Redis, prefix: str, letters: list[DeadLetter]) -> None:
+    """Put the letters' holds back in their clients' business keys, where none is recorded."""
+    pipe = client.pipeline(transaction=True)
+    for letter in letters:
+        for business_key, entry in letter.holds.items():
+            pipe.hsetnx(keys.business_keys(prefix, letter.client_id), business_key, entry)
+    pipe.execute()

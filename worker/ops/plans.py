@@ -1,9 +1,11 @@
 """What a replay or purge would do, dead letter by dead letter, before anything changes.
 
-For a replay the plan reads, for each dead letter: its ledger (steps already done), the client's
-state as stored today, and the holder of each business key (an invoice granted by another event
-makes this one a `duplicate`); it runs the pure `handlers.decide` on that state to list the
-calls the replay would make and the credits it would grant. `ambiguous_outcome` and
+For a replay the plan reads, for each dead letter: its ledger (steps already done: those the
+dead letter carries, and the live ledger's where it has not expired), the client's state as
+stored today, and the holder of each business key (an invoice granted by another event makes
+this one a `duplicate`; the client's business keys answer once the owner keys expired); it
+runs the pure `handlers.decide` on that state to list the calls the replay would make and the
+credits it would grant. `ambiguous_outcome` and
 `business_key_conflict` are refused without a resolution, an event that no longer validates is
 refused always (send a fixed one). Each planned item keeps a digest of the record it was planned
 from: the job replays exactly those records, and skips one that changed since (`worker.ops.jobs`).
@@ -239,7 +241,7 @@ def _plan_replays(
         decisions[letter.key] = (
             event if isinstance(event, str) else decide(event, states[letter.client_id], ctx)
         )
-    owners = _owners(client, prefix, decisions)
+    owners = _owners(client, prefix, decisions, {e.key: e.client_id for e in letters})
     return [
         _replay_item(letter, raw, decisions[letter.key], ledger, owners, int(n or 0), resolve)
         for (letter, raw), ledger, n in zip(records, ledgers, replayed, strict=True)
@@ -251,17 +253,31 @@ def _state(raw: Any, client_id: str) -> ClientState:
 
 
 def _owners(
-    client: redis.Redis, prefix: str, decisions: dict[str, Decision | str]
+    client: redis.Redis,
+    prefix: str,
+    decisions: dict[str, Decision | str],
+    clients: dict[str, str],
 ) -> dict[str, str | None]:
-    """Holder of each business key the planned grants would claim."""
-    business: set[str] = set()
-    for decision in decisions.values():
+    """Holder of each business key the planned grants would claim: the owner key's, else the
+    event in the client's business keys (`clients`: dead letter → its client)."""
+    business: set[tuple[str, str]] = set()
+    for key, decision in decisions.items():
         if isinstance(decision, Apply):
-            business.update(s.business_key for s in decision.steps if isinstance(s, AddCredits))
-    names = sorted(business)
-    redis_keys = [keys.business(prefix, *name.split(":", 1)) for name in names]
-    values: list[Any] = client.mget(redis_keys) if redis_keys else []
-    return {name: _text(v) if v else None for name, v in zip(names, values, strict=True)}
+            business.update(
+                (clients[key], s.business_key) for s in decision.steps if isinstance(s, AddCredits)
+            )
+    pairs = sorted(business)
+    if not pairs:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for client_id, name in pairs:
+        pipe.get(keys.business(prefix, *name.split(":", 1)))
+        pipe.hget(keys.business_keys(prefix, client_id), name)
+    replies = pipe.execute()
+    owners: dict[str, str | None] = {}
+    for (_client_id, name), owner, kept in zip(pairs, replies[::2], replies[1::2], strict=True):
+        owners[name] = _text(owner) if owner else _text(kept).split(" ")[0] if kept else None
+    return owners
 
 
 def _replay_item(
@@ -279,7 +295,7 @@ def _replay_item(
     refused = _refusal(letter, resolve)
     if refused:
         return ItemPlan(**base, refused=refused)
-    ledger = Ledger.from_hash(raw_ledger)
+    ledger = Ledger.from_hash({**letter.ledger, **{_text(k): v for k, v in raw_ledger.items()}})
     done = {name for name in ledger.steps if ledger.is_done(name)}
     if letter.step and resolve == "applied":
         done.add(letter.step)

@@ -28,7 +28,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from handlers.outcomes import Outcome
-from handlers.plan import ClientState
+from handlers.plan import AddCredits, ClientState, step_name
 from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.pipeline.ledger import OUTCOME_FIELD, Ledger, StepRecord, StepState
@@ -37,10 +37,10 @@ from worker.pipeline.scripts import LuaScript, ScriptRunner
 # The scripts of an attempt (`worker/pipeline/lua/*.lua`), each naming its keys and arguments.
 _OPEN = LuaScript.load("open")
 _BEGIN_STEP = LuaScript.load("begin_step")
-_FINISH = LuaScript.load("finish")
+_FINISH = LuaScript.load("finish", "dead_letter_truth")
 _RENEW = LuaScript.load("renew")
 _RELEASE_CLAIM = LuaScript.load("release_claim")
-_DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked")
+_DEAD_LETTER_UNLOCKED = LuaScript.load("dead_letter_unlocked", "dead_letter_truth")
 _RELEASE = LuaScript.load("release")
 _GRANTS_SINCE = LuaScript.load("grants_since")
 _SETTLE = LuaScript.load("settle")
@@ -56,6 +56,10 @@ StepDone = tuple[str, StepRecord]
 
 def _done_args(done: StepDone | None) -> list[str]:
     return [done[0], done[1].encode()] if done else ["", ""]
+
+
+def _grant_args(grant: AddCredits | None) -> list[Any]:
+    return [step_name(grant), grant.business_key, grant.request.amount] if grant else ["", "", ""]
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class Finish:
     outcome: dict[str, Any]  # appended to the outcome stream; its `outcome` marks the ledger
     state: ClientState | None  # None: client state unchanged
     dead_letter: str | None = None  # encoded DeadLetter, or None
+    grant: AddCredits | None = None  # the plan's grant: its business key's entry is kept
 
 
 class AttemptStore:
@@ -217,9 +222,10 @@ class AttemptStore:
         keys_ = [
             keys.lock(self._prefix, begin.client_id),
             ledger_key,
-            *_business(self._prefix, begin.business_key),
+            *business_redis_keys(self._prefix, begin.business_key),
             keys.dead_letters(self._prefix),
             keys.grants(self._prefix, begin.client_id),
+            keys.business_keys(self._prefix, begin.client_id),
         ]
         duplicate = StepRecord(StepState.DONE, begin.token, begin.record.at_ms)
         args = [
@@ -236,6 +242,7 @@ class AttemptStore:
             *_done_args(begin.done),
             Grant(begin.event_key, begin.step, begin.amount).member,
             GRANTS_KEPT,
+            begin.business_key,
         ]
         held, status, owner, amount, reason = self._run(_BEGIN_STEP, keys_, args)
         if not held:
@@ -315,7 +322,10 @@ class AttemptStore:
     ) -> bool:
         """Record the last step's `done`; give back `business_key` if this event holds it and its
         grant never took effect (no ledger record of `step`). True if given back."""
-        keys_ = [keys.ledger(self._prefix, event_key), *_business(self._prefix, business_key)]
+        keys_ = [
+            keys.ledger(self._prefix, event_key),
+            *business_redis_keys(self._prefix, business_key),
+        ]
         return bool(self._run(_RELEASE_CLAIM, keys_, [event_key, step, *_done_args(done)]))
 
     def finish(
@@ -339,6 +349,7 @@ class AttemptStore:
             keys.dead_letter_index(self._prefix),
             keys.dead_letter_counts(self._prefix),
             keys.timeline(self._prefix, client_id),
+            keys.business_keys(self._prefix, client_id),
         ]
         args: list[Any] = [
             token,
@@ -352,6 +363,7 @@ class AttemptStore:
             now_ms,
             finish.outcome.get("reason") or "",
             *_done_args(done),
+            *_grant_args(finish.grant),
             *self._recorded(finish.outcome),
         ]
         return bool(self._run(_FINISH, keys_, args))
@@ -398,23 +410,13 @@ class AttemptStore:
             raise BrokerUnavailable(f"Redis failed during an attempt: {exc}") from exc
 
 
-def _business(prefix: str, business_key: str) -> list[str]:
-    """The Redis keys of a business key: its owner and its claimed amount."""
+def business_redis_keys(prefix: str, business_key: str) -> list[str]:
+    """The Redis keys of a business key: its owner and its claimed amount (they expire)."""
     kind, _, business_id = business_key.partition(":")
     return [
         keys.business(prefix, kind, business_id),
         keys.business_amount(prefix, kind, business_id),
     ]
-
-
-def release_claims_in(
-    pipe: Any, prefix: str, event_key: str, business_key: str | None, step: str | None
-) -> None:
-    """Queue on `pipe` (a MULTI pipeline) the giving back of the business key a dead-lettered
-    event held for a grant that never took effect; nothing when it held none. Purge uses it."""
-    if business_key and step:
-        keys_ = [keys.ledger(prefix, event_key), *_business(prefix, business_key)]
-        pipe.eval(_RELEASE_CLAIM.source, len(keys_), *keys_, event_key, step, "", "")
 
 
 def _text(value: bytes | str) -> str:

@@ -414,7 +414,7 @@ class Executor:
         record = outcome_record(a.event.key, a.raw, outcome, reason, a.info, self._now_ms(), steps)
         if a.warning:
             record["warning"] = a.warning
-        finish = Finish(record, state, dead.encode() if dead else None)
+        finish = Finish(record, state, dead.encode() if dead else None, a.grant)
         done = a.take_pending()
         if not self._store.finish(
             a.event.key, a.event.client_id, a.token, finish, self._now_ms(), done

@@ -32,6 +32,12 @@ class DeadLetter:
     # purge can give the key back when the grant never took effect.
     grant_step: str | None = None
     business_key: str | None = None
+    # Its own truth, kept with it until it is replayed or purged (the ledger and the owner keys
+    # expire): its ledger's step records as stored (step → encoded `StepRecord`), and its entry
+    # in the client's business keys (business key → "<event key> <amount>[ held]"). Written by
+    # the script that stores the letter (`lua/dead_letter_truth.lua`).
+    ledger: dict[str, str] = field(default_factory=dict)
+    holds: dict[str, str] = field(default_factory=dict)
 
     @property
     def client_id(self) -> str:
@@ -42,7 +48,12 @@ class DeadLetter:
         return str(self.event.get("type", ""))
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), default=str)
+        """JSON; `ledger` and `holds` only when set (the storing script appends them)."""
+        data = asdict(self)
+        for name in ("ledger", "holds"):
+            if not data[name]:
+                del data[name]
+        return json.dumps(data, separators=(",", ":"), default=str)
 
     @classmethod
     def decode(cls, raw: str | bytes) -> DeadLetter:

@@ -35,9 +35,11 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324
 
     @classmethod
-    def load(cls, name: str) -> LuaScript:
-        """The script `worker/pipeline/lua/<name>.lua` (package data), read once by the caller."""
-        return cls(resources.files("worker.pipeline").joinpath("lua", f"{name}.lua").read_text())
+    def load(cls, name: str, *preludes: str) -> LuaScript:
+        """The script `worker/pipeline/lua/<name>.lua` (package data), read once by the caller,
+        after the `preludes` (files of the same folder defining local functions it uses)."""
+        lua = resources.files("worker.pipeline").joinpath("lua")
+        return cls("\n".join(lua.joinpath(f"{n}.lua").read_text() for n in (*preludes, name)))
 
 
 class ScriptRunner:

@@ -29,6 +29,12 @@ for i = 5, #ARGV, 13 do
   if status == 'ok' then
     ids[#ids + 1] = id
     by_reason[reason] = (by_reason[reason] or 0) + 1
+    -- the steps the letter carries (its ledger may have expired, or be in another Redis): back
+    -- in the ledger, unless it holds them still (worker/pipeline/lua/dead_letter_truth.lua)
+    local decoded, letter = pcall(cjson.decode, record)
+    if decoded and type(letter['ledger']) == 'table' then
+      for name, kept in pairs(letter['ledger']) do redis.call('HSETNX', ledger, name, kept) end
+    end
     redis.call('HDEL', ledger, '_outcome')
     if resolve == 'applied' and step ~= '' then
       redis.call('HSET', ledger, step, step_record)

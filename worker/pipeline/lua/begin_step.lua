@@ -12,6 +12,9 @@
 --   owner has no record of a grant -> taken over ('claimed') if the owner has finished (its
 --                                     grant never took effect); else 'conflict' if the amounts
 --                                     differ, or 'pending' (it waits for a retry)
+-- When no event holds it (the owner keys expired with the ledger), the client's business keys
+-- (kept for its life, written by finish.lua) decide: another event's grant done -> 'duplicate' (or
+-- 'conflict'), held undecided by a dead letter -> 'held' (or 'conflict'); our own done -> 'duplicate'.
 -- Nothing is written for 'conflict', 'held' and 'pending': the caller dead-letters or waits.
 -- Returns {lease held, status, owner's event key, owner's amount or '', owner's dead reason}.
 local lock_key = KEYS[1]
@@ -20,6 +23,7 @@ local business_key = KEYS[3]  -- holds the owning event's key
 local amount_key = KEYS[4]  -- holds "<owning event key> <amount>"
 local dead_key = KEYS[5]  -- dead letters, to name why an owner was dead-lettered
 local grants_key = KEYS[6]  -- the client's grants, by start time
+local business_keys = KEYS[7]  -- the client's business keys, for its life
 local lease_token = ARGV[1]
 local lease_ttl_ms = ARGV[2]
 local step = ARGV[3]
@@ -34,6 +38,7 @@ local done_field = ARGV[11]  -- the previous step's record, or ''
 local done_record = ARGV[12]
 local grant_member = ARGV[13]  -- "<event key> <step> <amount>"
 local grants_kept = tonumber(ARGV[14])
+local business_field = ARGV[15]  -- the business key (e.g. 'invoice:INV-1')
 
 if done_field ~= '' then redis.call('HSET', ledger_key, done_field, done_record) end
 if redis.call('GET', lock_key) ~= lease_token then return {0, '', '', '', ''} end
@@ -68,7 +73,20 @@ end
 local owner = redis.call('GET', business_key)
 local status = 'claimed'
 local claimed_amount = amount
-if not owner then
+local kept = not owner and redis.call('HGET', business_keys, business_field)
+if kept then
+  local kept_held
+  owner, claimed_amount, kept_held = string.match(kept, '^(%S+) (%S+) ?(%S*)$')
+  if claimed_amount ~= amount then
+    status = 'conflict'
+  elseif kept_held == '' then
+    status = 'duplicate'
+  elseif owner ~= event_key then
+    status = 'held'
+  else
+    claim()  -- our own undecided grant, replayed: ours to decide
+  end
+elseif not owner then
   claim()
   owner = event_key
 elseif owner ~= event_key then

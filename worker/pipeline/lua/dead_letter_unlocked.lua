@@ -1,6 +1,7 @@
 -- Dead-letter an event that has no valid client to lock (it failed validation, or a bug of ours
 -- failed it every time): store the letter (its reason counted once), mark the event finished in
 -- its ledger and append its outcome to the stream (and to its client's timeline, if it names one).
+-- The letter carries the steps its ledger recorded (dead_letter_truth).
 local dead_key = KEYS[1]
 local dead_index_key = KEYS[2]
 local dead_counts_key = KEYS[3]
@@ -19,6 +20,7 @@ local timeline_item = ARGV[9]  -- the outcome record as JSON
 local timeline_maxlen = tonumber(ARGV[10])
 local first_stream_arg = 11  -- then the outcome as stream field/value pairs
 
+dead_letter = with_truth(dead_letter, ledger_key, outcome_field, {})
 if redis.call('HSET', dead_key, event_key, dead_letter) == 1 then
   redis.call('HINCRBY', dead_counts_key, dead_reason, 1)
 end
