@@ -47,6 +47,11 @@ def _render(path: str) -> str:
     return done.stdout
 
 
+def documents(path: Path) -> list[Doc]:
+    """The YAML documents of a manifest file (empty ones left out)."""
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
 def render(overlay: str) -> list[Doc]:
     """The resources `kubectl apply -k deploy/kubernetes/overlays/<overlay>` would send."""
     text = _render(str(K8S / "overlays" / overlay))

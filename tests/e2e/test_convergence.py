@@ -9,8 +9,9 @@ import pytest
 import redis
 
 from handlers import username_for
+from tests.convergence_support import KINDS, history, in_order
 from tests.pipeline_support import wait_for_outcomes
-from tests.unit.test_convergence import KINDS, fold, history, in_order
+from worker.dev.oracle import fold
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
 

@@ -7,7 +7,6 @@ a model subaccount that the plan's steps act on. Only the handlers' rules are un
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
@@ -16,35 +15,10 @@ from hypothesis import strategies as st
 from handlers import examples as f
 from handlers import parse_event
 from handlers.events import Event, EventType
-from handlers.order import RANK, order_key
+from handlers.order import RANK
 from handlers.plan import Lifecycle
+from tests.convergence_support import CLIENT, KINDS, history, in_order
 from worker.dev.oracle import fold
-
-CLIENT = "client-1"
-
-
-KINDS = ["paid", "paid_again", "suspend", "reactivate", "update", "plan", "churn"]
-# Picks one of the options: hypothesis's draw here, a seeded random.choice end to end.
-Choose = Callable[[list[Any]], Any]
-
-
-# Few distinct times, so equal times are common (Stripe's `created` is whole seconds) and an
-# event may be as old as its client's onboarding, or older.
-TIMES = [0.0, 1.0, 2.0, 3.0]
-
-
-def history(kinds: list[str], choose: Choose, client: str = CLIENT) -> list[Event]:
-    """An onboarding, then one event per kind, each at a drawn time (equal and out of order
-    times included); in the order drawn, which is not the total order."""
-    events = [parse_event(f.onboarded(client, t=choose(TIMES[:2]), credits=10))]
-    for kind in kinds:
-        events.append(parse_event(_raw(kind, choose(TIMES), choose, client)))
-    return events
-
-
-def in_order(events: list[Event]) -> list[Event]:
-    """The events in the total order of `handlers.order`: the reference delivery."""
-    return sorted(events, key=order_key)
 
 
 @st.composite
@@ -52,25 +26,6 @@ def histories(draw: st.DrawFn) -> list[Event]:
     """An onboarding followed by 0-12 events at drawn, often equal, times."""
     kinds = draw(st.lists(st.sampled_from(KINDS), max_size=12))
     return history(kinds, lambda options: draw(st.sampled_from(options)))
-
-
-def _raw(kind: str, t: float, choose: Choose, client: str) -> dict[str, Any]:
-    if kind in {"paid", "paid_again"}:
-        invoice = choose(["INV-0", "INV-1", "INV-2", "INV-3"])  # few ids: some come twice
-        return f.invoice_paid(client, f"{client}-{invoice}", 5, t=t)
-    if kind == "suspend":
-        return f.suspended(client, t=t)
-    if kind == "reactivate":
-        return f.reactivated(client, t=t)
-    if kind == "update":
-        return f.updated(client, t=t, email=choose(["a@example.com", "b@example.com"]))
-    if kind == "plan":
-        credit = choose(["unlimited", "one_time_credit"])
-        amount = choose([1, 2, 3])
-        return f.plan_changed(
-            client, t=t, credit_type=credit, recurring={"amount": amount, "period": "weekly"}
-        )
-    return f.churned(client, t=t)
 
 
 @settings(max_examples=300, deadline=None)

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy_support import render, validate_custom
+from tests.deploy_support import documents, find, render, validate_custom
 from worker import keys
 from worker.settings import ENV_PREFIX, Settings, load_settings
 
@@ -27,19 +27,9 @@ SCRAPED = {"worker", "ingress", "monitor"}  # the console serves no /metrics
 COMPOSE_DEFAULT = re.compile(r"\$\{\w+:-(.*)\}")
 
 
-def documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
 def overlay(name: str) -> list[dict[str, Any]]:
     """The overlay as kustomize renders it (tests/deploy_support.py)."""
     return render(name)
-
-
-def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
-    return matches[0]
 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:

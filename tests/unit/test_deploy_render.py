@@ -19,6 +19,7 @@ from tests.deploy_support import (
     Doc,
     component,
     container_ports,
+    documents,
     find,
     is_builtin,
     namespace_of,
@@ -165,8 +166,6 @@ def _secret_refs(doc: Doc) -> set[tuple[str, str | None]]:
 def test_every_secret_read_is_rendered_or_documented_as_provided(rendered: list[Doc]) -> None:
     """A Secret not in the render must be one deploy/README.md tells the operator to create, and
     its keys must be in secret.example.yaml (the documented shape)."""
-    from tests.unit.test_deploy_manifests import documents
-
     example = {
         d["metadata"]["name"]: d
         for d in documents(ROOT / "deploy" / "kubernetes" / "base" / "secret.example.yaml")
