@@ -4,6 +4,7 @@ or is stopped, and (monitor) when no scan has finished for several intervals; th
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import httpx
@@ -107,7 +108,9 @@ def test_monitor_health_fails_when_no_scan_finished_for_several_intervals(
 
 def _console(url: str) -> tuple[ThreadedUvicorn, Services]:
     settings = load_settings(
-        redis_url=url, console_tokens="ops:viewer:" + "t" * 32, console_secret="s" * 32
+        redis_url=url,
+        console_tokens=f"ops:viewer:{secrets.token_urlsafe(32)}",
+        console_secret="s" * 32,
     )
     services = Services(console_redis(settings), settings, warm_index=False)
     return ThreadedUvicorn(create_app(settings, services)).start(), services
