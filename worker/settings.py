@@ -306,6 +306,10 @@ class Settings(BaseSettings):
         """The Redis URL with its password (and a TLS key's ssl_password) masked, for printing."""
         return _masked(self.redis_url)
 
+    def redis_read_url_for_display(self) -> str:
+        """REDIS_READ_URL with its password masked, for printing."""
+        return _masked(self.redis_read_url)
+
     def redis_read_url_or_default(self) -> str:
         """The read-only user's URL when one is configured, else the process's own."""
         return self.redis_read_url or self.redis_url

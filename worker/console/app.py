@@ -32,12 +32,18 @@ log = get_logger(__name__)
 HERE = Path(__file__).parent
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """The console as an ASGI app; refuses (ConfigError) when no user could ever log in."""
+def create_app(
+    settings: Settings, services: Services | None = None, viewer: Services | None = None
+) -> FastAPI:
+    """The console as an ASGI app; refuses (ConfigError) when no user could ever log in.
+
+    Viewer sessions use `viewer` (by default, with REDIS_READ_URL set, services on that
+    read-only user), everyone else `services`."""
     auth = Authenticator(settings)
     app = FastAPI(title="subaccount-worker console", docs_url=None, redoc_url=None)
     app.state.auth = auth
     app.state.services = services or Services.from_settings(settings)
+    app.state.viewer_services = viewer or Services.for_viewers(settings)
     templates = Jinja2Templates(directory=HERE / "templates")
     register_filters(templates.env)
     app.state.templates = templates

@@ -24,6 +24,7 @@ import redis
 from worker.errors import ConfigError
 from worker.log import get_logger
 from worker.ops import liveness, metrics
+from worker.pipeline.keyspace import Keyspace
 from worker.redis_access import verify_credentials
 from worker.settings import ENV_PREFIX, Settings
 
@@ -76,7 +77,10 @@ def _serve_http(
         return
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
     registry = metrics.merged_registry(
-        run_dir, metrics.QueueCollector(client, settings.key_prefix, settings.queue_name)
+        run_dir,
+        metrics.QueueCollector(
+            client, settings.key_prefix, settings.queue_name, Keyspace.of(settings)
+        ),
     )
     check = liveness.LivenessCheck(client, settings, run_dir, child)
     try:
