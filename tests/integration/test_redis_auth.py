@@ -231,7 +231,8 @@ def _monitor(monitor_url: str, sandbox_url: str, acl_redis: AclRedis) -> None:
     monitor = build_monitor(settings, client)
     try:
         report = monitor.tick()
-        assert report is not None and report.scanned >= 1
+        assert report is not None
+        assert report.scanned >= 1
     finally:
         client.close()
     broker = acl_redis.client("admin", db=1)
