@@ -34,6 +34,11 @@ class Keyspace:
     def of(cls, settings: Settings) -> Keyspace:
         return cls(settings.redis_db, settings.broker_redis_db)
 
+    @classmethod
+    def default(cls, data_db: int = 0) -> Keyspace:
+        """The default layout for records in `data_db` (tools that hold only a client)."""
+        return cls(data_db, int(Settings.model_fields["broker_redis_db"].default))
+
     @property
     def separate(self) -> bool:
         return self.data_db != self.broker_db
