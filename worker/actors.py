@@ -7,13 +7,18 @@ because that is how Dramatiq finds brokers and actors.
 
 from __future__ import annotations
 
+import multiprocessing
+
 import dramatiq
 
 from worker.log import configure_logging
-from worker.ops import liveness, metrics
+from worker.ops import liveness, metrics, orphans
 from worker.runtime import build_runtime
 from worker.settings import get_settings
 
+parent = multiprocessing.parent_process()
+if parent is not None and parent.pid is not None:  # a worker process of Dramatiq's CLI
+    orphans.die_with_parent(parent.pid)  # not left consuming beside the next set
 settings = get_settings()
 settings.require_api()
 configure_logging(settings)

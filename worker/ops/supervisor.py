@@ -7,6 +7,10 @@ what lets the delivery counter in the ledger catch the poison message on its nex
 also owns the per-run metrics directory and serves the merged view of all processes, and the
 liveness probe (`worker.ops.liveness`). Before any consumer starts it binds the metrics port and
 checks that Redis accepts our credentials: either failing ends the command with one line, exit 2.
+
+It restarts the whole tree, never a second set beside a live one (`worker.ops.orphans`): the
+Dramatiq parent dies with the supervisor, its worker processes die with it, and a restart waits
+until every process of the old tree is gone.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import redis
 
 from worker.errors import ConfigError
 from worker.log import get_logger
-from worker.ops import liveness, metrics
+from worker.ops import liveness, metrics, orphans
 from worker.pipeline.keyspace import Keyspace
 from worker.redis_access import verify_credentials
 from worker.settings import ENV_PREFIX, Settings
@@ -31,6 +35,9 @@ from worker.settings import ENV_PREFIX, Settings
 log = get_logger(__name__)
 
 MAX_RESTART_DELAY_S = 10.0
+# How long the rest of a tree whose parent exited may take to go (its processes die with the
+# parent: this only bounds a platform without PR_SET_PDEATHSIG) before it is killed.
+ORPHAN_GRACE_S = 5.0
 
 
 def dramatiq_command(settings: Settings, processes: int, threads: int, module: str) -> list[str]:
@@ -117,7 +124,8 @@ def _supervise(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    command = dramatiq_command(settings, processes, threads, module)
+    orphans.become_subreaper()  # a dead parent's orphans become ours to wait for and reap
+    command = orphans.launcher(dramatiq_command(settings, processes, threads, module))
     delay = 0.5
     while not stopping.is_set():
         liveness.forget_brokers(run_dir)  # the previous run's processes have all exited
@@ -127,6 +135,8 @@ def _supervise(
             child.send_signal(signal.SIGTERM)
         log.info("worker.started", pid=child.pid, processes=processes, threads=threads)
         code = child.wait()
+        if not orphans.end_tree(ORPHAN_GRACE_S):  # the whole old tree is gone
+            log.error("worker.orphans_killed", grace_s=ORPHAN_GRACE_S)
         state.down()
         if stopping.is_set() or code == 0:
             log.info("worker.stopped", code=code)
