@@ -29,6 +29,7 @@ from worker.errors import ConfigError
 from worker.log import get_logger
 from worker.ops import liveness, metrics, orphans
 from worker.pipeline.keyspace import Keyspace
+from worker.pipeline.keyspace_move import move_to_broker_db
 from worker.redis_access import verify_credentials
 from worker.settings import ENV_PREFIX, Settings
 
@@ -65,6 +66,7 @@ def run(
     before any consumer starts, when that port is taken or Redis refuses our credentials.
     """
     verify_credentials(settings)
+    _move_to_broker_db(settings)
     run_dir = metrics.prepare_run_dir(settings.metrics_dir or None)
     try:
         child = liveness.ChildState()
@@ -73,6 +75,20 @@ def run(
     finally:
         if not settings.metrics_dir:  # ours alone: leave nothing behind in /tmp
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _move_to_broker_db(settings: Settings) -> None:
+    """Bring messages a shared-keyspace version left beside the ledger into the broker's own
+    database (worker/pipeline/keyspace_move.py); Redis down: the next start does it."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10.0)
+    try:
+        moved = move_to_broker_db(client, settings)
+        if moved:
+            log.warning("broker.moved_to_own_database", messages=moved, db=settings.broker_redis_db)
+    except redis.RedisError as exc:
+        log.warning("broker.move_to_own_database_failed", error=str(exc))
+    finally:
+        client.close()
 
 
 def _serve_http(
