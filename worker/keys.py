@@ -34,7 +34,8 @@
 | `{p}:credits:drift` | hash | `kind:username` → JSON drift record (open drift, deduplicated) |
 | `{p}:credits:scan` | hash | figures of the last scan (started, finished, scanned, ...) |
 | `{p}:credits:lease` | string | monitor leader lease: holder token, with expiry |
-| `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
+| `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ, in
+the broker's own database (`BROKER_REDIS_DB`, worker/pipeline/keyspace.py); the rest in REDIS_URL's |
 """
 
 from __future__ import annotations

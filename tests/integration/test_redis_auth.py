@@ -4,10 +4,10 @@ deploy/redis/render-acl.sh) on a private redis-server, over plain TCP and over T
 Without the password, or with a wrong one, worker and ingress refuse to start with one line
 (exit 2). Each role works end to end through its own user: the ingress (saw-ingress) enqueues,
 the worker (saw-worker) processes and runs Dramatiq's maintenance, the operator CLI
-(saw-operator) replays and its read-only commands read through saw-reader, the monitor
-(saw-monitor) scans and queues a notification, the console reads through saw-reader for a
-viewer and replays through saw-console, KEDA reads the queue length; and Redis denied none of
-them anything. The attack matrix is tests/integration/test_acl_matrix.py.
+(saw-operator) sends and replays and its read-only commands read through saw-reader, the monitor
+(saw-monitor) scans and queues a notification, the console serves a viewer's pages through
+saw-reader and replays through saw-console, KEDA reads the queue length; and Redis denied none
+of them anything. The attack matrix is tests/integration/test_acl_matrix.py.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from handlers import examples as f
 from handlers import username_for
 from tests.acl_support import USERS, AclRedis, denied
 from tests.conftest import TEST_API_KEY
+from tests.console.support import SECRET, TOKENS_SETTING, login
 from tests.credits_support import NOTIFY_SECRET
 from tests.ingress_support import TOKEN, post_structured
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn, WorkerProcess, free_port, wait_until
-from worker.console.services import Filters, Services, console_redis
+from worker.console import create_app
+from worker.console.services import Filters, Services
 from worker.credits.monitor import build_monitor
 from worker.runtime import redis_client
 from worker.sandbox import SandboxAdmin
@@ -169,9 +171,9 @@ def test_each_role_works_end_to_end_through_its_own_user(
         assert found[paid["id"]]["outcome"] == "applied"
         assert found[stranger["id"]]["outcome"] == "dead_lettered"
         assert sandbox.state()["subaccounts"][username_for("acl")]["balance"] == 30
-        _operator_cli(url("saw-operator"), url("saw-reader"), sandbox_server.url, paid["id"])
+        _operator_cli(admin, url("saw-operator"), url("saw-reader"), sandbox_server.url, paid["id"])
         _monitor(url("saw-monitor"), sandbox_server.url, acl_redis)
-        _console(url("saw-console"), url("saw-reader"), sandbox_server.url)
+        _console(acl_redis, admin, sandbox_server.url)
         keda = acl_redis.client("keda", db=1)
         assert keda.llen("saw:dramatiq:subaccount-events") >= 0
         keda.close()
@@ -192,9 +194,17 @@ def test_each_role_works_end_to_end_through_its_own_user(
     assert set(denied(admin, OUR_USERS)) <= READER_INDEX_CATCH_UP
 
 
-def _operator_cli(operator_url: str, reader_url: str, sandbox_url: str, event_id: str) -> None:
-    """The operator's replay through saw-operator; its read-only commands through saw-reader."""
+def _operator_cli(
+    admin: redis.Redis, operator_url: str, reader_url: str, sandbox_url: str, event_id: str
+) -> None:
+    """The operator's `send` and replay through saw-operator; its read-only commands through
+    saw-reader."""
     env = _env(operator_url, sandbox_url, SUBACCOUNT_WORKER_REDIS_READ_URL=reader_url)
+    sent = f.onboarded("acl-sent")
+    argv = [sys.executable, "-m", "worker.cli", "send", "-"]
+    done = subprocess.run(argv, env=env, input=json.dumps(sent), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert wait_for_outcomes(admin, [sent["id"]], timeout_s=40)[sent["id"]]["outcome"] == "applied"
     listed = _cli(env, "dead-letters", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     (letter,) = json.loads(listed.stdout)
@@ -240,20 +250,26 @@ def _monitor(monitor_url: str, sandbox_url: str, acl_redis: AclRedis) -> None:
     broker.close()
 
 
-def _console(console_url: str, reader_url: str, sandbox_url: str) -> None:
-    """A viewer's pages through saw-reader; an operator's replay through saw-console."""
+def _console(acl_redis: AclRedis, admin: redis.Redis, sandbox_url: str) -> None:
+    """A viewer's pages through saw-reader (the console's own app under uvicorn); an operator's
+    replay through saw-console."""
     settings = load_settings(
-        redis_url=console_url, redis_read_url=reader_url, api_base_url=f"{sandbox_url}/v6"
+        redis_url=acl_redis.url("saw-console"),
+        redis_read_url=acl_redis.url("saw-reader"),
+        api_base_url=f"{sandbox_url}/v6",
+        console_tokens=TOKENS_SETTING,
+        console_secret=SECRET,
     )
-    viewer = Services.for_viewers(settings)
-    assert viewer is not None
-    operator = Services(console_redis(settings), settings)
+    app = create_app(settings)
+    server = ThreadedUvicorn(app).start()
     try:
-        assert viewer.overview()["status"] is not None
-        page = viewer.dead_letter_page(Filters(), None, 50)
-        assert [item.subject for item in page.items] == ["nobody-acl"]
-        assert viewer.client("acl")
-        viewer.audit({})
+        with httpx.Client(base_url=server.url) as http:
+            login(http, "viewer")  # and reads /dead-letters
+            for page in ("/", "/dead-letters?client=nobody-acl", "/clients/acl", "/audit"):
+                assert http.get(page).status_code == 200, page
+        users = {c["user"] for c in admin.client_list() if c.get("user", "").startswith("saw-")}
+        assert "saw-reader" in users  # the viewer's reads
+        operator: Services = app.state.services
         plan = operator.kept_plan(
             operator.keep_plan(operator.plan("replay", None, Filters(), None))
         )
@@ -261,5 +277,6 @@ def _console(console_url: str, reader_url: str, sandbox_url: str) -> None:
         wait_until(lambda: not operator.job(job.job.id).running, what="the console's replay job")
         assert operator.job(job.job.id).job.done == 1
     finally:
-        viewer.close()
-        operator.close()
+        server.stop()
+        app.state.services.close()
+        app.state.viewer_services.close()
