@@ -1,5 +1,6 @@
-"""The attacks of issue 21 against every user of deploy/redis/users.acl.template: each is refused
-for every user whose role does not need it (and the test prints the user x attack matrix).
+"""The attacks one shared Redis user allowed, against every user of
+deploy/redis/users.acl.template: each is refused for every user whose role does not need it (and
+the test prints the user x attack matrix).
 
 Before each attempt the admin puts back the ledger record, the business key, the audit stream
 and a dead letter, so an allowed attempt is seen to act. The busy loop is never run: an EVAL is

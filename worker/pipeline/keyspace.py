@@ -53,6 +53,12 @@ class Keyspace:
         if self.separate:
             pipe.execute_command("SELECT", self.data_db)
 
+    def wrap(self, commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Raw `commands` (for a MULTI sent by hand) between the switch there and back."""
+        if not self.separate:
+            return commands
+        return [("SELECT", self.broker_db), *commands, ("SELECT", self.data_db)]
+
     def lua_args(self) -> list[int]:
         """The two databases, for a Lua script that writes both (`SELECT` inside it)."""
         return [self.broker_db, self.data_db]
