@@ -16,9 +16,9 @@ from worker.ops import liveness, metrics, orphans
 from worker.runtime import build_runtime
 from worker.settings import get_settings
 
-parent = multiprocessing.parent_process()
-if parent is not None and parent.pid is not None:  # a worker process of Dramatiq's CLI
-    orphans.die_with_parent(parent.pid)  # not left consuming beside the next set
+_parent = multiprocessing.parent_process()
+if _parent is not None and _parent.pid is not None:  # a worker process of Dramatiq's CLI
+    orphans.die_with_parent(_parent.pid)  # not left consuming beside the next set
 settings = get_settings()
 settings.require_api()
 configure_logging(settings)

@@ -80,7 +80,9 @@ def run(
 def _move_to_broker_db(settings: Settings) -> None:
     """Bring messages a shared-keyspace version left beside the ledger into the broker's own
     database (worker/pipeline/keyspace_move.py); Redis down: the next start does it."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10.0)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10.0, socket_connect_timeout=3.0
+    )
     try:
         moved = move_to_broker_db(client, settings)
         if moved:
