@@ -362,9 +362,9 @@ def redis_url_db(url: str) -> int:
 def with_redis_db(url: str, db: int) -> str:
     """`url` selecting database `db` instead (path, or `?db=` for unix://); the rest as is."""
     parts = urlsplit(url)
-    if parts.scheme == "unix":
+    if parts.scheme == "unix":  # (by hand: urlunsplit would drop the empty host's `//`)
         query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
-        return urlunsplit(parts._replace(query=urlencode(query, safe="/*")))
+        return f"{url.split('?', 1)[0]}?{urlencode(query, safe='/*')}"
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
