@@ -27,13 +27,14 @@ from handlers import username_for
 from tests.acl_support import USERS, AclRedis, denied
 from tests.conftest import TEST_API_KEY
 from tests.console.support import SECRET, TOKENS_SETTING, login
-from tests.credits_support import NOTIFY_SECRET
+from tests.credits_support import NOTIFY_SECRET, webhook_receiver
 from tests.ingress_support import TOKEN, post_structured
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn, WorkerProcess, free_port, wait_until
 from worker.console import create_app
 from worker.console.services import Filters, Services
 from worker.credits.monitor import build_monitor
+from worker.credits.notify import delivery_worker
 from worker.runtime import redis_client
 from worker.sandbox import SandboxAdmin
 from worker.settings import load_settings
@@ -227,27 +228,32 @@ def _operator_cli(
 
 
 def _monitor(monitor_url: str, sandbox_url: str, acl_redis: AclRedis) -> None:
-    """A scan through saw-monitor: the lease, client states, snapshots, a low-credit alert and
-    its notification queued for delivery (in the broker's database)."""
-    settings = load_settings(
-        redis_url=monitor_url,
-        api_base_url=f"{sandbox_url}/v6",
-        api_key=TEST_API_KEY,
-        notify_url="http://127.0.0.1:9/hook",  # queued, not delivered here
-        notify_secret=NOTIFY_SECRET,
-        credits_warn_balance=1000,
-    )
-    client = redis_client(settings)
-    monitor = build_monitor(settings, client)
-    try:
-        report = monitor.tick()
-        assert report is not None
-        assert report.scanned >= 1
-    finally:
-        client.close()
-    broker = acl_redis.client("admin", db=1)
-    assert broker.llen("saw:dramatiq:credit-notifications") >= 1
-    broker.close()
+    """Through saw-monitor: a tick (the lease, client states, snapshots, a low-credit alert, its
+    notification queued in the broker's database), then its own Dramatiq consumer (fetch,
+    maintenance, ack) delivering the notification to a webhook."""
+    with webhook_receiver(NOTIFY_SECRET) as (hook_url, receiver):
+        settings = load_settings(
+            redis_url=monitor_url,
+            api_base_url=f"{sandbox_url}/v6",
+            api_key=TEST_API_KEY,
+            notify_url=hook_url,
+            notify_secret=NOTIFY_SECRET,
+            credits_warn_balance=1000,
+            maintenance_chance=1_000_000,
+        )
+        client = redis_client(settings)
+        try:
+            report = build_monitor(settings, client).tick()
+            assert report is not None
+            assert report.scanned >= 1
+            deliveries = delivery_worker(settings, client)
+            try:
+                wait_until(lambda: receiver.deliveries, what="the notification delivered")
+            finally:
+                deliveries.stop()
+        finally:
+            client.close()
+    assert receiver.deliveries[0]["type"] == "subaccount.credits_low"
 
 
 def _console(acl_redis: AclRedis, admin: redis.Redis, sandbox_url: str) -> None:
