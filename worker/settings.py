@@ -281,12 +281,15 @@ class Settings(BaseSettings):
         if not self.api_key.get_secret_value():
             raise ConfigError(f"{ENV_PREFIX}API_KEY is required to call the Subaccount API")
 
-    @field_validator("redis_url", "redis_read_url")
+    @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in REDIS_SCHEMES:
-            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
-        return value
+        return _redis_url(value)
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _read_redis_scheme(cls, value: str) -> str:
+        return _redis_url(value) if value else value  # '': REDIS_URL then
 
     def require_api(self) -> None:
         """Processes that call the API refuse to start without its URL (no default: a default
@@ -350,20 +353,31 @@ def _masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
 
 
+def _redis_url(value: str) -> str:
+    if urlsplit(value).scheme not in REDIS_SCHEMES:
+        raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+    return value
+
+
 def redis_url_db(url: str) -> int:
-    """The database number a Redis URL selects (0 when it names none)."""
+    """The database a Redis URL selects as redis-py reads it: `?db=` first, else the path of a
+    redis:// or rediss:// URL, else 0."""
     parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return int(dict(parse_qsl(parts.query)).get("db") or 0)
+    in_query = dict(parse_qsl(parts.query)).get("db")
+    if in_query:
+        return int(in_query)
     path = parts.path.strip("/")
-    return int(path) if path.isdigit() else 0
+    return int(path) if parts.scheme != "unix" and path.isdigit() else 0
 
 
 def with_redis_db(url: str, db: int) -> str:
-    """`url` selecting database `db` instead (path, or `?db=` for unix://); the rest as is."""
+    """`url` selecting database `db` instead (`?db=` for unix:// or where the URL had one, else
+    the path); the rest as is."""
     parts = urlsplit(url)
-    if parts.scheme == "unix":  # (by hand: urlunsplit would drop the empty host's `//`)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))]
+    query = parse_qsl(parts.query)
+    if parts.scheme == "unix" or any(k == "db" for k, _ in query):
+        query = [(k, v) for k, v in query if k != "db"] + [("db", str(db))]
+        # by hand: urlunsplit would drop a unix URL's empty host (`unix:///path` → `unix:/path`)
         return f"{url.split('?', 1)[0]}?{urlencode(query, safe='/*')}"
     return urlunsplit(parts._replace(path=f"/{db}"))
 

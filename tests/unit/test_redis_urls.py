@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from worker.errors import ConfigError
 from worker.settings import load_settings, redis_url_db, with_redis_db
@@ -20,13 +21,14 @@ from worker.settings import load_settings, redis_url_db, with_redis_db
             "rediss://u:p@h:6380/1?ssl_ca_certs=/ca.crt",
         ),
         ("unix:///run/redis.sock?db=3&password=p", 3, "unix:///run/redis.sock?password=p&db=1"),
+        ("redis://h:6379/0?db=5", 5, "redis://h:6379/0?db=1"),  # redis-py: ?db= wins
     ],
 )
 def test_the_broker_url_is_the_same_server_in_its_own_database(
     url: str, db: int, broker: str
 ) -> None:
     settings = load_settings(redis_url=url)
-    assert settings.redis_db == db == redis_url_db(url)
+    assert settings.redis_db == db == redis.connection.parse_url(url).get("db", 0)
     assert settings.broker_url() == broker
     assert redis_url_db(with_redis_db(url, 7)) == 7
 
@@ -39,6 +41,11 @@ def test_the_read_only_url_is_a_secret_and_optional() -> None:
     assert "r3ad-pw" in settings.secrets()  # the log redactor hides it
     alone = load_settings(redis_url="redis://saw-console:c0nsole-pw@h/0")
     assert alone.redis_read_url_or_default() == alone.redis_url
+
+
+def test_the_redis_url_stays_required() -> None:
+    with pytest.raises(ConfigError, match="SUBACCOUNT_WORKER_REDIS_URL"):
+        load_settings(redis_url="")
 
 
 def test_a_read_url_that_is_not_redis_is_refused_in_one_line() -> None:
