@@ -38,6 +38,7 @@ from bench.chaos_scenario import Scenario, ScenarioSize, build
 from bench.common import API_KEY, Proc, print_table, progress, services
 from worker import keys
 from worker.dev.devservers import RedisServer, free_port, wait_until
+from worker.pipeline.keyspace import Keyspace
 
 PREFIX = "saw"
 QUEUE = "subaccount-events"
@@ -251,7 +252,7 @@ class Run:
         finished. False while Redis is away."""
         ns = keys.dramatiq_namespace(PREFIX)
         try:
-            pending = client.hlen(f"{ns}:{QUEUE}.msgs") + client.hlen(f"{ns}:{QUEUE}.DQ.msgs")
+            pending = sum(_pending(client, ns))
             if pending:
                 return False
             return wanted <= finished_keys(client)
@@ -264,7 +265,7 @@ class Run:
             wait_until(lambda: self.drained(client, wanted), self.cfg.drain_timeout_s, "the drain")
         except AssertionError:
             ns = keys.dramatiq_namespace(PREFIX)
-            pending = client.hlen(f"{ns}:{QUEUE}.msgs"), client.hlen(f"{ns}:{QUEUE}.DQ.msgs")
+            pending = _pending(client, ns)
             missing = sorted(wanted - finished_keys(client))
             tails = "".join(proc.tail(8) for proc in self.workers)
             raise AssertionError(
@@ -417,3 +418,11 @@ if __name__ == "__main__":
     from bench.common import run_main
 
     run_main(main)
+
+
+def _pending(client: redis.Redis, ns: str) -> tuple[int, int]:
+    """Messages ready and delayed (in the broker's database)."""
+    ready, delayed = Keyspace.default().read(
+        client, lambda p: (p.hlen(f"{ns}:{QUEUE}.msgs"), p.hlen(f"{ns}:{QUEUE}.DQ.msgs"))
+    )
+    return int(ready), int(delayed)

@@ -37,6 +37,7 @@ import redis  # noqa: E402
 from tests.servers import RedisServer, free_port, wait_until  # noqa: E402
 from worker import keys  # noqa: E402
 from worker.ingress import sign_stripe  # noqa: E402
+from worker.pipeline.keyspace import Keyspace  # noqa: E402
 from worker.settings import Settings, load_settings  # noqa: E402
 
 STRIPE_SECRET = "whsec_bench_only"  # noqa: S105 (a throwaway secret of a throwaway server)
@@ -282,7 +283,8 @@ def _queued(redis_url: str) -> int:
     settings = bench_settings(redis_url, "INFO")
     client = redis.Redis.from_url(redis_url)
     try:
-        return int(client.llen(keys.dramatiq_queue(settings.key_prefix, settings.queue_name)))
+        queue = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
+        return int(Keyspace.of(settings).read(client, lambda p: p.llen(queue))[0])
     finally:
         client.close()
 

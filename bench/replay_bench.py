@@ -35,6 +35,7 @@ from worker import keys
 from worker.dev.devservers import RedisServer
 from worker.ops.jobs import Runner, gc_paused
 from worker.ops.plans import plan, select
+from worker.pipeline.keyspace import Keyspace
 from worker.pipeline.outcomes import DeadLetter
 from worker.pipeline.publish import Publisher
 from worker.settings import load_settings
@@ -73,7 +74,8 @@ def write_dead_letters(client: redis.Redis, events: list[dict[str, Any]]) -> Non
 
 
 def queued(client: redis.Redis) -> int:
-    return int(client.llen(keys.dramatiq_queue("saw", QUEUE)))
+    queue = keys.dramatiq_queue("saw", QUEUE)
+    return int(Keyspace.default().read(client, lambda p: p.llen(queue))[0])
 
 
 def redis_cpu_s(client: redis.Redis) -> float:

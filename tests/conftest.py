@@ -40,6 +40,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture
+def broker_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the database Dramatiq's keys live in (SUBACCOUNT_WORKER_BROKER_REDIS_DB)."""
+    from worker.settings import load_settings
+
+    client = redis.Redis.from_url(load_settings(redis_url=redis_url).broker_url())
+    yield client
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[ThreadedUvicorn]:
     """The sandbox API (both surfaces) under a real uvicorn on a free loopback port."""

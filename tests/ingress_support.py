@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from tests.servers import ThreadedUvicorn
 from worker import keys
 from worker.ingress import create_app, sign_crm, sign_stripe
+from worker.pipeline.keyspace import Keyspace
 from worker.settings import Settings, load_settings
 
 TOKEN = "billing-token-new-5b1c"
@@ -211,10 +212,12 @@ def post_crm(http: httpx.Client, doc: dict[str, Any], webhook_id: str = "msg_1")
 
 
 def queued_events(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
-    """The events on the worker's queue, in order, read from Dramatiq's Redis layout."""
+    """The events on the worker's queue, in order, read from Dramatiq's Redis layout (in the
+    broker's database)."""
     queue = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
-    ids = client.lrange(queue, 0, -1)
-    raw = client.hmget(f"{queue}.msgs", ids) if ids else []
+    keyspace = Keyspace.of(settings)
+    (ids,) = keyspace.read(client, lambda p: p.lrange(queue, 0, -1))
+    (raw,) = keyspace.read(client, lambda p: p.hmget(f"{queue}.msgs", ids)) if ids else ([],)
     blobs = [blob for blob in raw if isinstance(blob, bytes)]
     assert len(blobs) == len(ids), "a queued message id has no message"
     return [dramatiq.Message.decode(blob).args[0] for blob in blobs]

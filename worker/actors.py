@@ -7,13 +7,18 @@ because that is how Dramatiq finds brokers and actors.
 
 from __future__ import annotations
 
+import multiprocessing
+
 import dramatiq
 
 from worker.log import configure_logging
-from worker.ops import liveness, metrics
+from worker.ops import liveness, metrics, orphans
 from worker.runtime import build_runtime
 from worker.settings import get_settings
 
+_parent = multiprocessing.parent_process()
+if _parent is not None and _parent.pid is not None:  # a worker process of Dramatiq's CLI
+    orphans.die_with_parent(_parent.pid)  # not left consuming beside the next set
 settings = get_settings()
 settings.require_api()
 configure_logging(settings)

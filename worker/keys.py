@@ -39,6 +39,9 @@
 | `{p}:credits:scan` | hash | figures of the last scan (started, finished, scanned, ...) |
 | `{p}:credits:lease` | string | monitor leader lease: holder token, with expiry |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
+
+Dramatiq's keys are in database `BROKER_REDIS_DB` (worker/pipeline/keyspace.py), the rest in the
+database of REDIS_URL.
 """
 
 from __future__ import annotations

@@ -45,16 +45,17 @@ class Runtime:
 
     def close(self) -> None:
         self.api.close()
-        self.broker.close()
+        self.broker.close()  # and its own client, on the broker's database
         self.store.close()
         self.redis.close()
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    """One pooled Redis client per process, with timeouts so an outage fails fast."""
+def redis_client(settings: Settings, url: str | None = None) -> redis.Redis:
+    """One pooled Redis client per process, with timeouts so an outage fails fast (on `url`:
+    another user's or database's URL, default REDIS_URL)."""
     pool_size = settings.worker_threads * 2 + 8
     return redis.Redis.from_url(
-        settings.redis_url,
+        url or settings.redis_url,
         max_connections=pool_size,
         socket_timeout=5.0,
         socket_connect_timeout=2.0,
@@ -116,7 +117,7 @@ def build_executor(
 def build_runtime(settings: Settings) -> Runtime:
     """Everything a worker or publisher process needs, wired together."""
     client = redis_client(settings)
-    broker = build_broker(settings, client)
+    broker = build_broker(settings, redis_client(settings, settings.broker_url()))
     api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
     store = build_store(settings, client)
     executor = build_executor(settings, store, api, client)

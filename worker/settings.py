@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0",
         description="redis://user:password@host:port/db, rediss:// for TLS (ssl_* in the query)",
     )
+    redis_read_url: str = Field(
+        "",
+        description="A read-only ACL user's URL for console viewer sessions and read-only CLI"
+        " commands (deploy/redis: saw-reader); '' = REDIS_URL",
+    )
+    broker_redis_db: int = Field(
+        1,
+        ge=0,
+        description="Database of Dramatiq's keys on REDIS_URL's server: its own, so the broker's"
+        " maintenance (KEYS) never scans the ledger; REDIS_URL's database = one shared keyspace",
+    )
     key_prefix: str = Field("saw", min_length=1, description="Prefix of every Redis key we own")
     queue_name: str = "subaccount-events"
     heartbeat_timeout_ms: int = Field(60_000, ge=1000)
@@ -340,9 +351,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in REDIS_SCHEMES:
-            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
-        return value
+        return _redis_url(value)
+
+    @field_validator("redis_read_url")
+    @classmethod
+    def _read_redis_scheme(cls, value: str) -> str:
+        return _redis_url(value) if value else value  # '': REDIS_URL then
 
     def require_api(self) -> None:
         """Processes that call the API refuse to start without its URL (no default: a default
@@ -362,6 +376,23 @@ class Settings(BaseSettings):
         """The Redis URL with its password (and a TLS key's ssl_password) masked, for printing."""
         return _masked(self.redis_url)
 
+    def redis_read_url_for_display(self) -> str:
+        """REDIS_READ_URL with its password masked, for printing."""
+        return _masked(self.redis_read_url)
+
+    def redis_read_url_or_default(self) -> str:
+        """The read-only user's URL when one is configured, else the process's own."""
+        return self.redis_read_url or self.redis_url
+
+    @property
+    def redis_db(self) -> int:
+        """The database REDIS_URL selects (its path, or `?db=` of a unix:// URL)."""
+        return redis_url_db(self.redis_url)
+
+    def broker_url(self) -> str:
+        """REDIS_URL with BROKER_REDIS_DB as its database: where Dramatiq's keys live."""
+        return with_redis_db(self.redis_url, self.broker_redis_db)
+
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret, self.notify_secret]
@@ -369,7 +400,7 @@ class Settings(BaseSettings):
         values += self.ingress_tokens + self.crm_webhook_secrets
         values += [SecretStr(t.get_secret_value().split(":", 2)[-1]) for t in self.console_tokens]
         found = [v.get_secret_value() for v in values if v.get_secret_value()]
-        for url in (self.redis_url, self.api_base_url):
+        for url in (self.redis_url, self.redis_read_url, self.api_base_url):
             parts = urlsplit(url)
             if parts.password:  # as written and as the client decodes it
                 found += dict.fromkeys([parts.password, unquote(parts.password)])
@@ -389,6 +420,35 @@ def _masked(url: str) -> str:
         return urlunsplit(parts._replace(netloc=netloc))
     query = [(k, "***" if k == "ssl_password" else v) for k, v in parse_qsl(parts.query)]
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="/*")))
+
+
+def _redis_url(value: str) -> str:
+    if urlsplit(value).scheme not in REDIS_SCHEMES:
+        raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+    return value
+
+
+def redis_url_db(url: str) -> int:
+    """The database a Redis URL selects as redis-py reads it: `?db=` first, else the path of a
+    redis:// or rediss:// URL, else 0."""
+    parts = urlsplit(url)
+    in_query = dict(parse_qsl(parts.query)).get("db")
+    if in_query:
+        return int(in_query)
+    path = parts.path.strip("/")
+    return int(path) if parts.scheme != "unix" and path.isdigit() else 0
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """`url` selecting database `db` instead (`?db=` for unix:// or where the URL had one, else
+    the path); the rest as is."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    if parts.scheme == "unix" or any(k == "db" for k, _ in query):
+        query = [(k, v) for k, v in query if k != "db"] + [("db", str(db))]
+        # by hand: urlunsplit would drop a unix URL's empty host (`unix:///path` → `unix:/path`)
+        return f"{url.split('?', 1)[0]}?{urlencode(query, safe='/*')}"
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 def _loopback(host: str) -> bool:

@@ -16,6 +16,7 @@ from tests.console.support import TOKENS, same_origin, write_dead_letter
 from tests.servers import wait_until
 from worker.ops.audit import list_audit
 from worker.pipeline.attempts import AttemptStore
+from worker.pipeline.keyspace import Keyspace
 from worker.pipeline.outcomes import DeadLetter
 
 Login = Callable[[str], tuple[httpx.Client, str]]
@@ -141,7 +142,8 @@ def test_an_admin_purges_through_preview_and_confirm(
     assert job_id
     wait_until(lambda: finished(client, job_id.group(1), {}), what="the purge job")
     assert not redis_client.hexists("saw:dead", outage[2].key)
-    assert redis_client.llen("saw:dramatiq:subaccount-events") == 0  # purged, not replayed
+    queue = "saw:dramatiq:subaccount-events"
+    assert Keyspace.default().read(redis_client, lambda p: p.llen(queue)) == [0]  # not replayed
     entries = [e for e in list_audit(redis_client, "saw") if e.action == "purge"]
     assert [e.operator for e in entries] == ["ada"]
 

@@ -58,13 +58,13 @@ def test_healthz_fails_while_a_process_stops_consuming_and_recovers(
 
 
 def test_an_old_heartbeat_with_messages_held_is_busy_not_stuck(
-    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+    redis_url: str, redis_client: redis.Redis, broker_client: redis.Redis, tmp_path: Path
 ) -> None:
     """Decided from Redis alone: this test's own process stands in for a worker process."""
     settings = load_settings(redis_url=redis_url, heartbeat_timeout_ms=1000)
     record_broker("broker-under-test", str(tmp_path))
     heartbeats, acks = "saw:dramatiq:__heartbeats__", "saw:dramatiq:__acks__.broker-under-test"
-    redis_client.zadd(heartbeats, {"broker-under-test": (time.time() - 30) * 1000})
+    broker_client.zadd(heartbeats, {"broker-under-test": (time.time() - 30) * 1000})
     child = ChildState()
     child.running()
     check = LivenessCheck(redis_client, settings, str(tmp_path), child)
@@ -75,13 +75,13 @@ def test_an_old_heartbeat_with_messages_held_is_busy_not_stuck(
     assert idle.processes[0].heartbeat_age_s is not None
     assert idle.processes[0].heartbeat_age_s >= 29
 
-    redis_client.sadd(f"{acks}.subaccount-events", "message-1")
+    broker_client.sadd(f"{acks}.subaccount-events", "message-1")
     busy = check()
     assert busy.ok
     assert busy.processes[0].holding == 1
 
-    redis_client.delete(f"{acks}.subaccount-events")
-    redis_client.zadd(heartbeats, {"broker-under-test": time.time() * 1000})
+    broker_client.delete(f"{acks}.subaccount-events")
+    broker_client.zadd(heartbeats, {"broker-under-test": time.time() * 1000})
     assert check().ok
 
 

@@ -44,12 +44,12 @@ def _run_worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
     )
 
 
-def _heartbeats(redis_client: redis.Redis) -> int:
-    return int(redis_client.zcard(f"{keys.dramatiq_namespace('saw')}:__heartbeats__"))
+def _heartbeats(broker_client: redis.Redis) -> int:
+    return int(broker_client.zcard(f"{keys.dramatiq_namespace('saw')}:__heartbeats__"))
 
 
 def test_metrics_port_taken_by_the_setting_is_one_line_and_exit_2(
-    worker_env: dict[str, str], taken_port: int, redis_client: redis.Redis
+    worker_env: dict[str, str], taken_port: int, broker_client: redis.Redis
 ) -> None:
     result = _run_worker({**worker_env, "SUBACCOUNT_WORKER_METRICS_PORT": str(taken_port)})
     assert result.returncode == 2, result.stderr
@@ -58,11 +58,11 @@ def test_metrics_port_taken_by_the_setting_is_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert str(taken_port) in lines[0]
     assert "SUBACCOUNT_WORKER_METRICS_PORT" in lines[0]
-    assert _heartbeats(redis_client) == 0  # no consumer ever fetched
+    assert _heartbeats(broker_client) == 0  # no consumer ever fetched
 
 
 def test_metrics_port_option_overrides_the_setting(
-    worker_env: dict[str, str], taken_port: int, redis_client: redis.Redis
+    worker_env: dict[str, str], taken_port: int, broker_client: redis.Redis
 ) -> None:
     """A taken --metrics-port is named as the option; the setting's value is not consulted."""
     env = {**worker_env, "SUBACCOUNT_WORKER_METRICS_PORT": "0"}
@@ -72,7 +72,7 @@ def test_metrics_port_option_overrides_the_setting(
     assert len(lines) == 1, result.stderr
     assert str(taken_port) in lines[0]
     assert "--metrics-port" in lines[0]
-    assert _heartbeats(redis_client) == 0
+    assert _heartbeats(broker_client) == 0
 
 
 def test_worker_serves_metrics_on_the_option_port(

@@ -76,10 +76,10 @@ def test_poison_message_is_dead_lettered_while_others_flow(
     assert sandbox.journal(username="poison-1") == []
 
 
-def _acks_in_use(redis_client: redis.Redis) -> list[bytes]:
+def _acks_in_use(broker_client: redis.Redis) -> list[bytes]:
     """Dramatiq's per-worker sets of delivered, unacknowledged messages that hold one."""
     pattern = keys.dramatiq_namespace("saw") + ":__acks__.*"
-    return [key for key in redis_client.scan_iter(match=pattern) if redis_client.scard(key)]
+    return [key for key in broker_client.scan_iter(match=pattern) if broker_client.scard(key)]
 
 
 def _outcomes_of(redis_client: redis.Redis, event_id: str) -> list[tuple[str, str]]:
@@ -89,7 +89,10 @@ def _outcomes_of(redis_client: redis.Redis, event_id: str) -> list[tuple[str, st
 
 
 def test_slow_step_beyond_heartbeat_runs_once(
-    start_worker: StartWorker, sandbox: SandboxAdmin, redis_client: redis.Redis
+    start_worker: StartWorker,
+    sandbox: SandboxAdmin,
+    redis_client: redis.Redis,
+    broker_client: redis.Redis,
 ) -> None:
     """A worker whose heartbeat stops mid-call loses its message: Dramatiq re-queues it and
     another worker gets it. The lease makes that second delivery wait, then find the event
@@ -105,11 +108,11 @@ def test_slow_step_beyond_heartbeat_runs_once(
     publisher.publish(suspend)
     lock = keys.lock("saw", "slow")
     wait_until(lambda: redis_client.exists(lock), what="the suspension under way")
-    [held_by_first] = _acks_in_use(redis_client)
+    [held_by_first] = _acks_in_use(broker_client)
     first.pause()  # alive but silent: no heartbeat for longer than the 1 s timeout
     start_worker("--processes", "1", "--threads", "2", **lease)
     wait_until(
-        lambda: not redis_client.exists(held_by_first),
+        lambda: not broker_client.exists(held_by_first),
         timeout_s=30,
         what="Dramatiq re-queueing the silent worker's message",
     )

@@ -58,6 +58,7 @@ def test_redis_down_between_failure_and_requeue_loses_nothing(
 
 def test_dead_letters_outlive_dramatiq_dead_message_ttl(
     redis_url: str,
+    broker_client: redis.Redis,
     redis_client: redis.Redis,
     sandbox: SandboxAdmin,
     sandbox_server: ThreadedUvicorn,
@@ -82,8 +83,8 @@ def test_dead_letters_outlive_dramatiq_dead_message_ttl(
         wait_for_outcomes(redis_client, [onboard["id"]])
         always_fails.send()
         xq = keys.dramatiq_queue("saw", "control") + ".XQ"
-        wait_until(lambda: redis_client.zcard(xq) == 1, what="Dramatiq's XQ entry")
-        wait_until(lambda: redis_client.zcard(xq) == 0, what="Dramatiq's XQ expiry")
+        wait_until(lambda: broker_client.zcard(xq) == 1, what="Dramatiq's XQ entry")
+        wait_until(lambda: broker_client.zcard(xq) == 0, what="Dramatiq's XQ expiry")
         (letter,) = runtime.dead_letters.list()
         assert letter.reason == "permanent_error"
         assert letter.event["id"] == onboard["id"]

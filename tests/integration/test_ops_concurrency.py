@@ -20,6 +20,7 @@ from worker.ops.jobs import JobResult, Runner
 from worker.ops.plans import plan, select
 from worker.ops.replay import replay
 from worker.pipeline.attempts import AttemptStore
+from worker.pipeline.keyspace import Keyspace
 from worker.pipeline.publish import Publisher
 from worker.settings import load_settings
 
@@ -50,7 +51,7 @@ def run_threads(targets: list[Callable[[], Any]]) -> list[Any]:
 
 
 def queued_keys(client: redis.Redis) -> Counter[str]:
-    bodies = client.hvals(f"{QUEUE}.msgs")
+    (bodies,) = Keyspace(data_db=0, broker_db=1).read(client, lambda p: p.hvals(f"{QUEUE}.msgs"))
     return Counter(parse_event(json.loads(body)["args"][0]).key for body in bodies)
 
 

@@ -12,6 +12,7 @@ from tests.integration.ops_support import cli, cli_json, outcomes_of, pipeline_w
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
 from worker import keys
+from worker.pipeline.keyspace import Keyspace
 from worker.sandbox import SandboxAdmin
 
 CLIENTS = [f"outage-{n}" for n in range(8)]
@@ -108,6 +109,6 @@ def _snapshot(client: redis.Redis) -> tuple[object, ...]:
     queue = keys.dramatiq_queue("saw", "subaccount-events")
     return (
         client.hgetall(keys.dead_letters("saw")),
-        client.llen(queue),
+        Keyspace.default().read(client, lambda p: p.llen(queue)),
         client.hgetall(keys.dead_letter_counts("saw")),
     )

@@ -14,18 +14,23 @@ from tests.pipeline_support import pipeline_settings, wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
 from worker import keys
 from worker.ops.status import read_status
+from worker.pipeline.keyspace import Keyspace
 from worker.pipeline.publish import build_message
 from worker.runtime import build_runtime
 from worker.sandbox import SandboxAdmin
 
 
 def _in_flight(redis_client: redis.Redis) -> int:
-    return read_status(redis_client, "saw", "subaccount-events", 60_000).in_flight
+    keyspace = Keyspace(data_db=0, broker_db=1)  # the test settings' databases
+    return read_status(
+        redis_client, "saw", "subaccount-events", 60_000, keyspace=keyspace
+    ).in_flight
 
 
 def test_status_reads_the_queue_with_no_worker_and_with_one_mid_call(
     redis_url: str,
     redis_client: redis.Redis,
+    broker_client: redis.Redis,
     sandbox: SandboxAdmin,
     sandbox_server: ThreadedUvicorn,
 ) -> None:
@@ -40,8 +45,8 @@ def test_status_reads_the_queue_with_no_worker_and_with_one_mid_call(
         later = later.copy(queue_name=f"{settings.queue_name}.DQ",
                            options={"eta": int(time.time() * 1000) + 600_000})  # fmt: skip
         delay_queue = keys.dramatiq_queue("saw", later.queue_name)
-        redis_client.hset(f"{delay_queue}.msgs", later.options["redis_message_id"], later.encode())
-        redis_client.rpush(delay_queue, later.options["redis_message_id"])
+        broker_client.hset(f"{delay_queue}.msgs", later.options["redis_message_id"], later.encode())
+        broker_client.rpush(delay_queue, later.options["redis_message_id"])
     redis_client.hset("saw:dead", "k1", "{}")
     redis_client.hset("saw:dead:counts", "permanent_error", 1)
     redis_client.zadd("saw:dead:index", {"k1": 1_700_000_000_000})

@@ -26,6 +26,8 @@ APP_COMPONENTS = {"worker", "ingress", "monitor", "console"}
 SCRAPED = {"worker", "ingress", "monitor"}  # the console serves no /metrics
 COMPOSE_DEFAULT = re.compile(r"\$\{\w+:-(.*)\}")
 
+BROKER_DB_DEFAULT = Settings.model_fields["broker_redis_db"].default
+
 
 def overlay(name: str) -> list[dict[str, Any]]:
     """The overlay as kustomize renders it (tests/deploy_support.py)."""
@@ -74,6 +76,8 @@ def test_keda_scales_the_worker_on_the_ready_queue_list(
     queue = config["SUBACCOUNT_WORKER_QUEUE_NAME"]
     assert trigger["listName"] == keys.dramatiq_queue(config["SUBACCOUNT_WORKER_KEY_PREFIX"], queue)
     assert not trigger["listName"].endswith(".DQ")
+    broker_db = config.get("SUBACCOUNT_WORKER_BROKER_REDIS_DB", BROKER_DB_DEFAULT)
+    assert int(trigger["databaseIndex"]) == int(broker_db)  # where Dramatiq's keys are
     find(production, "Deployment", scaled["spec"]["scaleTargetRef"]["name"])
     auth = find(production, "TriggerAuthentication", "subaccount-worker-redis")
     secret = find(

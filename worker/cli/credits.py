@@ -24,10 +24,11 @@ credits_app = typer.Typer(
 app.add_typer(credits_app, name="credits")
 
 
-def _redis(settings: Settings) -> Any:
+def _redis(settings: Settings, read_only: bool = False) -> Any:
+    """The command's Redis client; a read-only command uses REDIS_READ_URL's user if set."""
     from worker.runtime import redis_client
 
-    return redis_client(settings)
+    return redis_client(settings, settings.redis_read_url_or_default() if read_only else None)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -92,7 +93,7 @@ def list_command(
     settings = load()
     configure_logging(settings)  # logs go to stderr: stdout is the output
     runway_s = _runway_s(runway_below)
-    client = _redis(settings)
+    client = _redis(settings, read_only=True)
     rows = guard(
         lambda: list_credits(client, settings.key_prefix, below=below, runway_below_s=runway_s)
     )
@@ -136,7 +137,7 @@ def show_command(
 
     settings = load()
     configure_logging(settings)  # logs go to stderr: stdout is the output
-    client = _redis(settings)
+    client = _redis(settings, read_only=True)
     detail = guard(lambda: show_credits(client, settings.key_prefix, client_id))
     if detail is None:
         raise _fail(f"no snapshot of {client_id!r}: run `credits refresh {client_id}` first")

@@ -60,7 +60,7 @@ def dead_list(
     lim = None if all_ else r.run(lambda: check_limit(limit))
     if offset < 0:
         r.fail(f"--offset must be 0 or more (got {offset})", 2)
-    settings, rt = r.open_ops()
+    settings, rt = r.open_ops(read_only=True)
     page = r.run(
         lambda: list_dead_letters(rt.redis, settings.key_prefix, flt, limit=lim, offset=offset)
     )
@@ -85,7 +85,7 @@ def _letters_table(items: list[DeadLetterView]) -> Any:
 @dead.command("show")
 def dead_show(key: Annotated[str, typer.Argument(help="Dead letter id.")]) -> None:
     """Print one dead letter in full (JSON)."""
-    settings, rt = r.open_ops()
+    settings, rt = r.open_ops(read_only=True)
     found = r.run(lambda: get_letters(rt.redis, settings.key_prefix, [key]))
     if key not in found:
         r.fail(f"no dead letter {key!r}: list them with `dead-letters list`", 1)
@@ -107,7 +107,7 @@ def dead_summary(
 ) -> None:
     """Failure clusters: counts by reason x type x step x last HTTP status, oldest and newest."""
     flt = r.make_filter(reason, type_, client, since, until, status, step, source, search)
-    settings, rt = r.open_ops()
+    settings, rt = r.open_ops(read_only=True)
     summary = r.run(lambda: summarize(rt.redis, settings.key_prefix, flt))
     if as_json:
         r.print_json(summary.to_json())

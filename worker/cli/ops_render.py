@@ -71,13 +71,14 @@ class OpsRuntime:
     publisher: Publisher
 
 
-def open_ops() -> tuple[Settings, OpsRuntime]:
-    """Settings, logging (to stderr: stdout is for output), Redis and the publisher."""
+def open_ops(read_only: bool = False) -> tuple[Settings, OpsRuntime]:
+    """Settings, logging (to stderr: stdout is for output), Redis and the publisher; a command
+    that only reads says `read_only` and goes through REDIS_READ_URL's user when one is set."""
     from worker.runtime import redis_client
 
     settings = load()
     configure_logging(settings)
-    client = redis_client(settings)
+    client = redis_client(settings, settings.redis_read_url_or_default() if read_only else None)
     return settings, OpsRuntime(client, Publisher(client, settings))
 
 

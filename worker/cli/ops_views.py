@@ -31,11 +31,12 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until Ctrl-C.")] = False,
 ) -> None:
     """Queue, in flight, workers, dead letters, recent outcomes, running jobs (from Redis)."""
-    settings, rt = r.open_ops()
+    settings, rt = r.open_ops(read_only=True)
 
     def read() -> Status:
         return r.run(lambda: read_status(rt.redis, settings.key_prefix, settings.queue_name,
-                                         settings.heartbeat_timeout_ms))  # fmt: skip
+                                         settings.heartbeat_timeout_ms,
+                                         keyspace=rt.publisher.keyspace))  # fmt: skip
 
     if as_json:
         r.print_json(read().to_json())
@@ -80,7 +81,7 @@ def events_show(
     as_json: r.Json = False,
 ) -> None:
     """One event: envelope, ledger steps and results, outcomes, dead letter, replays."""
-    settings, rt = r.open_ops()
+    settings, rt = r.open_ops(read_only=True)
     story = r.run(lambda: event_story(rt.redis, settings.key_prefix, event_id, source))
     if as_json:
         r.print_json(story.to_json())
@@ -112,7 +113,7 @@ def clients_show(
 ) -> None:
     """What is known of a client, and its timeline (newest first)."""
     r.run(lambda: check_limit(limit))
-    settings, rt = r.open_ops()
+    settings, rt = r.open_ops(read_only=True)
     story = r.run(lambda: client_story(rt.redis, settings.key_prefix, client_id))
     if as_json:
         r.print_json(story.to_json())
@@ -155,7 +156,7 @@ def audit_list(
     since_ms = (
         r.run(lambda: parse_time(since, int(time.time() * 1000), "--since")) if since else None
     )
-    settings, rt = r.open_ops()
+    settings, rt = r.open_ops(read_only=True)
     entries = r.run(
         lambda: list_audit(rt.redis, settings.key_prefix, since_ms=since_ms, limit=limit)
     )

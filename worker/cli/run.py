@@ -116,6 +116,7 @@ def check_config() -> None:
     settings = load()
     shown = json.loads(settings.model_dump_json())
     shown["redis_url"] = settings.redis_url_for_display()
+    shown["redis_read_url"] = settings.redis_read_url_for_display()
     shown["api_base_url"] = settings.api_base_url_for_display()
     shown["notify_url"] = settings.notify_url_for_display()
     typer.echo(json.dumps(shown, indent=2))

@@ -43,8 +43,13 @@ log = get_logger(__name__)
 HERE = Path(__file__).parent
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """The console as an ASGI app; refuses (ConfigError) when no user could ever log in."""
+def create_app(
+    settings: Settings, services: Services | None = None, viewer: Services | None = None
+) -> FastAPI:
+    """The console as an ASGI app; refuses (ConfigError) when no user could ever log in.
+
+    Viewer sessions use `viewer` (by default, with REDIS_READ_URL set, services on that
+    read-only user), everyone else `services`."""
     services = services or Services.from_settings(settings)
     store = SessionStore(
         services.redis,
@@ -57,6 +62,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.auth = auth
     app.state.throttle = LoginThrottle.from_settings(services.redis, settings)
     app.state.services = services
+    app.state.viewer_services = viewer or Services.for_viewers(settings)
     templates = Jinja2Templates(directory=HERE / "templates")
     register_filters(templates.env)
     app.state.templates = templates

@@ -32,6 +32,11 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 
 def services(request: Request) -> Services:
+    """The services of the asking user: a viewer's read through the read-only user, if any."""
+    user = getattr(request.state, "user", None)
+    viewer: Services | None = request.app.state.viewer_services
+    if viewer is not None and user is not None and not user.may(Role.OPERATOR):
+        return viewer
     found: Services = request.app.state.services
     return found
 

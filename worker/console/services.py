@@ -137,6 +137,15 @@ class Services:
     def from_settings(cls, settings: Settings) -> Services:
         return cls(console_redis(settings), settings)
 
+    @classmethod
+    def for_viewers(cls, settings: Settings) -> Services | None:
+        """Services on REDIS_READ_URL's read-only user for viewer sessions (None without one);
+        they never write, so they warm no index."""
+        if not settings.redis_read_url:
+            return None
+        client = console_redis(settings, settings.redis_read_url)
+        return cls(client, settings, warm_index=False)
+
     def close(self) -> None:
         self.runs.stop_all()
         self.warmer.stop()
@@ -149,6 +158,7 @@ class Services:
             self.prefix,
             self.settings.queue_name,
             self.settings.heartbeat_timeout_ms,
+            keyspace=self.publisher.keyspace,
         )
 
     def status_json(self) -> dict[str, Any]:
@@ -368,11 +378,12 @@ class Services:
             yield json.dumps(entry.to_json(), default=str) + "\n"
 
 
-def console_redis(settings: Settings) -> redis.Redis:
+def console_redis(settings: Settings, url: str | None = None) -> redis.Redis:
     """A Redis client whose pool waits for a free connection instead of failing: the console's
-    request threads, live streams and jobs may outnumber its connections for a moment."""
+    request threads, live streams and jobs may outnumber its connections for a moment (on
+    `url`, default REDIS_URL)."""
     pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
+        url or settings.redis_url,
         max_connections=REDIS_CONNECTIONS,
         timeout=5,
         socket_timeout=5.0,

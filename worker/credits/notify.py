@@ -178,8 +178,9 @@ def delivery_worker(settings: Settings, client: redis.Redis, threads: int = 2) -
     if not settings.notify_url:
         return None
     from worker.pipeline.broker import build_broker
+    from worker.runtime import redis_client
 
-    broker = build_broker(settings, client)
+    broker = build_broker(settings, redis_client(settings, settings.broker_url()))
     declare_notify_actor(broker, settings)
     worker = dramatiq.Worker(broker, queues={settings.notify_queue_name}, worker_threads=threads)
     worker.start()

@@ -6,10 +6,12 @@ the number of dead letters; with a filter it groups the matching records as it s
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
+from redis.exceptions import NoPermissionError
 
 from worker.ops.filters import DeadLetterFilter, rfc3339
 from worker.ops.index import DeadLetterIndex, cluster_of
@@ -49,7 +51,10 @@ def summarize(client: redis.Redis, prefix: str, flt: DeadLetterFilter | None = N
     if flt is not None and not flt.empty:
         return _summarize_scan(client, prefix, flt)
     index = DeadLetterIndex(client, prefix)
-    index.sync()
+    try:
+        index.sync()
+    except NoPermissionError:  # a read-only user (saw-reader) and an index behind: scan all
+        return _summarize_scan(client, prefix, DeadLetterFilter())
     names = index.clusters()
     pipe = client.pipeline(transaction=False)
     for name in names:
@@ -62,7 +67,8 @@ def summarize(client: redis.Redis, prefix: str, flt: DeadLetterFilter | None = N
     for i, name in enumerate(names):
         count, oldest, newest = replies[3 * i : 3 * i + 3]
         if not count:
-            index.forget_cluster(name)
+            with contextlib.suppress(NoPermissionError):  # the read-only user leaves it
+                index.forget_cluster(name)
             continue
         clusters.append(_cluster(name, int(count), int(oldest[0][1]), int(newest[0][1])))
     return Summary(sorted(clusters, key=lambda c: (-c.count, c.reason, c.type)))

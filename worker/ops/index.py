@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+from redis.exceptions import NoPermissionError
 
 from worker import keys
 from worker.ops.filters import DeadLetterFilter, http_status
@@ -136,7 +137,10 @@ class DeadLetterIndex:
         alone = len(dims) <= 1 and all(value is None for value in rest)
         if not dims:
             return keys.dead_letter_index(self._prefix), alone
-        self.sync()
+        try:
+            self.sync()
+        except NoPermissionError:  # a read-only user (saw-reader) and an index behind: scan all
+            return keys.dead_letter_index(self._prefix), False
         pipe = self._redis.pipeline(transaction=False)
         names = [keys.dead_letter_ix(self._prefix, dim, value) for dim, value in dims.items()]
         for name in names:

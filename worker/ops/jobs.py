@@ -244,6 +244,7 @@ class Runner:
             keys.dead_letter_ix(self.prefix, "", "").removesuffix(":"),
             keys.dead_letter_claim(self.prefix, ""),
             now_ms(),
+            *self.publisher.keyspace.lua_args(),
         ]
         message_ids: list[str] = []
         for item in items:

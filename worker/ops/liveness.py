@@ -19,12 +19,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from worker import keys
 from worker.ops.metrics import MULTIPROC_ENV, process_alive
+from worker.pipeline.keyspace import Keyspace
 from worker.settings import Settings
 
 BROKER_FILE_PREFIX = "broker-"
@@ -95,6 +97,7 @@ class LivenessCheck:
     ) -> None:
         self._redis = client
         self._namespace = keys.dramatiq_namespace(settings.key_prefix)
+        self._keyspace = Keyspace.of(settings)  # the heartbeats are in the broker's database
         self._queues = (settings.queue_name, f"{settings.queue_name}.DQ")
         self._stale_s = settings.heartbeat_timeout_ms / 1000
         self._dir = Path(run_dir)
@@ -127,12 +130,13 @@ class LivenessCheck:
         return found
 
     def _read(self, brokers: dict[int, tuple[str, float]]) -> list[ProcessHealth]:
-        pipe = self._redis.pipeline(transaction=False)
-        for broker_id, _ in brokers.values():
-            pipe.zscore(f"{self._namespace}:__heartbeats__", broker_id)
-            for queue in self._queues:
-                pipe.scard(f"{self._namespace}:__acks__.{broker_id}.{queue}")
-        replies = iter(pipe.execute())
+        def reads(pipe: Any) -> None:
+            for broker_id, _ in brokers.values():
+                pipe.zscore(f"{self._namespace}:__heartbeats__", broker_id)
+                for queue in self._queues:
+                    pipe.scard(f"{self._namespace}:__acks__.{broker_id}.{queue}")
+
+        replies = iter(self._keyspace.read(self._redis, reads))
         now = time.time()
         result = []
         for pid, (_, recorded_at) in brokers.items():

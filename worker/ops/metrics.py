@@ -25,6 +25,7 @@ from handlers.outcomes import Outcome
 from worker import keys
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.results import AttemptInfo
+from worker.pipeline.keyspace import Keyspace
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -95,10 +96,13 @@ def prepare_run_dir(base: str | None = None) -> str:
 class QueueCollector:
     """Gauges computed from Redis at scrape time: queue depth, oldest message, dead letters."""
 
-    def __init__(self, client: redis.Redis, prefix: str, queue_name: str) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str, queue_name: str, keyspace: Keyspace
+    ) -> None:
         self._redis = client
         self._dead = DeadLetters(client, prefix)
         self._queue = keys.dramatiq_queue(prefix, queue_name)
+        self._keyspace = keyspace  # the queue is in the broker's database
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
@@ -116,17 +120,20 @@ class QueueCollector:
         yield family
 
     def _read(self) -> tuple[int, int, float, dict[str, int]]:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.llen(self._queue)
-        pipe.llen(f"{self._queue}.DQ")
-        pipe.lindex(self._queue, 0)
-        depth, delayed, first = pipe.execute()
+        def reads(pipe: Any) -> None:
+            pipe.llen(self._queue)
+            pipe.llen(f"{self._queue}.DQ")
+            pipe.lindex(self._queue, 0)
+
+        depth, delayed, first = self._keyspace.read(self._redis, reads)
         return depth, delayed, self._age_of(first), self._dead.counts_by_reason()
 
     def _age_of(self, message_id: bytes | None) -> float:
         if not message_id:
             return 0.0
-        raw = self._redis.hget(f"{self._queue}.msgs", message_id)
+        (raw,) = self._keyspace.read(
+            self._redis, lambda p: p.hget(f"{self._queue}.msgs", message_id)
+        )
         if not raw:
             return 0.0
         sent_ms = float(json.loads(raw).get("message_timestamp", 0))

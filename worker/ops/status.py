@@ -22,6 +22,7 @@ from worker import keys
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.filters import rfc3339
 from worker.ops.job_records import running_jobs
+from worker.pipeline.keyspace import Keyspace
 
 HOUR_MS = 3_600_000
 OUTCOMES_READ_MAX = 200_000  # entries read for "last hour" (the stream is capped anyway)
@@ -55,27 +56,31 @@ def read_status(
     queue_name: str,
     heartbeat_timeout_ms: int,
     *,
+    keyspace: Keyspace,
     now_ms: int | None = None,
 ) -> Status:
-    """The status as of now, in a few round trips."""
+    """The status as of now, in a few round trips (the queue's in `keyspace.broker_db`)."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     namespace = keys.dramatiq_namespace(prefix)
     queue = keys.dramatiq_queue(prefix, queue_name)
     delay_queue = f"{queue}.DQ"
-    beats: Any = client.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
+    (beats,) = keyspace.read(
+        client, lambda p: p.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
+    )
     workers = [(_text(worker), int(score)) for worker, score in beats]
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(queue)
-    pipe.llen(delay_queue)
-    pipe.lindex(queue, 0)
-    for worker, _ in workers:
-        pipe.scard(f"{namespace}:__acks__.{worker}.{queue_name}")
-        pipe.scard(f"{namespace}:__acks__.{worker}.{queue_name}.DQ")
-    pipe.zrange(keys.dead_letter_index(prefix), 0, 0, withscores=True)
-    replies = pipe.execute()
+
+    def broker_reads(pipe: Any) -> None:
+        pipe.llen(queue)
+        pipe.llen(delay_queue)
+        pipe.lindex(queue, 0)
+        for worker, _ in workers:
+            pipe.scard(f"{namespace}:__acks__.{worker}.{queue_name}")
+            pipe.scard(f"{namespace}:__acks__.{worker}.{queue_name}.DQ")
+
+    replies = keyspace.read(client, broker_reads)
     queued, delayed_listed, oldest_id = replies[0], replies[1], replies[2]
-    acks = replies[3:-1]
-    oldest_dead = replies[-1]
+    acks = replies[3:]
+    oldest_dead: Any = client.zrange(keys.dead_letter_index(prefix), 0, 0, withscores=True)
     alive = sum(1 for _, beat in workers if now - beat < heartbeat_timeout_ms)
     dead = DeadLetters(client, prefix).counts_by_reason()
     return Status(
@@ -84,7 +89,7 @@ def read_status(
         in_flight=sum(int(n) for n in acks[0::2]),
         workers=alive,
         workers_gone=len(workers) - alive,
-        oldest_queued_age_s=_age_s(client, queue, oldest_id, now),
+        oldest_queued_age_s=_age_s(client, keyspace, queue, oldest_id, now),
         dead_letters=dead,
         dead_letters_total=sum(dead.values()),
         oldest_dead_letter_at=rfc3339(int(oldest_dead[0][1])) if oldest_dead else None,
@@ -110,10 +115,12 @@ def outcomes_since(client: redis.Redis, prefix: str, since_ms: int) -> dict[str,
     return counts
 
 
-def _age_s(client: redis.Redis, queue: str, message_id: Any, now_ms: int) -> float | None:
+def _age_s(
+    client: redis.Redis, keyspace: Keyspace, queue: str, message_id: Any, now_ms: int
+) -> float | None:
     if message_id is None:
         return None
-    raw: Any = client.hget(f"{queue}.msgs", message_id)
+    (raw,) = keyspace.read(client, lambda p: p.hget(f"{queue}.msgs", message_id))
     if raw is None:
         return None
     try:

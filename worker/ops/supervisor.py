@@ -7,6 +7,10 @@ what lets the delivery counter in the ledger catch the poison message on its nex
 also owns the per-run metrics directory and serves the merged view of all processes, and the
 liveness probe (`worker.ops.liveness`). Before any consumer starts it binds the metrics port and
 checks that Redis accepts our credentials: either failing ends the command with one line, exit 2.
+
+It restarts the whole tree, never a second set beside a live one (`worker.ops.orphans`): the
+Dramatiq parent dies with the supervisor, its worker processes die with it, and a restart waits
+until every process of the old tree is gone.
 """
 
 from __future__ import annotations
@@ -23,13 +27,18 @@ import redis
 
 from worker.errors import ConfigError
 from worker.log import get_logger
-from worker.ops import liveness, metrics
+from worker.ops import liveness, metrics, orphans
+from worker.pipeline.keyspace import Keyspace
+from worker.pipeline.keyspace_move import move_to_broker_db
 from worker.redis_access import verify_credentials
 from worker.settings import ENV_PREFIX, Settings
 
 log = get_logger(__name__)
 
 MAX_RESTART_DELAY_S = 10.0
+# How long the rest of a tree whose parent exited may take to go (its processes die with the
+# parent: this only bounds a platform without PR_SET_PDEATHSIG) before it is killed.
+ORPHAN_GRACE_S = 5.0
 
 
 def dramatiq_command(settings: Settings, processes: int, threads: int, module: str) -> list[str]:
@@ -57,6 +66,7 @@ def run(
     before any consumer starts, when that port is taken or Redis refuses our credentials.
     """
     verify_credentials(settings)
+    _move_to_broker_db(settings)
     run_dir = metrics.prepare_run_dir(settings.metrics_dir or None)
     try:
         child = liveness.ChildState()
@@ -65,6 +75,22 @@ def run(
     finally:
         if not settings.metrics_dir:  # ours alone: leave nothing behind in /tmp
             shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _move_to_broker_db(settings: Settings) -> None:
+    """Bring messages a shared-keyspace version left beside the ledger into the broker's own
+    database (worker/pipeline/keyspace_move.py); Redis down: the next start does it."""
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10.0, socket_connect_timeout=3.0
+    )
+    try:
+        moved = move_to_broker_db(client, settings)
+        if moved:
+            log.warning("broker.moved_to_own_database", messages=moved, db=settings.broker_redis_db)
+    except redis.RedisError as exc:
+        log.warning("broker.move_to_own_database_failed", error=str(exc))
+    finally:
+        client.close()
 
 
 def _serve_http(
@@ -76,7 +102,10 @@ def _serve_http(
         return
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
     registry = metrics.merged_registry(
-        run_dir, metrics.QueueCollector(client, settings.key_prefix, settings.queue_name)
+        run_dir,
+        metrics.QueueCollector(
+            client, settings.key_prefix, settings.queue_name, Keyspace.of(settings)
+        ),
     )
     check = liveness.LivenessCheck(client, settings, run_dir, child)
     try:
@@ -113,7 +142,8 @@ def _supervise(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    command = dramatiq_command(settings, processes, threads, module)
+    orphans.become_subreaper()  # a dead parent's orphans become ours to wait for and reap
+    command = orphans.launcher(dramatiq_command(settings, processes, threads, module))
     delay = 0.5
     while not stopping.is_set():
         liveness.forget_brokers(run_dir)  # the previous run's processes have all exited
@@ -123,6 +153,8 @@ def _supervise(
             child.send_signal(signal.SIGTERM)
         log.info("worker.started", pid=child.pid, processes=processes, threads=threads)
         code = child.wait()
+        if not orphans.end_tree(ORPHAN_GRACE_S):  # the whole old tree is gone
+            log.error("worker.orphans_killed", grace_s=ORPHAN_GRACE_S)
         state.down()
         if stopping.is_set() or code == 0:
             log.info("worker.stopped", code=code)

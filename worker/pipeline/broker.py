@@ -49,6 +49,10 @@ class Broker(RedisBroker):
     restart; a fresh process's set is empty.)
     """
 
+    def close(self) -> None:
+        super().close()
+        self.client.close()  # its own client, on the broker's database
+
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
         if queue_name.endswith(".DQ"):
             self._requeue_stranded(queue_name)
@@ -67,7 +71,8 @@ class Broker(RedisBroker):
 
 
 def build_broker(settings: Settings, client: redis.Redis) -> RedisBroker:
-    """A Redis broker in our key namespace with the middleware the pipeline relies on."""
+    """A Redis broker in our key namespace with the middleware the pipeline relies on; `client`
+    is on the broker's own database (`Settings.broker_url`, worker/pipeline/keyspace.py)."""
     return Broker(  # type: ignore[no-untyped-call]
         client=client,
         namespace=keys.dramatiq_namespace(settings.key_prefix),

@@ -28,6 +28,7 @@ from handlers.events import EVENT_CLASSES, Event, parse_event
 from handlers.limits import DEFAULT_LIMITS, EventLimits
 from worker import keys, tracing
 from worker.errors import BrokerUnavailable
+from worker.pipeline.keyspace import Keyspace
 from worker.settings import Settings
 
 ACTOR_NAME = "process_event"
@@ -70,6 +71,7 @@ class Publisher:
         self._queue = settings.queue_name
         self._list_key = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
         self._limits = event_limits(settings)
+        self.keyspace = Keyspace.of(settings)  # the queue is in the broker's database
 
     def publish(self, event: Event | Mapping[str, Any]) -> Published:
         """Validate and enqueue one event; raise InvalidEvent or BrokerUnavailable."""
@@ -95,11 +97,14 @@ class Publisher:
             raise BrokerUnavailable(f"could not enqueue on Redis ({type(exc).__name__})") from exc
 
     def add_to(self, pipe: Any, messages: Sequence[Any]) -> None:
-        """Queue the writes of `messages` on `pipe`, for callers that add writes of their own."""
+        """Queue the writes of `messages` on `pipe`, for callers that add writes of their own
+        (in the broker's database: SELECTed there and back around them)."""
+        self.keyspace.enter(pipe)
         for message in messages:
             redis_id = message.options["redis_message_id"]
             pipe.hset(f"{self._list_key}.msgs", redis_id, message.encode())
             pipe.rpush(self._list_key, redis_id)
+        self.keyspace.leave(pipe)
 
     @property
     def queue_name(self) -> str:

@@ -1,7 +1,10 @@
 -- Replay one batch of planned dead letters atomically (worker/ops/jobs.py, Runner).
 -- KEYS: dead hash, dead index, dead counts, operators' index map, replay counts, queue list,
 --       queue messages, job record.
--- ARGV: timeline maxlen, operators' index prefix, claim prefix, now ms, then 13 per dead letter:
+-- The queue's two keys are in the broker's database (worker/pipeline/keyspace.py): the script
+-- SELECTs it for them and back (Redis undoes a script's SELECT for the caller anyway).
+-- ARGV: timeline maxlen, operators' index prefix, claim prefix, now ms, broker db, records' db,
+--       then 13 per dead letter:
 --       id, digest, reason, ledger key, timeline key, replayed entry, message id, message,
 --       replay number, resolve ('' | applied | not_applied), step, resolved step record ('' for
 --       none), resolved entry ('' for none). Returns one status per dead letter.
@@ -9,9 +12,10 @@ local dead, index, counts, index_of = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local replays, queue, messages, job = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local maxlen = tonumber(ARGV[1])
 local ix_prefix, claim_prefix, now = ARGV[2], ARGV[3], ARGV[4]
+local broker_db, data_db = ARGV[5], ARGV[6]
 local statuses, ids, pairs_replays, pairs_messages, message_ids = {}, {}, {}, {}, {}
 local by_reason, timelines = {}, {}
-for i = 5, #ARGV, 13 do
+for i = 7, #ARGV, 13 do
   local id, digest, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local ledger, timeline, entry = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local message_id, message, replay = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
@@ -70,8 +74,10 @@ if #ids > 0 then
   redis.call('HDEL', dead, unpack(ids))
   redis.call('ZREM', index, unpack(ids))
   for reason, n in pairs(by_reason) do redis.call('HINCRBY', counts, reason, -n) end
+  if broker_db ~= data_db then redis.call('SELECT', broker_db) end
   redis.call('HSET', messages, unpack(pairs_messages))
   redis.call('RPUSH', queue, unpack(message_ids))
+  if broker_db ~= data_db then redis.call('SELECT', data_db) end
   redis.call('HSET', replays, unpack(pairs_replays))
   for timeline in pairs(timelines) do redis.call('LTRIM', timeline, 0, maxlen - 1) end
 end
