@@ -24,8 +24,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from handlers.outcomes import Outcome
 from worker import keys
 from worker.ops.dead_letters import DeadLetters
-from worker.pipeline.results import AttemptInfo
 from worker.pipeline.keyspace import Keyspace
+from worker.pipeline.results import AttemptInfo
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
