@@ -17,6 +17,7 @@ from handlers import Context
 from worker.api.client import SubaccountClient
 from worker.credits.notify import declare_notify_actor
 from worker.credits.reconcile import drift_recorder
+from worker.durability import Durability
 from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
@@ -68,6 +69,7 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
         ledger_ttl_s=settings.ledger_ttl_s,
         outcome_maxlen=settings.outcome_stream_maxlen,
         timeline_maxlen=settings.timeline_maxlen,
+        durability=Durability.from_settings(client, settings),
     )
 
 

@@ -7,6 +7,7 @@ shows them. `load_settings()` turns a validation failure into one readable line 
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
@@ -78,6 +79,22 @@ class Settings(BaseSettings):
         description="redis://user:password@host:port/db, rediss:// for TLS (ssl_* in the query)",
     )
     key_prefix: str = Field("saw", min_length=1, description="Prefix of every Redis key we own")
+    # Durable before it matters (worker/durability.py): what a grant's in-progress record and an
+    # accepted event must reach before the grant is sent or the event acknowledged.
+    redis_durability: str = Field(
+        "auto",
+        description="none, local (WAITAOF), replicas:N (WAIT), local+replicas:N; auto = local"
+        " where the server has WAITAOF and AOF, else none (said at start)",
+    )
+    redis_durability_timeout_ms: int = Field(
+        2000, ge=10, description="Longest wait for it; past it the write counts as not kept"
+    )
+    # Redis Sentinel (worker/redis_access.py): the master is found through these; the user,
+    # password, database and TLS options still come from `redis_url` (its host is ignored).
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated host:port of the sentinels"
+    )
+    redis_sentinel_master: str = Field("", description="The master's name in Sentinel")
     queue_name: str = "subaccount-events"
     heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
@@ -191,6 +208,7 @@ class Settings(BaseSettings):
         "crm_webhook_secrets",
         "console_tokens",
         "console_trusted_roles",
+        "redis_sentinels",
         mode="before",
     )(_split_csv)
 
@@ -212,6 +230,31 @@ class Settings(BaseSettings):
             if not name or role not in CONSOLE_ROLES:
                 raise ValueError(f"{entry!r} is not name:role with role in {CONSOLE_ROLES}")
         return value
+
+    @field_validator("redis_durability")
+    @classmethod
+    def _durability(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|none|local|(local\+)?replicas:[1-9][0-9]*", value.lower()):
+            raise ValueError("must be auto, none, local, replicas:N or local+replicas:N")
+        return value.lower()
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_master(self) -> Settings:
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            raise ValueError(
+                f"{ENV_PREFIX}REDIS_SENTINELS and {ENV_PREFIX}REDIS_SENTINEL_MASTER go together:"
+                " set both (Sentinel) or neither (REDIS_URL alone)"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod

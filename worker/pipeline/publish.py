@@ -27,6 +27,7 @@ from handlers.errors import InvalidEvent
 from handlers.events import EVENT_CLASSES, Event, parse_event
 from handlers.limits import DEFAULT_LIMITS, EventLimits
 from worker import keys
+from worker.durability import Durability, send_all
 from worker.errors import BrokerUnavailable
 from worker.settings import Settings
 
@@ -68,6 +69,7 @@ class Publisher:
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
+        self._durability = Durability.from_settings(client, settings)
         self._queue = settings.queue_name
         self._list_key = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
         self._limits = event_limits(settings)
@@ -87,13 +89,28 @@ class Publisher:
         ]
 
     def enqueue_messages(self, messages: Sequence[Any]) -> None:
-        """Write ready-made Dramatiq messages to the queue in one MULTI/EXEC."""
-        pipe = self._redis.pipeline(transaction=True)
-        self.add_to(pipe, messages)
+        """Write ready-made Dramatiq messages to the queue in one MULTI/EXEC; return once they are
+        kept as `SUBACCOUNT_WORKER_REDIS_DURABILITY` says (the waits ride in the same round trip,
+        on the same connection, so every caller of a group commit shares one wait)."""
+        writes: list[tuple[Any, ...]] = []
+        for message in messages:
+            redis_id = message.options["redis_message_id"]
+            writes.append(("HSET", f"{self._list_key}.msgs", redis_id, message.encode()))
+            writes.append(("RPUSH", self._list_key, redis_id))
         try:
-            pipe.execute()
+            waits = self._durability.commands()
+            pool = self._redis.connection_pool
+            conn = pool.get_connection()
+            try:
+                replies = send_all(conn, [("MULTI",), *writes, ("EXEC",), *waits])
+            finally:
+                pool.release(conn)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not enqueue on Redis ({type(exc).__name__})") from exc
+        done = replies[len(writes) + 1]
+        if done is None or any(isinstance(reply, Exception) for reply in done):
+            raise BrokerUnavailable("could not enqueue on Redis (the transaction failed)")
+        self._durability.check(replies[len(writes) + 2 :])
 
     def add_to(self, pipe: Any, messages: Sequence[Any]) -> None:
         """Queue the writes of `messages` on `pipe`, for callers that add writes of their own."""
