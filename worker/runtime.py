@@ -26,6 +26,7 @@ from worker.pipeline.executor import Executor, Limits
 from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
 from worker.pipeline.steps import StepRunner
+from worker.redis_access import connect
 from worker.settings import ApiSurface, Settings
 
 
@@ -52,8 +53,8 @@ class Runtime:
 def redis_client(settings: Settings) -> redis.Redis:
     """One pooled Redis client per process, with timeouts so an outage fails fast."""
     pool_size = settings.worker_threads * 2 + 8
-    return redis.Redis.from_url(
-        settings.redis_url,
+    return connect(
+        settings,
         max_connections=pool_size,
         socket_timeout=5.0,
         socket_connect_timeout=2.0,

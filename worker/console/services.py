@@ -38,6 +38,7 @@ from worker.ops.plans import plan as make_plan
 from worker.ops.status import Status, read_status
 from worker.ops.timeline import EventStory, client_story, event_story
 from worker.pipeline.publish import Publisher
+from worker.redis_access import connect
 from worker.settings import ApiSurface, Settings
 
 PLAN_TTL_S = 30 * 60
@@ -371,15 +372,14 @@ class Services:
 def console_redis(settings: Settings) -> redis.Redis:
     """A Redis client whose pool waits for a free connection instead of failing: the console's
     request threads, live streams and jobs may outnumber its connections for a moment."""
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
+    return connect(
+        settings,
+        blocking_s=5,
         max_connections=REDIS_CONNECTIONS,
-        timeout=5,
         socket_timeout=5.0,
         socket_connect_timeout=2.0,
         health_check_interval=30,
     )
-    return redis.Redis(connection_pool=pool)
 
 
 def outcomes_per_minute(

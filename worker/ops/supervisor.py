@@ -19,12 +19,10 @@ import sys
 import threading
 from types import FrameType
 
-import redis
-
 from worker.errors import ConfigError
 from worker.log import get_logger
 from worker.ops import liveness, metrics
-from worker.redis_access import verify_credentials
+from worker.redis_access import connect, verify_credentials
 from worker.settings import ENV_PREFIX, Settings
 
 log = get_logger(__name__)
@@ -74,7 +72,7 @@ def _serve_http(
     port = settings.metrics_port if port_option is None else port_option
     if not port:
         return
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+    client = connect(settings, socket_timeout=2.0)
     registry = metrics.merged_registry(
         run_dir, metrics.QueueCollector(client, settings.key_prefix, settings.queue_name)
     )
