@@ -130,7 +130,9 @@ class ValkeyServer(RedisServer):
 class SentinelServer:
     """A Sentinel (valkey-server --sentinel) watching `master_port` as `name`, on loopback."""
 
-    def __init__(self, name: str, master_port: int, down_after_ms: int = 400) -> None:
+    def __init__(
+        self, name: str, master_port: int, down_after_ms: int = 400, failover_timeout_ms: int = 2000
+    ) -> None:
         self.port = free_port()
         self.server = RedisServer(binary=valkey_binary())  # (for its directory and cleanup)
         conf = self.server.dir / "sentinel.conf"
@@ -138,7 +140,7 @@ class SentinelServer:
             f"port {self.port}\nbind 127.0.0.1\ndir {self.server.dir}\n"
             f"sentinel monitor {name} 127.0.0.1 {master_port} 2\n"
             f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
-            f"sentinel failover-timeout {name} 2000\n"
+            f"sentinel failover-timeout {name} {failover_timeout_ms}\n"
         )
         self.conf = conf
         self.proc: subprocess.Popen[bytes] | None = None
