@@ -117,7 +117,9 @@ class ValkeyServer(RedisServer):
 
     def __init__(self, *extra_args: str, aof: bool = True) -> None:
         persistence = ("--appendonly", "yes", "--appendfsync", "everysec") if aof else ()
-        super().__init__(*persistence, *extra_args, binary=valkey_binary())
+        # A replica's first sync starts at once (the default waits 5 s for more replicas).
+        quick = ("--repl-diskless-sync-delay", "0")
+        super().__init__(*persistence, *quick, *extra_args, binary=valkey_binary())
 
     def kill(self) -> None:
         """SIGKILL: the process dies at once, as on a lost machine (no final fsync or save)."""
