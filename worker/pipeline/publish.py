@@ -90,27 +90,26 @@ class Publisher:
 
     def enqueue_messages(self, messages: Sequence[Any]) -> None:
         """Write ready-made Dramatiq messages to the queue in one MULTI/EXEC; return once they are
-        kept as `SUBACCOUNT_WORKER_REDIS_DURABILITY` says (the waits ride in the same round trip,
-        on the same connection, so every caller of a group commit shares one wait)."""
+        kept as `SUBACCOUNT_WORKER_REDIS_DURABILITY` says (a wait on the same connection, so every
+        caller of a group commit shares it). The wait goes after EXEC's answer, not with it: one
+        that arrives with the writes blocks until the server's next cron tick (~100 ms)."""
         writes: list[tuple[Any, ...]] = []
         for message in messages:
             redis_id = message.options["redis_message_id"]
             writes.append(("HSET", f"{self._list_key}.msgs", redis_id, message.encode()))
             writes.append(("RPUSH", self._list_key, redis_id))
+        pool = self._redis.connection_pool
         try:
-            waits = self._durability.commands()
-            pool = self._redis.connection_pool
             conn = pool.get_connection()
             try:
-                replies = send_all(conn, [("MULTI",), *writes, ("EXEC",), *waits])
+                done = send_all(conn, [("MULTI",), *writes, ("EXEC",)])[-1]
+                if done is None or any(isinstance(reply, Exception) for reply in done):
+                    raise BrokerUnavailable("could not enqueue on Redis (the transaction failed)")
+                self._durability.wait(conn)
             finally:
                 pool.release(conn)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not enqueue on Redis ({type(exc).__name__})") from exc
-        done = replies[len(writes) + 1]
-        if done is None or any(isinstance(reply, Exception) for reply in done):
-            raise BrokerUnavailable("could not enqueue on Redis (the transaction failed)")
-        self._durability.check(replies[len(writes) + 2 :])
 
     def add_to(self, pipe: Any, messages: Sequence[Any]) -> None:
         """Queue the writes of `messages` on `pipe`, for callers that add writes of their own."""
