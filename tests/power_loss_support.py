@@ -44,8 +44,8 @@ def build_shim(into: Path) -> Path:
 class PowerCutServer(ValkeyServer):
     """A ValkeyServer (AOF everysec) whose unsynced AOF writes a SIGKILL loses."""
 
-    def __init__(self, shim: Path) -> None:
-        super().__init__()
+    def __init__(self, shim: Path, fsync: str) -> None:
+        super().__init__(fsync=fsync)
         self.shim = shim
 
     def start(self) -> PowerCutServer:
@@ -63,6 +63,7 @@ class PowerCutServer(ValkeyServer):
 
 @dataclass
 class PowerLoss:
+    fsync: str
     durability: str
     acknowledged: int
     survived: int
@@ -73,15 +74,16 @@ class PowerLoss:
 
     def line(self) -> str:
         return (
-            f"durability={self.durability}: {self.acknowledged} events acknowledged before the"
+            f"appendfsync {self.fsync}, durability={self.durability}: {self.acknowledged} events"
+            " acknowledged before the"
             f" power cut, {self.survived} back after it, {self.lost} lost"
         )
 
 
-def run_power_loss(shim: Path, durability: str, events: int = 300) -> PowerLoss:
+def run_power_loss(shim: Path, fsync: str, durability: str, events: int = 300) -> PowerLoss:
     """Publish events one at a time (durability `durability`); once `events` are acknowledged
     cut the power, restart on the same files, count the acknowledged events still queued."""
-    server = PowerCutServer(shim).start()
+    server = PowerCutServer(shim, fsync).start()
     settings = load_settings(redis_url=server.url, redis_durability=durability)
     publisher = Publisher(redis.Redis.from_url(server.url), settings)
     acknowledged: list[str] = []
@@ -103,17 +105,18 @@ def run_power_loss(shim: Path, durability: str, events: int = 300) -> PowerLoss:
     server.kill()  # the power cut, while events still flow
     stop.set()
     sender.join()
-    restarted = ValkeyServer()  # the machine boots again, on the same files
+    restarted = ValkeyServer(fsync=fsync)  # the machine boots again, on the same files
     shutil.rmtree(restarted.dir, ignore_errors=True)
     restarted.dir, restarted.port = server.dir, server.port
     restarted.start()
     try:
         queue = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
-        survived = redis.Redis(port=restarted.port).llen(queue)
+        kept = b"\n".join(redis.Redis(port=restarted.port).hvals(f"{queue}.msgs"))
+        survived = sum(1 for cid in acknowledged if f'"{cid}"'.encode() in kept)
     finally:
         restarted.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
-    return PowerLoss(durability, len(acknowledged), int(survived))
+    return PowerLoss(fsync, durability, len(acknowledged), int(survived))
 
 
 def shim_dir() -> Path:

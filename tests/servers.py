@@ -113,10 +113,10 @@ def valkey_binary() -> str:
 
 class ValkeyServer(RedisServer):
     """A Redis >= 7.2 (valkey-server) on a free loopback port; AOF on by default, fsynced every
-    second (what deploy/ configures), so WAITAOF has something to wait for."""
+    second (what deploy/ configures) unless `fsync` says `always`."""
 
-    def __init__(self, *extra_args: str, aof: bool = True) -> None:
-        persistence = ("--appendonly", "yes", "--appendfsync", "everysec") if aof else ()
+    def __init__(self, *extra_args: str, aof: bool = True, fsync: str = "everysec") -> None:
+        persistence = ("--appendonly", "yes", "--appendfsync", fsync) if aof else ()
         # A replica's first sync starts at once (the default waits 5 s for more replicas).
         quick = ("--repl-diskless-sync-delay", "0")
         super().__init__(*persistence, *quick, *extra_args, binary=valkey_binary())

@@ -7,9 +7,15 @@ append-only file, `WAIT N` until N replicas have it. Both wait for everything th
 wrote before, so callers run `Durability.wait` on the connection that wrote.
 
 `SUBACCOUNT_WORKER_REDIS_DURABILITY` chooses the guarantee: `none`, `local`, `replicas:N` or
-`local+replicas:N`; `auto` (the default) is `local` where the server can give it (WAITAOF and AOF
-on), else `none`, and is said at start. A configured guarantee the server cannot give refuses the
-start (`check_at_start`); there is no silent downgrade.
+`local+replicas:N`; `auto` (the default) is `local` where the server can give it, else `none`, and
+is said at start. A configured guarantee the server cannot give refuses the start
+(`check_at_start`); there is no silent downgrade.
+
+`local` needs `appendfsync always`, not only WAITAOF: with `everysec`, valkey-server 8.1.8 (Redis
+7.2.4 protocol) answered `WAITAOF 1 0` before fsyncing (its AOF flush treats "nothing buffered"
+as "all fsynced"), and a power cut then lost every acknowledged write of the last second
+(tests/power_loss_support.py). With `always` the server fsyncs each event loop's writes together
+before answering, and WAITAOF confirms it on the same connection.
 """
 
 from __future__ import annotations
@@ -82,14 +88,17 @@ def probe(client: redis.Redis) -> ServerFacts:
     except ResponseError as exc:
         waitaof = "unknown command" not in str(exc).lower()
         aof = False
-    replicas = int(client.execute_command("WAIT", 0, 1))  # type: ignore[no-untyped-call]
+    try:
+        replicas = int(client.execute_command("WAIT", 0, 1))  # type: ignore[no-untyped-call]
+    except NoPermissionError:
+        replicas = 0  # this user may not wait for replicas: none to count on
     info: dict[str, Any] = {}
     try:
         info = {**client.info("persistence"), **client.info("memory")}
         aof = bool(info.get("aof_enabled"))
     except NoPermissionError:
         pass
-    fsync = _config(client, "appendfsync")
+    fsync = _config(client, "appendfsync") if waitaof and aof else None  # (only matters then)
     return ServerFacts(waitaof, aof, fsync, info.get("maxmemory_policy"), replicas)
 
 
@@ -105,7 +114,7 @@ def choose(configured: str, facts: ServerFacts) -> Guarantee:
     """The guarantee to give: `configured`, or for `auto` the strongest local one the server
     has; ConfigError (one line: why, what to set) if the server cannot give the configured one."""
     if configured.strip().lower() == AUTO:
-        return Guarantee(local=facts.waitaof and bool(facts.aof))
+        return Guarantee(local=facts.waitaof and bool(facts.aof) and _fsyncs_each_write(facts))
     wanted = Guarantee.parse(configured)
     if wanted.local and not facts.waitaof:
         raise ConfigError(
@@ -118,7 +127,18 @@ def choose(configured: str, facts: ServerFacts) -> Guarantee:
             f"{SETTING}={wanted}: this Redis has appendonly off, so nothing is fsynced: set"
             f" `appendonly yes` on the server, or {SETTING}=none to accept losing writes"
         )
+    if wanted.local and not _fsyncs_each_write(facts):
+        raise ConfigError(
+            f"{SETTING}={wanted}: this Redis has appendfsync {facts.appendfsync}, where WAITAOF"
+            " answers before the fsync (a power cut lost acknowledged writes): set `appendfsync"
+            f" always` on the server, or {SETTING}=none (or replicas:N) to accept that"
+        )
     return wanted
+
+
+def _fsyncs_each_write(facts: ServerFacts) -> bool:
+    """appendfsync always, or not readable (CONFIG denied: WAITAOF is trusted then)."""
+    return facts.appendfsync in (None, "always")
 
 
 def warnings(facts: ServerFacts, guarantee: Guarantee) -> list[str]:
