@@ -222,3 +222,17 @@ def test_a_power_cut_loses_acknowledged_events_only_without_durability(
     print(figures.line())  # the figures for the note (-s)
     assert figures.acknowledged >= 300
     assert (figures.lost == 0) is all_back
+
+
+def test_check_config_shows_the_durability_and_the_warnings(aof_server: ValkeyServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUBACCOUNT_WORKER_")}
+    env["SUBACCOUNT_WORKER_REDIS_URL"] = aof_server.url
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "check-config", "--redis"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        "durability: none (SUBACCOUNT_WORKER_REDIS_DURABILITY=auto)"
+    )
+    assert "warning: Redis fsyncs its AOF everysec and durability is none" in done.stderr
