@@ -42,7 +42,13 @@ from worker.sandbox import SandboxAdmin, create_app
 
 # (appendfsync, durability): today's deploy/ setting, then what `local` needs, with and without
 # the waits (with `always` the server already fsyncs before answering; WAITAOF confirms it).
-CONFIGS = (("everysec", "none"), ("always", "none"), ("always", "local"))
+# `replicas:1` on the everysec server, which has a replica here (what a Sentinel setup runs).
+CONFIGS = (
+    ("everysec", "none"),
+    ("always", "none"),
+    ("always", "local"),
+    ("everysec", "replicas:1"),
+)
 
 
 def pipeline_rate(
@@ -111,6 +117,7 @@ def side_by_side(name: str, runs: int, measure: Callable[[str, str], float], uni
 
 def throughput(events: int, seconds: float, runs: int, connections: int) -> None:
     servers = {fsync: ValkeyServer(fsync=fsync).start() for fsync in ("everysec", "always")}
+    replica = ValkeyServer("--replicaof", "127.0.0.1", str(servers["everysec"].port)).start()
     sandbox_server = ThreadedUvicorn(create_app(api_key=TEST_API_KEY)).start()
     sandbox = SandboxAdmin(sandbox_server.url)
     api = f"{sandbox_server.url}/v6"
@@ -130,7 +137,7 @@ def throughput(events: int, seconds: float, runs: int, connections: int) -> None
     finally:
         sandbox.close()
         sandbox_server.stop()
-        for server in servers.values():
+        for server in (*servers.values(), replica):
             server.cleanup()
 
 
