@@ -133,7 +133,12 @@ class SentinelServer:
     """A Sentinel (valkey-server --sentinel) watching `master_port` as `name`, on loopback."""
 
     def __init__(
-        self, name: str, master_port: int, down_after_ms: int = 400, failover_timeout_ms: int = 2000
+        self,
+        name: str,
+        master_port: int,
+        down_after_ms: int = 400,
+        failover_timeout_ms: int = 2000,
+        requirepass: str = "",
     ) -> None:
         self.port = free_port()
         self.server = RedisServer(binary=valkey_binary())  # (for its directory and cleanup)
@@ -143,7 +148,9 @@ class SentinelServer:
             f"sentinel monitor {name} 127.0.0.1 {master_port} 2\n"
             f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
             f"sentinel failover-timeout {name} {failover_timeout_ms}\n"
+            + (f"requirepass {requirepass}\n" if requirepass else "")
         )
+        self.requirepass = requirepass
         self.conf = conf
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -152,7 +159,9 @@ class SentinelServer:
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(
+            port=self.port, socket_connect_timeout=0.2, password=self.requirepass or None
+        )
 
         def ready() -> bool:
             try:

@@ -56,13 +56,14 @@ def _via_sentinel(settings: Settings, options: dict[str, Any]) -> redis.Redis:
     if kwargs.pop("connection_class", None) is SSLConnection:
         kwargs["ssl"] = True
     sentinels = [_host_port(entry) for entry in settings.redis_sentinels]
-    manager = Sentinel(  # type: ignore[no-untyped-call]
-        sentinels,
-        sentinel_kwargs={
-            "socket_timeout": SENTINEL_TIMEOUT_S,
-            "socket_connect_timeout": SENTINEL_TIMEOUT_S,
-        },
-    )
+    sentinel_kwargs: dict[str, Any] = {  # each sentinel asked once: the next one is the retry
+        "socket_timeout": SENTINEL_TIMEOUT_S,
+        "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if settings.redis_sentinel_password.get_secret_value():
+        sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
+    manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     master = manager.master_for  # (untyped in redis-py)
     client: redis.Redis = master(settings.redis_sentinel_master, **kwargs)  # type: ignore[no-untyped-call]
     return client

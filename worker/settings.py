@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated host:port of the sentinels"
     )
     redis_sentinel_master: str = Field("", description="The master's name in Sentinel")
+    redis_sentinel_password: SecretStr = Field(
+        SecretStr(""), description="The sentinels' own password (requirepass), if they have one"
+    )
     queue_name: str = "subaccount-events"
     heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
@@ -341,6 +344,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret, self.notify_secret]
+        values += [self.redis_sentinel_password]
         values += [self.console_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
         values += [SecretStr(t.get_secret_value().split(":", 2)[-1]) for t in self.console_tokens]
