@@ -12,8 +12,8 @@ is said at start. A configured guarantee the server cannot give refuses the star
 (`check_at_start`); there is no silent downgrade.
 
 `local` needs `appendfsync always`, not only WAITAOF: with `everysec`, valkey-server 8.1.8 (Redis
-7.2.4 protocol) answered `WAITAOF 1 0` before fsyncing (its AOF flush treats "nothing buffered"
-as "all fsynced"), and a power cut then lost every acknowledged write of the last second
+7.2.4 protocol) answered `WAITAOF 1 0` before fsyncing (under strace: the answer 0.9 s before the
+next fdatasync of the AOF), and a power cut then lost every acknowledged write of the last second
 (tests/power_loss_support.py). With `always` the server fsyncs each event loop's writes together
 before answering, and WAITAOF confirms it on the same connection.
 """
