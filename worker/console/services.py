@@ -38,6 +38,7 @@ from worker.ops.plans import plan as make_plan
 from worker.ops.status import Status, read_status
 from worker.ops.timeline import EventStory, client_story, event_story
 from worker.pipeline.publish import Publisher
+from worker.redis_access import connect
 from worker.settings import ApiSurface, Settings
 
 PLAN_TTL_S = 30 * 60
@@ -382,15 +383,15 @@ def console_redis(settings: Settings, url: str | None = None) -> redis.Redis:
     """A Redis client whose pool waits for a free connection instead of failing: the console's
     request threads, live streams and jobs may outnumber its connections for a moment (on
     `url`, default REDIS_URL)."""
-    pool = redis.BlockingConnectionPool.from_url(
-        url or settings.redis_url,
+    return connect(
+        settings,
+        url=url,
+        blocking_s=5,
         max_connections=REDIS_CONNECTIONS,
-        timeout=5,
         socket_timeout=5.0,
         socket_connect_timeout=2.0,
         health_check_interval=30,
     )
-    return redis.Redis(connection_pool=pool)
 
 
 def outcomes_per_minute(

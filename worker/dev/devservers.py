@@ -55,7 +55,8 @@ def wait_until(
 class RedisServer:
     """A redis-server process on a free loopback port, in its own temporary directory."""
 
-    def __init__(self, *extra_args: str) -> None:
+    def __init__(self, *extra_args: str, binary: str = "") -> None:
+        self.binary = binary  # '' = redis_binary()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="saw-redis-"))
         self.extra_args = extra_args
@@ -67,7 +68,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            redis_binary(),
+            self.binary or redis_binary(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",

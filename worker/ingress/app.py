@@ -47,6 +47,7 @@ from worker.ingress.problems import (
 from worker.ingress.server import server_config, start_metrics_server
 from worker.log import get_logger
 from worker.pipeline.publish import Publisher, event_limits
+from worker.redis_access import connect
 from worker.settings import Settings
 
 log = get_logger(__name__)
@@ -191,8 +192,8 @@ def create_app(settings: Settings, redis_client: redis.Redis | None = None) -> S
 
 def redis_for_ingress(settings: Settings) -> redis.Redis:
     """A Redis client that fails fast and never retries (a retried MULTI/EXEC could run twice)."""
-    return redis.Redis.from_url(
-        settings.redis_url,
+    return connect(
+        settings,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),

@@ -23,14 +23,12 @@ import sys
 import threading
 from types import FrameType
 
-import redis
-
 from worker.errors import ConfigError
 from worker.log import get_logger
 from worker.ops import liveness, metrics, orphans
 from worker.pipeline.keyspace import Keyspace
 from worker.pipeline.keyspace_move import move_to_broker_db
-from worker.redis_access import verify_credentials
+from worker.redis_access import connect, verify_credentials
 from worker.settings import ENV_PREFIX, Settings
 
 log = get_logger(__name__)
@@ -80,9 +78,7 @@ def run(
 def _move_to_broker_db(settings: Settings) -> None:
     """Bring messages a shared-keyspace version left beside the ledger into the broker's own
     database (worker/pipeline/keyspace_move.py); Redis down: the next start does it."""
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=10.0, socket_connect_timeout=3.0
-    )
+    client = connect(settings, socket_timeout=10.0, socket_connect_timeout=3.0)
     try:
         moved = move_to_broker_db(client, settings)
         if moved:
@@ -100,7 +96,7 @@ def _serve_http(
     port = settings.metrics_port if port_option is None else port_option
     if not port:
         return
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+    client = connect(settings, socket_timeout=2.0)
     registry = metrics.merged_registry(
         run_dir,
         metrics.QueueCollector(

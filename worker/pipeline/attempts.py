@@ -30,6 +30,7 @@ from redis.typing import EncodableT, FieldT
 from handlers.outcomes import Outcome
 from handlers.plan import AddCredits, ClientState, step_name
 from worker import keys
+from worker.durability import Durability
 from worker.errors import BrokerUnavailable
 from worker.pipeline.ledger import OUTCOME_FIELD, Ledger, StepRecord, StepState
 from worker.pipeline.scripts import LuaScript, ScriptRunner
@@ -164,8 +165,10 @@ class AttemptStore:
         ledger_ttl_s: int,
         outcome_maxlen: int,
         timeline_maxlen: int = 200,
+        durability: Durability | None = None,
     ) -> None:
         self._redis = client
+        self._durability = durability
         self._prefix = prefix
         self._lock_ttl_ms = lock_ttl_ms
         self._ledger_ttl_s = ledger_ttl_s
@@ -250,6 +253,8 @@ class AttemptStore:
         claim = Claim(
             _text(owner), int(amount) if amount else None, ClaimStatus(_text(status)), _text(reason)
         )
+        if claim.status == ClaimStatus.CLAIMED and self._durability is not None:
+            self._durability.wait(self._scripts.connection())  # kept before the grant is sent
         return True, claim
 
     def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:

@@ -27,6 +27,7 @@ from handlers.errors import InvalidEvent
 from handlers.events import EVENT_CLASSES, Event, parse_event
 from handlers.limits import DEFAULT_LIMITS, EventLimits
 from worker import keys, tracing
+from worker.durability import Durability, send_all
 from worker.errors import BrokerUnavailable
 from worker.pipeline.keyspace import Keyspace
 from worker.settings import Settings
@@ -68,6 +69,7 @@ class Publisher:
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
+        self._durability = Durability.from_settings(client, settings)
         self._queue = settings.queue_name
         self._list_key = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
         self._limits = event_limits(settings)
@@ -88,11 +90,26 @@ class Publisher:
         ]
 
     def enqueue_messages(self, messages: Sequence[Any]) -> None:
-        """Write ready-made Dramatiq messages to the queue in one MULTI/EXEC."""
-        pipe = self._redis.pipeline(transaction=True)
-        self.add_to(pipe, messages)
+        """Write ready-made Dramatiq messages to the queue in one MULTI/EXEC; return once they are
+        kept as `SUBACCOUNT_WORKER_REDIS_DURABILITY` says (a wait on the same connection, so every
+        caller of a group commit shares it). The wait goes after EXEC's answer, not with it: one
+        that arrives with the writes blocks until the server's next cron tick (~100 ms)."""
+        writes: list[tuple[Any, ...]] = []
+        for message in messages:
+            redis_id = message.options["redis_message_id"]
+            writes.append(("HSET", f"{self._list_key}.msgs", redis_id, message.encode()))
+            writes.append(("RPUSH", self._list_key, redis_id))
+        pool = self._redis.connection_pool
         try:
-            pipe.execute()
+            conn = pool.get_connection()
+            try:
+                # the queue lives in the broker's database: SELECTed there and back inside it
+                done = send_all(conn, [("MULTI",), *self.keyspace.wrap(writes), ("EXEC",)])[-1]
+                if done is None or any(isinstance(reply, Exception) for reply in done):
+                    raise BrokerUnavailable("could not enqueue on Redis (the transaction failed)")
+                self._durability.wait(conn)
+            finally:
+                pool.release(conn)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"could not enqueue on Redis ({type(exc).__name__})") from exc
 

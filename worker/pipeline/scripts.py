@@ -60,6 +60,10 @@ class ScriptRunner:
         except NoScriptError:
             return _execute(conn, "EVAL", script.source, len(keys), *keys, *args)
 
+    def connection(self) -> ConnectionInterface:
+        """This thread's connection: the one its scripts wrote on (what WAITAOF waits for)."""
+        return self._connections.get()
+
     def close(self) -> None:
         """Close every thread's connection (a later call opens a new one)."""
         self._connections.close_all()
