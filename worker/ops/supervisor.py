@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 from types import FrameType
+\nimport redis
 
 from worker.errors import ConfigError
 from worker.log import get_logger
