@@ -22,7 +22,8 @@ import subprocess
 import sys
 import threading
 from types import FrameType
-\nimport redis
+
+import redis
 
 from worker.errors import ConfigError
 from worker.log import get_logger
