@@ -111,7 +111,8 @@ def run_power_loss(shim: Path, fsync: str, durability: str, events: int = 300) -
     restarted.start()
     try:
         queue = keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
-        kept = b"\n".join(redis.Redis(port=restarted.port).hvals(f"{queue}.msgs"))
+        broker = redis.Redis(port=restarted.port, db=settings.broker_redis_db)
+        kept = b"\n".join(broker.hvals(f"{queue}.msgs"))
         survived = sum(1 for cid in acknowledged if f'"{cid}"'.encode() in kept)
     finally:
         restarted.stop()

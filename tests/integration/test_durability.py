@@ -157,7 +157,7 @@ def test_concurrent_202s_share_fsync_waits(fsync_server: ValkeyServer) -> None:
     assert [a.status_code for a in answers] == [202] * requests
     waits = _calls(aof_server, "waitaof")
     assert 1 <= waits < requests
-    queued = redis.Redis(port=aof_server.port).llen(
+    queued = redis.Redis(port=aof_server.port, db=settings.broker_redis_db).llen(
         keys.dramatiq_queue(settings.key_prefix, settings.queue_name)
     )
     assert queued == requests

@@ -237,6 +237,7 @@ def _monitor(monitor_url: str, sandbox_url: str, acl_redis: AclRedis) -> None:
             api_base_url=f"{sandbox_url}/v6",
             api_key=TEST_API_KEY,
             notify_url=hook_url,
+            notify_allow_http_loopback=True,
             notify_secret=NOTIFY_SECRET,
             credits_warn_balance=1000,
             maintenance_chance=1_000_000,
