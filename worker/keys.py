@@ -25,6 +25,11 @@
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
+| `{p}:circuit:{op}` | hash | an open API circuit of one operation: since, next probe, last error |
+| `{p}:circuit:open` | zset | operations whose circuit is open, by opening time (ms) |
+| `{p}:circuit:fails:{op}` | zset | an operation's systemic failures in the window, by time (ms) |
+| `{p}:circuit:clients:{op}` | zset | clients with such a failure in the window, by time (ms) |
+| `{p}:circuit:last` | hash | operation → JSON of its last closed outage (since, closed, ...) |
 | `{p}:credits:snapshots` | hash | username → JSON of its latest credit snapshot |
 | `{p}:credits:history:{username}` | list | newest first: JSON snapshots of one subaccount, capped |
 | `{p}:credits:rules` | hash | client id → JSON of its low-credit rule (overrides of the defaults) |
@@ -180,3 +185,24 @@ def audit(prefix: str) -> str:
 def console_plan(prefix: str, plan_id: str) -> str:
     """What a console preview planned (ids and record digests), kept for its confirm (expires)."""
     return f"{prefix}:console:plan:{plan_id}"
+
+
+def circuit(prefix: str, operation: str) -> str:
+    """An open API circuit of one operation (absent while closed)."""
+    return f"{prefix}:circuit:{operation}"
+
+
+def circuit_open(prefix: str) -> str:
+    return f"{prefix}:circuit:open"
+
+
+def circuit_failures(prefix: str, operation: str) -> str:
+    return f"{prefix}:circuit:fails:{operation}"
+
+
+def circuit_clients(prefix: str, operation: str) -> str:
+    return f"{prefix}:circuit:clients:{operation}"
+
+
+def circuit_last(prefix: str) -> str:
+    return f"{prefix}:circuit:last"

@@ -109,6 +109,24 @@ class Settings(BaseSettings):
         description="More credits in one invoice, onboarding or recurring amount: refused",
     )
 
+    # --- API circuit breaker (issue 22): an outage holds events instead of spending attempts --
+    circuit_enabled: bool = Field(
+        True, description="Open a shared circuit on systemic API failures (false: retries only)"
+    )
+    circuit_failure_threshold: int = Field(
+        10, ge=1, description="Systemic failures of one operation within the window to open it"
+    )
+    circuit_min_clients: int = Field(
+        3, ge=1, description="...from at least this many clients (one broken client never opens)"
+    )
+    circuit_failure_ratio: float = Field(
+        0.5, gt=0, le=1, description="...while this share of a process's recent calls fail"
+    )
+    circuit_window_s: float = Field(30.0, gt=0, description="Window the failures are counted in")
+    circuit_probe_interval_s: float = Field(
+        5.0, gt=0, description="While open: one probe call per operation per interval"
+    )
+
     # --- Ingress --------------------------------------------------------------------------
     ingress_tokens: CsvSecrets = Field(default_factory=list)
     stripe_webhook_secret: SecretStr = SecretStr("")

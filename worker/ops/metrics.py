@@ -35,6 +35,12 @@ API_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 WORKER_UP = Gauge("saw_worker_up", "1 per live worker process", multiprocess_mode="liveall")
+CIRCUIT = Counter(
+    "saw_api_circuit_total",
+    "API circuit breaker actions, by operation: opened, closed, probe (a call let through "
+    "while open), held (an event sent back to wait without spending an attempt)",
+    ["operation", "action"],
+)
 
 
 def record_outcome(outcome: str, event_type: str) -> None:
@@ -45,6 +51,11 @@ def observe_call(operation: str, result: str, seconds: float) -> None:
     """The API client's observer: one count and one latency sample per call."""
     API_CALLS.labels(operation=operation, result=result).inc()
     API_SECONDS.labels(operation=operation).observe(seconds)
+
+
+def record_circuit(operation: str, action: str) -> None:
+    """The API circuit's observer (worker/pipeline/circuit_gate.py)."""
+    CIRCUIT.labels(operation=operation, action=action).inc()
 
 
 def mark_worker_up() -> None:
