@@ -15,7 +15,7 @@ import redis
 
 from handlers import examples as f
 from handlers import username_for
-from tests.integration.ops_support import pipeline_with
+from tests.integration.ops_support import cli, cli_json, pipeline_with
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
 from worker import keys
@@ -75,6 +75,12 @@ def test_an_outage_of_every_call_holds_the_events_and_heals_by_itself(
         elapsed_s = time.monotonic() - started
         probes = _circuit_field(redis_client, "get_credits", "probes")
         assert _open_operations(redis_client) == {"get_credits"}  # the evidence read fails first
+        api = cli_json(redis_url, "status")["api"]
+        assert api["available"] is False
+        assert api["unavailable_since"] is not None
+        assert [c["operation"] for c in api["circuits"]] == ["get_credits"]
+        assert "HTTP 503" in api["circuits"][0]["last_error"]
+        assert "API unavailable since" in cli(redis_url, "status").stdout
         sandbox.set_faults({})
 
         # at most one probe per interval since the circuit opened, and nothing else got through
@@ -87,7 +93,11 @@ def test_an_outage_of_every_call_holds_the_events_and_heals_by_itself(
     assert redis_client.hlen(keys.dead_letters("saw")) == 0
     assert _open_operations(redis_client) == set()
     last = redis_client.hget(keys.circuit_last("saw"), "get_credits")
-    assert last is not None and b'"closed_ms"' in last
+    assert last is not None
+    assert b'"closed_ms"' in last
+    after = cli_json(redis_url, "status")["api"]
+    assert after["available"] is True
+    assert after["last_outage"]["operation"] == "get_credits"
     for n, client_id in enumerate(clients):
         grants = [e["amount"] for e in sandbox.journal(operation="add_credits",
                   username=username_for(client_id)) if e["applied"]]  # fmt: skip

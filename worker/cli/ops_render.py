@@ -16,6 +16,7 @@ import redis
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from handlers.errors import InvalidEvent
 from worker.cli.base import configure_logging, load
@@ -124,3 +125,17 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 def at(value: str | None) -> str:
     """An RFC 3339 time shortened for a table (seconds, no milliseconds)."""
     return (value or "")[:19].replace("T", " ")
+
+
+def api_health(api: dict[str, Any]) -> Text | None:
+    """`status`'s line on the API circuit breaker: nothing while the API is available; else
+    since when it is unavailable, for which operations, the next probe and the last error."""
+    circuits = api.get("circuits") or []
+    if not circuits:
+        return None
+    ops = ", ".join(c["operation"] for c in circuits)
+    probe = min(c["next_probe_in_s"] for c in circuits)
+    line = Text(f"API unavailable since {at(api.get('unavailable_since'))} UTC", style="bold red")
+    line.append(f" ({ops}): events needing it wait, no attempts spent; next probe in {probe} s")
+    line.append(f"\nlast error: {circuits[0].get('last_error', '')}", style="dim")
+    return line
