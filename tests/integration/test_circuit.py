@@ -19,6 +19,7 @@ from tests.integration.ops_support import cli, cli_json, pipeline_with
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
 from worker import keys
+from worker.ops.metrics import QueueCollector
 from worker.pipeline.circuit import CircuitPolicy
 from worker.pipeline.circuit_store import CircuitStore
 from worker.sandbox import SandboxAdmin
@@ -53,6 +54,17 @@ def _open_operations(client: redis.Redis) -> set[str]:
     return {m.decode() for m in client.zrange(keys.circuit_open("saw"), 0, -1)}
 
 
+def _gauges(client: redis.Redis) -> dict[tuple[str, str], float]:
+    """The circuit gauges the worker's /metrics serves (read from Redis at scrape time)."""
+    collected = QueueCollector(client, "saw", "subaccount-events").collect()
+    return {
+        (sample.name, sample.labels.get("operation", "")): sample.value
+        for family in collected
+        if family.name in ("saw_api_circuits_open", "saw_api_circuit_open")
+        for sample in family.samples
+    }
+
+
 def test_an_outage_of_every_call_holds_the_events_and_heals_by_itself(
     redis_url: str,
     redis_client: redis.Redis,
@@ -81,6 +93,8 @@ def test_an_outage_of_every_call_holds_the_events_and_heals_by_itself(
         assert [c["operation"] for c in api["circuits"]] == ["get_credits"]
         assert "HTTP 503" in api["circuits"][0]["last_error"]
         assert "API unavailable since" in cli(redis_url, "status").stdout
+        assert _gauges(redis_client) == {("saw_api_circuits_open", ""): 1.0,
+                                         ("saw_api_circuit_open", "get_credits"): 1.0}  # fmt: skip
         sandbox.set_faults({})
 
         # at most one probe per interval since the circuit opened, and nothing else got through
@@ -95,6 +109,7 @@ def test_an_outage_of_every_call_holds_the_events_and_heals_by_itself(
     last = redis_client.hget(keys.circuit_last("saw"), "get_credits")
     assert last is not None
     assert b'"closed_ms"' in last
+    assert _gauges(redis_client) == {("saw_api_circuits_open", ""): 0.0}
     after = cli_json(redis_url, "status")["api"]
     assert after["available"] is True
     assert after["last_outage"]["operation"] == "get_credits"

@@ -20,7 +20,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from worker import keys
+from worker.errors import BrokerUnavailable
 from worker.ops.dead_letters import DeadLetters
+from worker.pipeline.circuit import CircuitPolicy
+from worker.pipeline.circuit_store import CircuitStore
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -76,6 +79,7 @@ class QueueCollector:
 
     def __init__(self, client: redis.Redis, prefix: str, queue_name: str) -> None:
         self._redis = client
+        self._circuits = CircuitStore(client, prefix, CircuitPolicy())
         self._dead = DeadLetters(client, prefix)
         self._queue = keys.dramatiq_queue(prefix, queue_name)
 
@@ -93,6 +97,30 @@ class QueueCollector:
         for reason, count in sorted(dead.items()):
             family.add_metric([reason], count)
         yield family
+        yield from self._circuit_gauges()
+
+    def _circuit_gauges(self) -> Iterator[GaugeMetricFamily]:
+        """The API circuit breaker's shared state: how many circuits are open, which, since."""
+        try:
+            circuits = self._circuits.read_open().open
+        except BrokerUnavailable:
+            return
+        yield GaugeMetricFamily(
+            "saw_api_circuits_open", "API operations whose circuit is open", value=len(circuits)
+        )
+        is_open = GaugeMetricFamily(
+            "saw_api_circuit_open", "1 while the operation's circuit is open", labels=["operation"]
+        )
+        since = GaugeMetricFamily(
+            "saw_api_unavailable_since_seconds",
+            "Unix time of the first failure of the open circuit's outage",
+            labels=["operation"],
+        )
+        for circuit in circuits:
+            is_open.add_metric([circuit.operation], 1)
+            since.add_metric([circuit.operation], circuit.since_ms / 1000)
+        yield is_open
+        yield since
 
     def _read(self) -> tuple[int, int, float, dict[str, int]]:
         pipe = self._redis.pipeline(transaction=False)
