@@ -93,10 +93,12 @@ class Settings(BaseSettings):
         90_000, ge=100, description="Per-client lease, renewed before every step"
     )
     lock_busy_delay_ms: int = Field(200, ge=1)
-    retry_max_attempts: int = Field(8, ge=1)
+    # An event's own transient failures: 15 attempts over ~30 min (at most ~1 h) with full
+    # jitter; outages are the circuit's (below). Why these numbers: README "Retries".
+    retry_max_attempts: int = Field(15, ge=1)
     retry_max_age_s: float = Field(86_400.0, gt=0)
-    retry_min_backoff_ms: int = Field(500, ge=1)
-    retry_max_backoff_ms: int = Field(300_000, ge=1)
+    retry_min_backoff_ms: int = Field(1000, ge=1)
+    retry_max_backoff_ms: int = Field(600_000, ge=1)
     unknown_client_wait_s: float = Field(3600.0, ge=0)
     unknown_client_retry_ms: int = Field(5_000, ge=1)
     max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
