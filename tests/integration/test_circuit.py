@@ -8,6 +8,7 @@ Calls to the down API are counted by the sandbox itself: the outage is `error_ne
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -198,3 +199,26 @@ def test_every_worker_agrees_one_probe_per_interval(redis_client: redis.Redis) -
     assert store.close("create")
     assert not store.try_probe("create").is_open
     assert store.last_outages()["create"]["probes"] == "1"
+
+
+def test_an_outage_longer_than_the_retry_age_limit_ends_in_dead_letters_that_say_why(
+    redis_url: str,
+    redis_client: redis.Redis,
+    sandbox: SandboxAdmin,
+    sandbox_server: ThreadedUvicorn,
+) -> None:
+    """Events wait for an open circuit only up to `RETRY_MAX_AGE_S`: past it they are
+    dead-lettered `retries_exhausted`, the detail naming the outage, never held forever."""
+    clients = [f"age-{n}" for n in range(6)]
+    with pipeline_with(redis_url, sandbox_server, **{**CIRCUIT, "retry_max_age_s": 2.0}) as rt:
+        _onboard(rt, redis_client, clients)
+        sandbox.set_faults(EVERY_CALL_FAILS)
+        invoices = [f.invoice_paid(c, f"INV-{c}", 7) for c in clients]
+        rt.publisher.publish_many(invoices)
+        found = wait_for_outcomes(redis_client, [e["id"] for e in invoices], timeout_s=15)
+        assert _open_operations(redis_client) == {"get_credits"}
+    assert {(o["outcome"], o["reason"]) for o in found.values()} == {
+        ("dead_lettered", "retries_exhausted")
+    }
+    details = [json.loads(raw)["detail"] for raw in redis_client.hvals(keys.dead_letters("saw"))]
+    assert any("the API is unavailable for get_credits" in d for d in details), details
