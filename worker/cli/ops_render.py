@@ -135,7 +135,8 @@ def api_health(api: dict[str, Any]) -> Text | None:
         return None
     ops = ", ".join(c["operation"] for c in circuits)
     probe = min(c["next_probe_in_s"] for c in circuits)
-    line = Text(f"API unavailable since {at(api.get('unavailable_since'))} UTC", style="bold red")
-    line.append(f" ({ops}): events needing it wait, no attempts spent; next probe in {probe} s")
+    line = Text(f"API unavailable since {at(api.get('unavailable_since'))} UTC: {ops}",
+                style="bold red")  # fmt: skip
+    line.append(f"\nevents needing it wait, no attempts spent; next probe in {probe} s")
     line.append(f"\nlast error: {circuits[0].get('last_error', '')}", style="dim")
     return line
