@@ -222,3 +222,42 @@ def test_an_outage_longer_than_the_retry_age_limit_ends_in_dead_letters_that_say
     }
     details = [json.loads(raw)["detail"] for raw in redis_client.hvals(keys.dead_letters("saw"))]
     assert any("the API is unavailable for get_credits" in d for d in details), details
+
+
+def test_a_partly_applied_event_keeps_its_client_while_it_waits_for_the_api(
+    redis_url: str,
+    redis_client: redis.Redis,
+    sandbox: SandboxAdmin,
+    sandbox_server: ThreadedUvicorn,
+) -> None:
+    """Grants are down: an onboarding creates its subaccount, then waits for the grant without
+    spending attempts and keeps the client's lease, so the client's next event cannot act on
+    the half-made subaccount first; after recovery both apply, in order."""
+    payers = [f"pa-pay-{n}" for n in range(6)]
+    with pipeline_with(redis_url, sandbox_server, **CIRCUIT) as rt:
+        _onboard(rt, redis_client, payers)
+        sandbox.set_faults({"operations": {"add_credits": {"error_next": MILLION}}})
+        rt.publisher.publish_many([f.invoice_paid(c, f"INV-{c}", 5) for c in payers])
+        wait_until(lambda: _open_operations(redis_client) == {"add_credits"},
+                   timeout_s=10, what="the add_credits circuit to open")  # fmt: skip
+        onboarding = f.onboarded("newcomer", credits=50)
+        rt.publisher.publish(onboarding)
+        username = username_for("newcomer")
+        wait_until(lambda: sandbox.journal(operation="create", username=username),
+                   what="the newcomer's subaccount to be created")  # fmt: skip
+        update = f.updated("newcomer", t=60, email="later@example.com")
+        rt.publisher.publish(update)
+        wait_until(lambda: _circuit_field(redis_client, "add_credits", "probes") >= 3,
+                   what="three probes while the update waits")  # fmt: skip
+        assert redis_client.get(keys.lock("saw", "newcomer")) is not None  # still held
+        assert sandbox.journal(operation="update", username=username) == []
+        sandbox.set_faults({})
+        found = wait_for_outcomes(redis_client, [onboarding["id"], update["id"]], timeout_s=15)
+    first, then = found[onboarding["id"]], found[update["id"]]
+    assert (first["outcome"], then["outcome"]) == ("applied", "applied")
+    assert int(first["at_ms"]) <= int(then["at_ms"])
+    assert int(first["attempt"]) <= 2
+    grants = [e["amount"] for e in sandbox.journal(operation="add_credits", username=username)
+              if e["applied"]]  # fmt: skip
+    assert grants == [50]
+    assert redis_client.hlen(keys.dead_letters("saw")) == 0
