@@ -1,9 +1,11 @@
 """Outage benchmark (issue 22): an API outage of every call, with and without the circuit breaker.
 
     python -m bench.outage_bench [--outage-s 60] [--invoices 1000] [--clients 200] [--quick]
+                                 [--down add_credits] [--modes today,breaker]
 
 Each mode runs on its own Redis and sandbox with two real worker processes (`subaccount-worker
-worker`, 1 process x 8 threads each): onboard the clients, then make every API call answer 503
+worker`, 1 process x 8 threads each): onboard the clients, then make every API call (or, with
+`--down OP`, every call of one operation: `add_credits` is an outage of every grant) answer 503
 (`error_next`, counted by the sandbox) for `--outage-s` while invoices arrive at a steady rate,
 then heal the API and wait until every invoice has an outcome. Printed side by side:
 
@@ -38,7 +40,6 @@ from worker.sandbox import SandboxAdmin
 from worker.settings import load_settings
 
 MILLION = 1_000_000
-OUTAGE = {"default": {"error_next": MILLION, "error_status": 503}}
 TODAY = {
     "CIRCUIT_ENABLED": "false",
     "RETRY_MAX_ATTEMPTS": "8",
@@ -73,11 +74,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--modes", default="today,breaker", help="today, breaker or both")
+    parser.add_argument("--down", default="", help="only this operation fails (default: all)")
     parser.add_argument("--quick", action="store_true", help="20 s, 200 invoices, 50 clients")
     args = parser.parse_args()
     if args.quick:
         args.outage_s, args.invoices, args.clients = 20.0, 200, 50
-    print(f"outage of every call for {args.outage_s:.0f} s, {args.invoices} invoices of "
+    what = f"every {args.down} call" if args.down else "every call"
+    print(f"outage of {what} for {args.outage_s:.0f} s, {args.invoices} invoices of "
           f"{args.clients} clients, 2 workers x {args.threads} threads")  # fmt: skip
     modes = {"today": TODAY, "breaker": BREAKER}
     results = [run(mode, modes[mode], args) for mode in args.modes.split(",")]
@@ -129,7 +132,14 @@ def outage(
 
     invoices = [f.invoice_paid(clients[n % len(clients)], f"INV-{n:06d}", 1 + n % 50)
                 for n in range(args.invoices)]  # fmt: skip
-    admin.set_faults(OUTAGE)
+    spec = {"error_next": MILLION, "error_status": 503}
+    admin.set_faults({"operations": {args.down: spec}} if args.down else {"default": spec})
+
+    def left() -> int:
+        faults = admin.faults()
+        return int((faults["operations"][args.down] if args.down else faults["default"])[
+            "error_next"])  # fmt: skip
+
     started = time.monotonic()
     worst, last_left, last_at, sent = 0.0, MILLION, started, 0
     while (elapsed := time.monotonic() - started) < args.outage_s:
@@ -138,12 +148,12 @@ def outage(
             publisher.publish_many(invoices[sent:due])
             sent = due
         if time.monotonic() - last_at >= 5.0:
-            left = int(admin.faults()["default"]["error_next"])
-            worst = max(worst, (last_left - left) / (time.monotonic() - last_at))
-            last_left, last_at = left, time.monotonic()
+            now_left = left()
+            worst = max(worst, (last_left - now_left) / (time.monotonic() - last_at))
+            last_left, last_at = now_left, time.monotonic()
         time.sleep(0.05)  # pacing the publisher: a benchmark, not a test
     publisher.publish_many(invoices[sent:])
-    down_calls = MILLION - int(admin.faults()["default"]["error_next"])
+    down_calls = MILLION - left()
     outage_s = time.monotonic() - started
     probes = _probes(client)
     admin.set_faults({})
