@@ -61,6 +61,8 @@ class Result:
     dead_letters: int
     granted: int
     drain_s: float | None  # healing -> last invoice outcome; None if some never finished
+    drain_p50_s: float | None = None  # healing -> half of the invoices finished
+    drain_p90_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -176,7 +178,17 @@ def outage(
         dead_letters=int(client.hlen(keys.dead_letters("saw"))),
         granted=granted,
         drain_s=max(0.0, max(finished) - healed) if complete and finished else None,
+        drain_p50_s=_quantile(finished, 0.5, healed),
+        drain_p90_s=_quantile(finished, 0.9, healed),
     )
+
+
+def _quantile(finished: list[float], q: float, healed: float) -> float | None:
+    """Seconds from healing until `q` of the invoices had finished."""
+    if not finished:
+        return None
+    ordered = sorted(finished)
+    return max(0.0, ordered[min(len(ordered) - 1, int(q * len(ordered)))] - healed)
 
 
 def _probes(client: redis.Redis) -> int:
@@ -219,6 +231,8 @@ def print_table(results: list[Result]) -> None:
         ("grants in the sandbox journal", lambda r: str(r.granted)),
         ("drain after recovery (s)",
          lambda r: "-" if r.drain_s is None else f"{r.drain_s:.1f}"),
+        ("... half / 90 % of the invoices (s)",
+         lambda r: f"{r.drain_p50_s or 0:.1f} / {r.drain_p90_s or 0:.1f}"),
     ]  # fmt: skip
     width = max(len(label) for label, _ in rows)
     print()
