@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from bench.common import API_KEY, Proc, services
+from bench.common import API_KEY, Proc, group_cpu_s, services
 from handlers import examples as f
 from worker import keys
 from worker.ops.outcomes import decode_entry
@@ -61,6 +61,8 @@ class Result:
     dead_letters: int
     granted: int
     drain_s: float | None  # healing -> last invoice outcome; None if some never finished
+    worker_cpu_s: float = 0.0  # both workers' CPU during the outage (holding costs this)
+    redis_commands: int = 0  # Redis commands during the outage
     drain_p50_s: float | None = None  # healing -> half of the invoices finished
     drain_p90_s: float | None = None
 
@@ -108,7 +110,8 @@ def run(mode: str, extra: dict[str, str], args: argparse.Namespace) -> Result:
                    for n in range(2)]  # fmt: skip
         client = redis.Redis.from_url(svc.redis.url)
         try:
-            return outage(mode, client, svc.admin, svc.redis.url, svc.api_url, args)
+            pids = [proc.pid for proc in workers]
+            return outage(mode, client, svc.admin, svc.redis.url, svc.api_url, args, pids)
         finally:
             for proc in workers:
                 proc.stop()
@@ -122,6 +125,7 @@ def outage(
     redis_url: str,
     api_url: str,
     args: argparse.Namespace,
+    worker_pids: list[int],
 ) -> Result:
     settings = load_settings(redis_url=redis_url, api_base_url=api_url, api_key=API_KEY)
     publisher = Publisher(client, settings)
@@ -142,6 +146,8 @@ def outage(
         return int((faults["operations"][args.down] if args.down else faults["default"])[
             "error_next"])  # fmt: skip
 
+    cpu_before = sum(group_cpu_s(pid) for pid in worker_pids)
+    commands_before = int(client.info("stats")["total_commands_processed"])
     started = time.monotonic()
     worst, last_left, last_at, sent = 0.0, MILLION, started, 0
     while (elapsed := time.monotonic() - started) < args.outage_s:
@@ -157,6 +163,8 @@ def outage(
     publisher.publish_many(invoices[sent:])
     down_calls = MILLION - left()
     outage_s = time.monotonic() - started
+    worker_cpu_s = sum(group_cpu_s(pid) for pid in worker_pids) - cpu_before
+    redis_commands = int(client.info("stats")["total_commands_processed"]) - commands_before
     probes = _probes(client)
     admin.set_faults({})
     healed = time.time()
@@ -178,6 +186,8 @@ def outage(
         dead_letters=int(client.hlen(keys.dead_letters("saw"))),
         granted=granted,
         drain_s=max(0.0, max(finished) - healed) if complete and finished else None,
+        worker_cpu_s=worker_cpu_s,
+        redis_commands=redis_commands,
         drain_p50_s=_quantile(finished, 0.5, healed),
         drain_p90_s=_quantile(finished, 0.9, healed),
     )
@@ -226,6 +236,9 @@ def print_table(results: list[Result]) -> None:
         ("calls/s, worst 5 s", lambda r: f"{r.worst_5s_rate:.2f}"),
         ("calls answered 503 in all", lambda r: str(r.down_calls)),
         ("probes (breaker)", lambda r: str(r.probes)),
+        ("workers' CPU during it (% of a core)",
+         lambda r: f"{100 * r.worker_cpu_s / r.outage_s:.0f}"),
+        ("Redis commands/s during it", lambda r: f"{r.redis_commands / r.outage_s:.0f}"),
         ("dead letters", lambda r: str(r.dead_letters)),
         ("invoices applied", lambda r: f"{r.applied} of {r.invoices}"),
         ("grants in the sandbox journal", lambda r: str(r.granted)),
