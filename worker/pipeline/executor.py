@@ -370,8 +370,10 @@ class Executor:
         if waited > self._policy.max_age_ms:
             detail = f"{held.detail}; older than {self._policy.max_age_ms} ms"
             return self._dead_letter(a, Reason.RETRIES_EXHAUSTED, detail)
-        log.info("event.waiting", why="api_unavailable", operation=held.operation,
-                 delay_ms=held.delay_ms)  # fmt: skip
+        # debug: thousands of events wait through an outage; the circuit's own lines (opened,
+        # probe, closed) and the metric `saw_api_circuit_total{action="held"}` say it once
+        log.debug("event.waiting", why="api_unavailable", operation=held.operation,
+                  delay_ms=held.delay_ms)  # fmt: skip
         return self._retry_later(a, held.delay_ms, "api_unavailable", counts=False)
 
     def _wait_for_holder(self, a: Attempt, pending: HolderPending) -> Done | Requeue:
