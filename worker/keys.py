@@ -29,6 +29,11 @@
 | `{p}:timeline:{client}` | list | a client's outcomes and operator actions, newest first (capped) |
 | `{p}:grants:{client}` | zset | a client's recent grants (`<event> <step> <amount>`) by start ms |
 | `{p}:ratelimit:api` | hash | shared token bucket of the API client |
+| `{p}:circuit:{op}` | hash | an open API circuit of one operation: since, next probe, last error |
+| `{p}:circuit:open` | zset | operations whose circuit is open, by opening time (ms) |
+| `{p}:circuit:fails:{op}` | zset | an operation's systemic failures in the window, by time (ms) |
+| `{p}:circuit:clients:{op}` | zset | clients with such a failure in the window, by time (ms) |
+| `{p}:circuit:last` | hash | operation → JSON of its last closed outage (since, closed, ...) |
 | `{p}:credits:snapshots` | hash | username → JSON of its latest credit snapshot |
 | `{p}:credits:history:{username}` | list | newest first: JSON snapshots of one subaccount, capped |
 | `{p}:credits:rules` | hash | client id → JSON of its low-credit rule (overrides of the defaults) |
@@ -208,3 +213,24 @@ def console_user_sessions(prefix: str, user: str) -> str:
 def console_login_failures(prefix: str, kind: str, who: str) -> str:
     """Failed logins of one client address (`addr`) or user name (`user`)."""
     return f"{prefix}:console:login:{kind}:{who}"
+
+
+def circuit(prefix: str, operation: str) -> str:
+    """An open API circuit of one operation (absent while closed)."""
+    return f"{prefix}:circuit:{operation}"
+
+
+def circuit_open(prefix: str) -> str:
+    return f"{prefix}:circuit:open"
+
+
+def circuit_failures(prefix: str, operation: str) -> str:
+    return f"{prefix}:circuit:fails:{operation}"
+
+
+def circuit_clients(prefix: str, operation: str) -> str:
+    return f"{prefix}:circuit:clients:{operation}"
+
+
+def circuit_last(prefix: str) -> str:
+    return f"{prefix}:circuit:last"

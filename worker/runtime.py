@@ -24,6 +24,7 @@ from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
+from worker.pipeline.circuit_gate import build_circuit
 from worker.pipeline.executor import Executor, Limits
 from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
@@ -106,6 +107,7 @@ def build_executor(
         events=event_limits(settings),
     )
     ctx = Context(needs_password=api.surface == ApiSurface.V6)
+    circuit = build_circuit(settings, client, observer=metrics.record_circuit)
     return Executor(
         store,
         StepRunner(api),
@@ -115,6 +117,7 @@ def build_executor(
         rng=random.Random(),
         observer=metrics.record_outcome,
         on_drift=drift_recorder(client, settings.key_prefix),
+        circuit=circuit,
     )
 
 

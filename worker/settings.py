@@ -125,10 +125,12 @@ class Settings(BaseSettings):
         90_000, ge=100, description="Per-client lease, renewed before every step"
     )
     lock_busy_delay_ms: int = Field(200, ge=1)
-    retry_max_attempts: int = Field(8, ge=1)
+    # An event's own transient failures: 15 attempts over ~30 min (at most ~1 h) with full
+    # jitter; outages are the circuit's (below). Why these numbers: README "Retries".
+    retry_max_attempts: int = Field(15, ge=1)
     retry_max_age_s: float = Field(86_400.0, gt=0)
-    retry_min_backoff_ms: int = Field(500, ge=1)
-    retry_max_backoff_ms: int = Field(300_000, ge=1)
+    retry_min_backoff_ms: int = Field(1000, ge=1)
+    retry_max_backoff_ms: int = Field(600_000, ge=1)
     unknown_client_wait_s: float = Field(3600.0, ge=0)
     unknown_client_retry_ms: int = Field(5_000, ge=1)
     max_deliveries: int = Field(5, ge=1, description="Deliveries without outcome = poison")
@@ -139,6 +141,24 @@ class Settings(BaseSettings):
         DEFAULT_MAX_CREDITS_PER_GRANT,
         ge=1,
         description="More credits in one invoice, onboarding or recurring amount: refused",
+    )
+
+    # --- API circuit breaker (issue 22): an outage holds events instead of spending attempts --
+    circuit_enabled: bool = Field(
+        True, description="Open a shared circuit on systemic API failures (false: retries only)"
+    )
+    circuit_failure_threshold: int = Field(
+        10, ge=1, description="Systemic failures of one operation within the window to open it"
+    )
+    circuit_min_clients: int = Field(
+        3, ge=1, description="...from at least this many clients (one broken client never opens)"
+    )
+    circuit_failure_ratio: float = Field(
+        0.5, gt=0, le=1, description="...while this share of a process's recent calls fail"
+    )
+    circuit_window_s: float = Field(30.0, gt=0, description="Window the failures are counted in")
+    circuit_probe_interval_s: float = Field(
+        5.0, gt=0, description="While open: one probe call per operation per interval"
     )
 
     # --- Ingress --------------------------------------------------------------------------

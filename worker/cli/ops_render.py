@@ -143,3 +143,18 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 def at(value: str | None) -> str:
     """An RFC 3339 time shortened for a table (seconds, no milliseconds)."""
     return (value or "")[:19].replace("T", " ")
+
+
+def api_health(api: dict[str, Any]) -> Text | None:
+    """`status`'s line on the API circuit breaker: nothing while the API is available; else
+    since when it is unavailable, for which operations, the next probe and the last error."""
+    circuits = api.get("circuits") or []
+    if not circuits:
+        return None
+    ops = ", ".join(c["operation"] for c in circuits)
+    probe = min(c["next_probe_in_s"] for c in circuits)
+    line = Text(f"API unavailable since {at(api.get('unavailable_since'))} UTC: {ops}",
+                style="bold red")  # fmt: skip
+    line.append(f"\nevents needing it wait, no attempts spent; next probe in {probe} s")
+    line.append(f"\nlast error: {circuits[0].get('last_error', '')}", style="dim")
+    return line

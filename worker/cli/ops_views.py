@@ -67,6 +67,8 @@ def _status_view(s: Status) -> Any:
     outcomes = r.table("Outcomes, last hour", ("outcome", "count"),
                        sorted(s.outcomes_last_hour.items(), key=lambda kv: -kv[1]))  # fmt: skip
     parts: list[Any] = [queue, dead, outcomes]
+    if (api := r.api_health(s.api)) is not None:
+        parts.insert(0, api)
     if s.jobs_running:
         rows = [(j["id"], j["action"], j["operator"], f"{j['done'] + j['skipped']}/{j['planned']}")
                 for j in s.jobs_running]  # fmt: skip

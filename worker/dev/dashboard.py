@@ -148,6 +148,15 @@ ROWS: tuple[Row, ...] = (
                 unit="s",
             ),
             Panel(
+                "API circuit",
+                "Operations whose circuit is open: the API is failing for every client, events "
+                "wait without spending attempts and one probe per interval is sent.",
+                (
+                    ("max(saw_api_circuits_open)", "open circuits"),
+                    ("max by (operation) (saw_api_circuit_open)", "{{operation}}"),
+                ),
+            ),
+            Panel(
                 "API error ratio",
                 "Share of calls that did not answer ok; a systemic rise opens the circuit.",
                 (

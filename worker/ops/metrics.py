@@ -23,7 +23,10 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from handlers.outcomes import Outcome
 from worker import keys
+from worker.errors import BrokerUnavailable
 from worker.ops.dead_letters import DeadLetters
+from worker.pipeline.circuit import CircuitPolicy
+from worker.pipeline.circuit_store import CircuitStore
 from worker.pipeline.keyspace import Keyspace
 from worker.pipeline.results import AttemptInfo
 
@@ -49,6 +52,12 @@ EVENT_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS_S,
 )
 WORKER_UP = Gauge("saw_worker_up", "1 per live worker process", multiprocess_mode="liveall")
+CIRCUIT = Counter(
+    "saw_api_circuit_total",
+    "API circuit breaker actions, by operation: opened, closed, probe (a call let through "
+    "while open), held (an event sent back to wait without spending an attempt)",
+    ["operation", "action"],
+)
 
 
 def record_outcome(outcome: str, event_type: str) -> None:
@@ -80,6 +89,11 @@ def _event_time(event: dict[str, Any]) -> float | None:
         return None
 
 
+def record_circuit(operation: str, action: str) -> None:
+    """The API circuit's observer (worker/pipeline/circuit_gate.py)."""
+    CIRCUIT.labels(operation=operation, action=action).inc()
+
+
 def mark_worker_up() -> None:
     WORKER_UP.set(1)
 
@@ -100,6 +114,7 @@ class QueueCollector:
         self, client: redis.Redis, prefix: str, queue_name: str, keyspace: Keyspace
     ) -> None:
         self._redis = client
+        self._circuits = CircuitStore(client, prefix, CircuitPolicy())
         self._dead = DeadLetters(client, prefix)
         self._queue = keys.dramatiq_queue(prefix, queue_name)
         self._keyspace = keyspace  # the queue is in the broker's database
@@ -118,6 +133,30 @@ class QueueCollector:
         for reason, count in sorted(dead.items()):
             family.add_metric([reason], count)
         yield family
+        yield from self._circuit_gauges()
+
+    def _circuit_gauges(self) -> Iterator[GaugeMetricFamily]:
+        """The API circuit breaker's shared state: how many circuits are open, which, since."""
+        try:
+            circuits = self._circuits.read_open().open
+        except BrokerUnavailable:
+            return
+        yield GaugeMetricFamily(
+            "saw_api_circuits_open", "API operations whose circuit is open", value=len(circuits)
+        )
+        is_open = GaugeMetricFamily(
+            "saw_api_circuit_open", "1 while the operation's circuit is open", labels=["operation"]
+        )
+        since = GaugeMetricFamily(
+            "saw_api_unavailable_since_seconds",
+            "Unix time of the first failure of the open circuit's outage",
+            labels=["operation"],
+        )
+        for circuit in circuits:
+            is_open.add_metric([circuit.operation], 1)
+            since.add_metric([circuit.operation], circuit.since_ms / 1000)
+        yield is_open
+        yield since
 
     def _read(self) -> tuple[int, int, float, dict[str, int]]:
         def reads(pipe: Any) -> None:

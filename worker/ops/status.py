@@ -1,5 +1,6 @@
 """The state of the queue and the worker, read from Redis alone (so it answers with every worker
-down): queued, delayed, in flight, workers alive, dead letters, recent outcomes, running jobs.
+down): queued, delayed, in flight, workers alive, dead letters, recent outcomes, running jobs,
+and whether the API is available (the circuit breaker's shared state, `api_health`).
 
 Dramatiq's Redis layout (`dramatiq/brokers/redis/dispatch.lua`), under our namespace `{p}:dramatiq`:
 `{ns}:{queue}` list of message ids and `{ns}:{queue}.msgs` their bodies; `{ns}:{queue}.DQ` the
@@ -22,6 +23,8 @@ from worker import keys
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.filters import rfc3339
 from worker.ops.job_records import running_jobs
+from worker.pipeline.circuit import CircuitPolicy
+from worker.pipeline.circuit_store import CircuitStore
 from worker.pipeline.keyspace import Keyspace
 
 HOUR_MS = 3_600_000
@@ -45,9 +48,57 @@ class Status:
     outcomes_last_hour: dict[str, int]
     jobs_running: list[dict[str, Any]] = field(default_factory=list)
     at: str | None = None
+    api: dict[str, Any] = field(default_factory=dict)  # `ApiHealth.to_json()` (issue 22)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ApiHealth:
+    """The API circuit breaker's view of the API: unavailable since when, for which operations
+    (events needing them wait without spending attempts), and the last outage that ended."""
+
+    available: bool
+    unavailable_since: str | None  # the earliest open circuit's first failure (RFC 3339)
+    circuits: list[dict[str, Any]]  # one per open operation: since, next probe, probes, error
+    last_outage: dict[str, Any] | None = None  # the most recently closed circuit
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def api_health(client: redis.Redis, prefix: str) -> ApiHealth:
+    """Is the API available, as the workers' shared circuit breaker sees it (two round trips)?
+    For `status`, the metrics and the console's overview."""
+    store = CircuitStore(client, prefix, CircuitPolicy())
+    circuits = store.read_open()
+    rows: list[dict[str, Any]] = [
+        {
+            "operation": c.operation,
+            "since": rfc3339(c.since_ms),
+            "opened_at": rfc3339(c.opened_ms),
+            "next_probe_in_s": round(max(0, c.probe_at_ms - circuits.now_ms) / 1000, 1),
+            "failures": c.failures,
+            "probes": c.probes,
+            "last_error": c.last_error,
+        }
+        for c in sorted(circuits.open, key=lambda c: c.since_ms)
+    ]
+    last = max(store.last_outages().items(), key=lambda kv: int(kv[1].get("closed_ms", 0)),
+               default=None)  # fmt: skip
+    outage = None
+    if last is not None:
+        op, fields = last
+        outage = {"operation": op, "since": rfc3339(int(fields.get("since_ms", 0))),
+                  "closed_at": rfc3339(int(fields.get("closed_ms", 0))),
+                  "probes": int(fields.get("probes", 0))}  # fmt: skip
+    return ApiHealth(
+        available=not rows,
+        unavailable_since=rows[0]["since"] if rows else None,
+        circuits=rows,
+        last_outage=outage,
+    )
 
 
 def read_status(
@@ -96,6 +147,7 @@ def read_status(
         outcomes_last_hour=outcomes_since(client, prefix, now - HOUR_MS),
         jobs_running=[job.to_json() for job in running_jobs(client, prefix)],
         at=rfc3339(now),
+        api=api_health(client, prefix).to_json(),
     )
 
 

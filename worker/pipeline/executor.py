@@ -44,6 +44,8 @@ from worker.pipeline.attempts import (
     Grant,
     Opened,
 )
+from worker.pipeline.circuit import Go, Hold
+from worker.pipeline.circuit_gate import NoCircuit
 from worker.pipeline.failures import (
     HolderPending,
     LeaseLost,
@@ -102,7 +104,9 @@ class Executor:
         rng: random.Random | None = None,
         observer: OutcomeObserver = observe_nothing,
         on_drift: DriftObserver = _no_drift_observer,
+        circuit: NoCircuit | None = None,
     ) -> None:
+        self._circuit = circuit or NoCircuit()  # the API circuit breaker (issue 22)
         self._store = store
         self._observe = observer
         self._on_drift = on_drift
@@ -178,18 +182,22 @@ class Executor:
                 assert_never(decision)
 
     def _apply(self, a: Attempt, plan: Apply) -> Done | Requeue:
+        admission = self._circuit.admit(plan.steps)
+        if isinstance(admission, Hold):
+            return self._hold(a, admission)
         statuses: dict[str, str] = {}
         try:
             for step in plan.steps:
                 statuses[step_name(step)] = self._run_step(a, step)
         except StepFailed as failed:
-            return self._step_failed(a, failed)
+            return self._step_failed(a, failed, admission)
         except HolderPending as pending:
             return self._wait_for_holder(a, pending)
         except LeaseLost:
             log.warning("event.lease_lost")
             self._flush(a)
             return Requeue(self._limits.lock_busy_delay_ms, "lease_lost", counts=False)
+        self._circuit.succeeded(admission)
         duplicate = bool(statuses) and all(s == "duplicate" for s in statuses.values())
         outcome = Outcome.DUPLICATE if duplicate else Outcome.APPLIED
         return self._finish(a, outcome, plan.state, steps=statuses)
@@ -318,7 +326,12 @@ class Executor:
 
     # --- endings ----------------------------------------------------------------------------
 
-    def _step_failed(self, a: Attempt, failed: StepFailed) -> Done | Requeue:
+    def _step_failed(
+        self, a: Attempt, failed: StepFailed, admission: Go | None = None
+    ) -> Done | Requeue:
+        held = self._circuit.failed(admission or Go(), failed.error, a.event.client_id)
+        if held is not None:  # the API's failure, not the event's: no attempt spent
+            return self._hold(a, held)
         if isinstance(failed.error, Transient):
             age = self._now_ms() - (a.info.published_ms or a.now_ms)
             verdict = on_transient(
@@ -334,7 +347,9 @@ class Executor:
             a, failed.reason, failed.detail, step=failed.step, readings=failed.readings
         )
 
-    def _retry_later(self, a: Attempt, delay_ms: int, reason: str) -> Requeue:
+    def _retry_later(
+        self, a: Attempt, delay_ms: int, reason: str, *, counts: bool = True
+    ) -> Requeue:
         """Re-queue after a failure. An event already partly applied keeps the client's lease
         through the delay: no other event of the client may act on the half-changed subaccount
         (or decide from state this event has not recorded yet) before this one finishes."""
@@ -342,11 +357,24 @@ class Executor:
             if self._store.hold(
                 a.event.key, a.event.client_id, a.token, a.take_pending(), delay_ms
             ):
-                return Requeue(delay_ms, reason, counts=True, lease_token=a.token)
+                return Requeue(delay_ms, reason, counts=counts, lease_token=a.token)
         else:
             self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
-        return Requeue(delay_ms, reason, counts=True)
+        return Requeue(delay_ms, reason, counts=counts)
+
+    def _hold(self, a: Attempt, held: Hold) -> Done | Requeue:
+        """The API is unavailable for an operation the plan needs (its circuit is open): wait
+        for the next probe without spending an attempt, up to the retry age limit."""
+        waited = self._now_ms() - (a.info.published_ms or a.now_ms)
+        if waited > self._policy.max_age_ms:
+            detail = f"{held.detail}; older than {self._policy.max_age_ms} ms"
+            return self._dead_letter(a, Reason.RETRIES_EXHAUSTED, detail)
+        # debug: thousands of events wait through an outage; the circuit's own lines (opened,
+        # probe, closed) and the metric `saw_api_circuit_total{action="held"}` say it once
+        log.debug("event.waiting", why="api_unavailable", operation=held.operation,
+                  delay_ms=held.delay_ms)  # fmt: skip
+        return self._retry_later(a, held.delay_ms, "api_unavailable", counts=False)
 
     def _wait_for_holder(self, a: Attempt, pending: HolderPending) -> Done | Requeue:
         """Another event holds this grant's invoice and has not settled: look again later,
