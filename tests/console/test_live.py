@@ -46,17 +46,18 @@ def test_the_overview_stream_sends_the_figures(as_role: Login, store: AttemptSto
 
 
 def test_a_finished_jobs_stream_ends_with_close(
-    anonymous: httpx.Client, store: AttemptStore
+    anonymous: httpx.Client, store: AttemptStore, redis_client: redis.Redis
 ) -> None:
     letter = write_dead_letter(store, "acme")
     auth = {"Authorization": f"Bearer {TOKENS['operator']}"}
     job = anonymous.post(
         "/api/replays", json={"ids": [letter.key], "dry_run": False}, headers=auth
     ).json()
-    wait_until(
-        lambda: anonymous.get(f"/api/jobs/{job['id']}", headers=auth).json()["state"] == "finished",
-        what="the job",
-    )
+    state = lambda: anonymous.get(f"/api/jobs/{job['id']}", headers=auth).json()["state"]  # noqa: E731
+    wait_until(lambda: state() == "settling", what="the job's batches")
+    # No worker runs here: mark the replayed event ended, as the worker's finish script does.
+    redis_client.hset(keys.ledger("saw", letter.key), "_outcome", '{"outcome":"applied"}')
+    wait_until(lambda: state() == "finished", what="the job")
     anonymous.post(
         "/login", data={"token": TOKENS["viewer"]}, headers={"Sec-Fetch-Site": "same-origin"}
     )
@@ -81,3 +82,31 @@ def test_the_index_warmer_indexes_new_dead_letters_in_the_background(
     finally:
         warmer.stop()
     assert {m.decode() for m in redis_client.zrange(index, 0, -1)} == {x.key for x in letters}
+
+
+def test_the_job_page_shows_what_became_of_the_replayed_events(
+    anonymous: httpx.Client, store: AttemptStore, redis_client: redis.Redis
+) -> None:
+    """Two replayed: one ends applied, one is still pending; the page says so (and "settling",
+    not "finished"), then both ended → finished with the breakdown."""
+    letters = [write_dead_letter(store, "acme", n=n) for n in range(2)]
+    auth = {"Authorization": f"Bearer {TOKENS['operator']}"}
+    body = {"ids": [letter.key for letter in letters], "dry_run": False}
+    job = anonymous.post("/api/replays", json=body, headers=auth).json()
+    api = lambda: anonymous.get(f"/api/jobs/{job['id']}", headers=auth).json()  # noqa: E731
+    wait_until(lambda: api()["state"] == "settling", what="the job's batches")
+    redis_client.hset(keys.ledger("saw", letters[0].key), "_outcome", '{"outcome":"applied"}')
+    wait_until(lambda: api()["outcomes"]["applied"] == 1, what="the first event's end")
+    assert (api()["state"], api()["outcomes"]["pending"]) == ("settling", 1)
+    anonymous.post(
+        "/login", data={"token": TOKENS["viewer"]}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    page = anonymous.get(f"/jobs/{job['id']}").text
+    assert 'data-outcome="applied">1<' in page
+    assert 'data-outcome="pending">1<' in page
+    assert "following 1 events" in page
+    redis_client.hset(keys.ledger("saw", letters[1].key), "_outcome", '{"outcome":"duplicate"}')
+    wait_until(lambda: api()["state"] == "finished", what="the job")
+    page = anonymous.get(f"/jobs/{job['id']}").text
+    assert 'data-outcome="duplicate">1<' in page
+    assert 'data-outcome="pending">0<' in page

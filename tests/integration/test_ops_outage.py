@@ -76,10 +76,13 @@ def test_an_outage_is_told_apart_planned_and_replayed_in_one_command(
         assert grants == [10 + n]
     remaining = cli_json(redis_url, "dead-letters", "list")
     assert sorted(row["subject"] for row in remaining) == ["never-onboarded", "never-onboarded-2"]
-    (entry,) = cli_json(redis_url, "audit", "list")
-    assert (entry["action"], entry["operator"], entry["count"]) == ("replay", "alice", len(CLIENTS))
     (job,) = cli_json(redis_url, "dead-letters", "jobs")
+    entries = cli_json(redis_url, "audit", "list")
+    (entry,) = [e for e in entries if e["action"] == "replay"]
+    assert (entry["action"], entry["operator"], entry["count"]) == ("replay", "alice", len(CLIENTS))
+    assert {e["action"] for e in entries} == {"replay_started", "replay", "replay_settled"}
     assert (job["id"], job["state"], job["done"]) == (entry["job_id"], "finished", len(CLIENTS))
+    assert job["outcomes"]["applied"] == len(CLIENTS)
     table = cli(redis_url, "dead-letters", "list")
     assert table.returncode == 0
     assert "2 of 2 shown" in table.stdout

@@ -9,6 +9,10 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +26,7 @@ from worker.ops import export as export_ops
 from worker.ops.audit import operator_name
 from worker.ops.clusters import summarize
 from worker.ops.filters import DeadLetterFilter, check_limit
-from worker.ops.job_records import cancel_job, list_jobs
+from worker.ops.job_records import Job, cancel_job, get_job, list_jobs
 from worker.ops.jobs import JobResult, Runner, gc_paused
 from worker.ops.listing import DeadLetterView, get_letters, list_dead_letters
 from worker.ops.plans import Action, Plan, Resolve, plan, select
@@ -37,6 +41,17 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change n
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 PLAN_ROWS = 20
 Rate = Annotated[float | None, typer.Option("--rate", help="At most N dead letters a second.")]
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Follow the replayed events to their end; exit 1 if any is dead-lettered again.",
+    ),
+]
+WaitTimeout = Annotated[
+    float, typer.Option("--wait-timeout", help="Seconds --wait follows before giving up (exit 1).")
+]
+WAIT_POLL_S = 0.5
 
 
 @dead.command("list")
@@ -141,14 +156,21 @@ def dead_replay(
     dry_run: DryRun = False,
     yes: Yes = False,
     rate: Rate = None,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 600.0,
     operator: r.Operator = None,
     as_json: r.Json = False,
 ) -> None:
-    """Put dead letters' events back on the queue: plan, confirm, then one recorded job."""
+    """Put dead letters' events back on the queue: plan, confirm, then one recorded job;
+    `--wait` follows the replayed events until each is applied, a duplicate, superseded or
+    dead-lettered again."""
     if resolve not in (None, "applied", "not_applied"):
         r.fail("--resolve is 'applied' or 'not_applied'", 2)
+    if wait_timeout <= 0:
+        r.fail(f"--wait-timeout must be more than 0 (got {wait_timeout})", 2)
     flt = r.make_filter(reason, type_, client, since, until, status, step, source, search)
-    _act("replay", ids, flt, all_, resolve, dry_run, yes, rate, operator, as_json)  # type: ignore[arg-type]
+    follow = wait_timeout if wait else None
+    _act("replay", ids, flt, all_, resolve, dry_run, yes, rate, operator, as_json, follow)  # type: ignore[arg-type]
 
 
 @dead.command("purge")
@@ -185,6 +207,7 @@ def _act(
     rate: float | None,
     operator: str | None,
     as_json: bool,
+    follow_s: float | None = None,
 ) -> None:
     if not ids and flt.empty and not all_:
         r.fail(f"say which dead letters to {action}: ids, a filter (--reason, --since, ...) "
@@ -193,11 +216,14 @@ def _act(
         r.fail("give ids or a filter, not both", 2)
     if rate is not None and rate <= 0:
         r.fail(f"--rate must be more than 0 (got {rate})", 2)
+    if not dry_run and not yes and not sys.stdin.isatty():
+        r.fail(f"{action} needs --yes when not at a terminal (--dry-run shows the plan)", 2)
     settings, rt = r.open_ops()
     with gc_paused():
         _plan_and_run(
-            rt, settings, action, ids, flt, resolve, dry_run, yes, rate, operator, as_json
-        )
+            rt, settings, action, ids, flt, resolve, dry_run, yes, rate, operator, as_json,
+            follow_s,
+        )  # fmt: skip
 
 
 def _plan_and_run(
@@ -212,6 +238,7 @@ def _plan_and_run(
     rate: float | None,
     operator: str | None,
     as_json: bool,
+    follow_s: float | None = None,
 ) -> None:
     prefix = settings.key_prefix
     ctx = Context(needs_password=settings.api_surface == ApiSurface.V6)
@@ -223,19 +250,67 @@ def _plan_and_run(
         raise typer.Exit(1 if the_plan.missing else 0)
     if not as_json:
         _show_plan(the_plan, False)
-    if the_plan.planned and not yes:
-        if not sys.stdin.isatty():
-            r.fail(f"{action} of {len(the_plan.planned)} needs --yes when not at a terminal", 2)
-        if not typer.confirm(f"{action.capitalize()} these {len(the_plan.planned)}?"):
-            r.fail("nothing done", 1)
+    if not the_plan.planned:
+        _nothing_to_do(the_plan, as_json)  # no job, no audit entry
+    if not yes and not typer.confirm(f"{action.capitalize()} these {len(the_plan.planned)}?"):
+        r.fail("nothing done", 1)
     runner = Runner(rt.redis, prefix, rt.publisher, getattr(settings, "timeline_maxlen", 200))
     result = _run_with_progress(runner, the_plan, operator_name(operator), rate, as_json)
+    if follow_s is not None and action == "replay" and not result.cancelled:
+        result = replace(result, job=_follow(rt.redis, prefix, result.job, follow_s, as_json))
     if as_json:
         r.print_json(result.to_json())
     else:
         _show_result(result)
     failed = result.skipped or result.missing or result.cancelled
+    if follow_s is not None and (result.job.failed_again or not result.job.settled):
+        failed = True
     raise typer.Exit(1 if failed else 0)
+
+
+def _nothing_to_do(the_plan: Plan, as_json: bool) -> None:
+    """Nothing matched that can be acted on: say so and exit without a job (1 if ids were
+    missing)."""
+    if as_json:
+        r.print_json({
+            "job_id": None,
+            "planned": 0,
+            "replayed" if the_plan.action == "replay" else "purged": 0,
+            "refused": [{"id": i.id, "why": i.refused or ""} for i in the_plan.refused],
+            "skipped": [{"id": i, "why": "no such dead letter"} for i in the_plan.missing],
+            "cancelled": False,
+        })  # fmt: skip
+    else:
+        r.out.print(f"nothing to {the_plan.action}: no job started")
+    raise typer.Exit(1 if the_plan.missing else 0)
+
+
+def _follow(client: Any, prefix: str, job: Job, timeout_s: float, quiet: bool) -> Job:
+    """Follow a replay job until its events have all ended, or `timeout_s`, or Ctrl-C; the job
+    as last seen. A status line on stderr shows the breakdown as it moves."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    deadline = time.monotonic() + timeout_s
+    try:
+        with r.err.status("", spinner="dots") if not quiet else nullcontext() as status:
+            while not job.settled and time.monotonic() < deadline and not stop.is_set():
+                if status is not None:
+                    status.update(f"waiting for {job.pending} replayed events: {_outcomes(job)}")
+                stop.wait(WAIT_POLL_S)
+                job = r.run(partial(get_job, client, prefix, job.id)) or job
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return job
+
+
+def _outcomes(job: Job) -> str:
+    """The job's breakdown in words, e.g. "3 applied, 1 dead-lettered again, 2 pending"."""
+    parts = [f"{n} {name.replace('_', '-').replace('-again', ' again')}"
+             for name, n in job.breakdown().items() if n]  # fmt: skip
+    if job.again_reasons:
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(job.again_reasons.items()))
+        parts.append(f"(again: {why})")
+    return ", ".join(parts) or "nothing yet"
 
 
 def _run_with_progress(
@@ -290,6 +365,11 @@ def _show_result(result: JobResult) -> None:
     if result.cancelled:
         line += " (stopped before the end)"
     r.out.print(line)
+    if result.job.action == "replay" and result.done:
+        state = result.job.state if result.job.settled else f"{result.job.state}, not all ended"
+        r.out.print(f"  outcomes ({state}): {_outcomes(result.job)}")
+        if not result.job.settled:
+            r.out.print(f"  follow it: dead-letters jobs (or --wait); job {result.job.id}")
     for item in result.skipped[:20]:
         r.out.print(f"  skipped {item['id']}: {item['why']}")
     for missing in result.missing[:20]:
@@ -318,11 +398,12 @@ def dead_jobs(
         return
     rows = [
         (j.id, j.action, j.state, j.operator, f"{j.done + j.skipped}/{j.planned}", j.done,
-         j.skipped, j.refused, r.at(j.to_json()["started_at"]), r.at(j.to_json()["finished_at"]))
+         j.skipped, j.refused, _outcomes(j) if j.action == "replay" else "-",
+         r.at(j.to_json()["started_at"]), r.at(j.to_json()["finished_at"]))
         for j in jobs
     ]  # fmt: skip
     columns = ("job", "action", "state", "operator", "progress", "done", "skipped", "refused",
-               "started", "finished")  # fmt: skip
+               "outcomes", "started", "finished")  # fmt: skip
     r.out.print(r.table("Jobs", columns, rows))
 
 

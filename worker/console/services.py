@@ -108,6 +108,22 @@ class JobView:
         return self.job.state == "running"
 
     @property
+    def outcome_rows(self) -> list[tuple[str, str, str]]:
+        """The breakdown's rows: (outcome, label, css class), the ones that happened first."""
+        rows = [
+            ("applied", "applied", "ok"),
+            ("duplicate", "duplicate (already applied)", "ok"),
+            ("superseded", "superseded", "ok"),
+            ("ignored", "ignored", "muted"),
+            ("dead_lettered_again", "dead-lettered again", "error"),
+            ("pending", "still queued or retrying", "warn"),
+        ]
+        counts = self.job.breakdown()
+        return [row for row in rows if counts.get(row[0])] + [
+            row for row in rows if not counts.get(row[0])
+        ]
+
+    @property
     def started_at(self) -> int:
         return self.job.started_ms
 
@@ -318,7 +334,9 @@ class Services:
         return job.job.to_json()
 
     def job_finished(self, job: JobView) -> bool:
-        return not job.running
+        """Nothing more will change: its batches are done and every replayed event has ended
+        (or its process is gone)."""
+        return job.job.settled or job.state == "stale"
 
     def cancel_job(self, job_id: str, operator: str) -> JobView:
         found = cancel_job(self.redis, self.prefix, job_id, operator)
