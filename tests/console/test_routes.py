@@ -217,3 +217,23 @@ def test_every_answer_carries_a_csp_without_inline_script(as_role: Login) -> Non
         assert all("src=" in attrs for attrs in scripts), path
         assert not re.search(r"\son[a-z]+=", answer.text), path  # no inline handlers
         assert "style=" not in answer.text, path  # no inline style (style-src 'self')
+
+
+def test_a_filter_typo_is_a_visible_error_not_an_empty_list(
+    as_role: Login, seeded: list[DeadLetter], anonymous: httpx.Client
+) -> None:
+    """`reason=client-unknown` (a typo of client_unknown): the page says what the valid values
+    are (422), it does not show "0 matching" as if all were well; the API answers the same."""
+    client, _ = as_role("viewer")
+    page = client.get("/dead-letters?reason=client-unknown")
+    assert page.status_code == 422
+    assert "data-filter-error" in page.text
+    assert "did you mean client_unknown?" in page.text
+    typo = client.get("/dead-letters?type=invoice_paid", headers={"HX-Request": "true",
+                      "HX-Target": "results"})  # fmt: skip
+    assert typo.status_code == 422
+    assert "invoice.paid" in typo.text
+    auth = {"Authorization": f"Bearer {TOKENS['viewer']}"}
+    api = anonymous.get("/api/dead-letters?step=addcredits", headers=auth)
+    assert api.status_code == 422
+    assert "add_credits" in api.json()["error"]

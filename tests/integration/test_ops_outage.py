@@ -97,11 +97,18 @@ def test_replay_and_purge_need_a_scope_and_refuse_bad_input(redis_url: str) -> N
         ("dead-letters", "list", "--limit", "-1"),
         ("dead-letters", "list", "--since", "yesterday-ish"),
         ("dead-letters", "replay", "--reason", "x", "--resolve", "maybe"),
+        ("dead-letters", "list", "--reason", "client-unknown"),
+        ("dead-letters", "list", "--type", "invoice_paid"),
+        ("dead-letters", "summary", "--step", "credits"),
+        ("dead-letters", "list", "--status", "5xx"),
     ):
         done = cli(redis_url, *args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert done.stderr.startswith("error: ")
         assert "Traceback" not in done.stderr
+    typo = cli(redis_url, "dead-letters", "list", "--reason", "client-unknown")
+    assert "client_unknown" in typo.stderr
+    assert "retries_exhausted" in typo.stderr  # the valid values are named
     missing = cli(redis_url, "dead-letters", "replay", "no-such-id", "--yes", "--json")
     assert missing.returncode == 1
     assert '"no such dead letter"' in missing.stdout

@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from worker.console.auth import Role, User
 from worker.console.guard import Forbidden, current_user, may_change
-from worker.console.services import Filters, NotFound, Services
-from worker.ops.filters import InvalidInput
+from worker.console.services import Filters, NotFound, Page, Services
+from worker.ops.filters import STEPS, TYPES, InvalidInput
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -54,8 +54,13 @@ def dead_letters(
 ) -> Response:
     svc = services(request)
     filters = Filters.from_mapping(request.query_params)
-    page = svc.dead_letter_page(filters, after, PAGE_SIZE)
-    context: dict[str, Any] = {"filters": filters, "page": page, "after": after}
+    error, status = None, 200
+    try:
+        page = svc.dead_letter_page(filters, after, PAGE_SIZE)
+    except InvalidInput as exc:  # a filter typo: said above the (empty) list, form kept
+        error, status, page = str(exc).replace("--", ""), 422, Page([], None, 0)
+    context: dict[str, Any] = {"filters": filters, "page": page, "after": after, "error": error}
+    context["status_code"] = status
     if is_fragment(request) and request.headers.get("hx-target") == "results":
         response = render(request, "_dead_letter_results.html", **context)
         query = "&".join(q for q in (filters.query, f"after={after}" if after else "") if q)
@@ -63,6 +68,7 @@ def dead_letters(
         return response
     context["clusters"] = svc.clusters()
     context["reasons"] = svc.reasons()
+    context["types"], context["steps"] = TYPES, STEPS
     context["jobs"] = svc.jobs(running_only=True)
     return render(request, "dead_letters.html", **context)
 

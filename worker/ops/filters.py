@@ -12,14 +12,23 @@ import datetime as dt
 import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, get_args
 
+from handlers.events import EventType
+from handlers.outcomes import Reason
+from handlers.plan import Step
 from worker.errors import SubaccountWorkerError
 from worker.pipeline.outcomes import DeadLetter
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _HTTP_STATUS = re.compile(r"\(HTTP (\d{3})\)")
+# The closed sets a filter names: a value outside them is a typo, never "0 of 0 shown".
+REASONS: tuple[str, ...] = tuple(reason.value for reason in Reason)
+TYPES: tuple[str, ...] = tuple(kind.value for kind in EventType)
+STEPS: tuple[str, ...] = tuple(
+    str(kind.model_fields["kind"].default) for kind in get_args(get_args(Step)[0])
+)
 
 
 class InvalidInput(SubaccountWorkerError):
@@ -58,13 +67,13 @@ class DeadLetterFilter:
         """A filter from the operator's text; InvalidInput names the bad part."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         return cls(
-            reason=reason or None,
-            type=type or None,
+            reason=one_of(reason, REASONS, "--reason"),
+            type=one_of(type, TYPES, "--type"),
             client=client or None,
             since_ms=parse_time(since, now, "--since") if since else None,
             until_ms=parse_time(until, now, "--until") if until else None,
             status=_status(status),
-            step=step or None,
+            step=one_of(step, STEPS, "--step"),
             source=source or None,
             search=search or None,
         )
@@ -102,6 +111,23 @@ class DeadLetterFilter:
             else:
                 out[name] = value
         return out
+
+
+def one_of(value: str | None, valid: tuple[str, ...], option: str) -> str | None:
+    """`value` if it is one of `valid` (None if not given); InvalidInput lists the valid ones
+    and, for a near miss (`client-unknown`, `invoice_paid`), the one probably meant."""
+    if not value:
+        return None
+    if value in valid:
+        return value
+    folded = {_fold(v): v for v in valid}
+    near = folded.get(_fold(value))
+    hint = f" (did you mean {near}?)" if near else ""
+    raise InvalidInput(f"{option} {value!r} is not one of: {', '.join(valid)}{hint}")
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
 def parse_time(text: str, now_ms: int, option: str = "time") -> int:
