@@ -54,7 +54,7 @@ def test_export_purge_import_round_trip(
         "client_unknown": 3,
     }
     actions = [e["action"] for e in cli_json(redis_url, "audit", "list")]
-    assert actions == ["import", "import", "purge", "export"]
+    assert actions == ["import", "import", "purge", "purge_started", "export"]
 
 
 def test_a_bad_import_file_is_named_and_nothing_is_written(

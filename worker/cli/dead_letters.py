@@ -89,11 +89,12 @@ def dead_list(
 
 def _letters_table(items: list[DeadLetterView]) -> Any:
     rows = [
-        (i.id, r.at(i.last_failed_at), i.reason, i.type, i.subject, i.step, i.status, i.attempts,
-         i.detail[:60])
+        (i.event_id, i.type, i.subject, i.invoice_id or "-", "" if i.credits is None else i.credits,
+         i.reason, i.attempts, r.at(i.last_failed_at), i.detail[:50], i.id)
         for i in items
     ]  # fmt: skip
-    columns = ("id", "last failed", "reason", "type", "client", "step", "http", "tries", "detail")
+    columns = ("event", "type", "client", "invoice", "credits", "reason", "tries", "last failed",
+               "last failure", "id")  # fmt: skip
     return r.table(None, columns, rows)
 
 

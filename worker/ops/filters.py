@@ -23,6 +23,8 @@ from worker.pipeline.outcomes import DeadLetter
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _HTTP_STATUS = re.compile(r"\(HTTP (\d{3})\)")
+_WORD = re.compile(r"[a-z0-9][a-z0-9_.:-]*[a-z0-9]|[a-z0-9]")
+WORDS_KEPT = 32  # words of one detail indexed and searched (the detail's first ones)
 # The closed sets a filter names: a value outside them is a typo, never "0 of 0 shown".
 REASONS: tuple[str, ...] = tuple(reason.value for reason in Reason)
 TYPES: tuple[str, ...] = tuple(kind.value for kind in EventType)
@@ -98,7 +100,7 @@ class DeadLetterFilter:
                 (self.step, letter.step),
                 (self.source, source_of(letter)),
             )
-        ) and (self.search is None or self.search.lower() in letter.detail.lower())
+        ) and (self.search is None or matches_search(letter, self.search))
 
     def to_json(self) -> dict[str, Any]:
         """The given conditions only, times as RFC 3339 (for jobs, the audit and `--json`)."""
@@ -162,6 +164,36 @@ def http_status(letter: DeadLetter) -> int | None:
         return status
     found = _HTTP_STATUS.search(letter.detail)
     return int(found.group(1)) if found else None
+
+
+def identifiers_of(letter: DeadLetter) -> dict[str, str]:
+    """What an operator knows a dead letter by: event id, invoice id, business key, client."""
+    data = letter.event.get("data")
+    invoice = data.get("invoice_id") if isinstance(data, dict) else None
+    found = {
+        "event": str(letter.event.get("id") or ""),
+        "invoice": invoice if isinstance(invoice, str) else "",
+        "business_key": letter.business_key or "",
+        "client": letter.client_id,
+    }
+    return {dim: value for dim, value in found.items() if value}
+
+
+def words(text: str) -> list[str]:
+    """The words of a text as the index keeps them: lower case, in order, each once."""
+    return list(dict.fromkeys(_WORD.findall(text.lower())))
+
+
+def matches_search(letter: DeadLetter, query: str) -> bool:
+    """Does `letter` answer the search: an identifier equal to or starting with the query (any
+    case), or every word of the query among the detail's words?"""
+    q = query.strip().lower()
+    if not q:
+        return True
+    if any(value.lower().startswith(q) for value in identifiers_of(letter).values()):
+        return True
+    wanted = words(q)
+    return bool(wanted) and set(wanted) <= set(words(letter.detail)[:WORDS_KEPT])
 
 
 def source_of(letter: DeadLetter) -> str:

@@ -55,7 +55,17 @@ if #ids > 0 then
   for n, raw in ipairs(made) do
     if raw then
       for dim, value in pairs(cjson.decode(raw)) do
-        if dim ~= 'at' then
+        if dim == 'lex' then  -- members of the one prefix-search zset: 'value\0dim\0id'
+          local name = ix_prefix .. 'lex:all'
+          from_index[name] = from_index[name] or {}
+          for _, member in ipairs(value) do table.insert(from_index[name], member) end
+        elseif dim == 'words' then  -- the detail's words: one zset each
+          for _, word in ipairs(value) do
+            local name = ix_prefix .. 'word:' .. word
+            from_index[name] = from_index[name] or {}
+            table.insert(from_index[name], ids[n])
+          end
+        elseif dim ~= 'at' then
           local name = ix_prefix .. dim .. ':' .. value
           from_index[name] = from_index[name] or {}
           table.insert(from_index[name], ids[n])
