@@ -93,8 +93,9 @@ def test_an_index_made_by_older_code_is_completed_for_search(redis_client: redis
     index = DeadLetterIndex(redis_client, "saw")
     index.sync()
     # As the previous code left it: its own entries only, and a mark far past the letter.
+    at = int(redis_client.zscore(keys.dead_letter_index("saw"), key) or 0)
     old = {"reason": "retries_exhausted", "type": "invoice.paid", "client": "old",
-           "cluster": "x", "at": int(redis_client.zscore(keys.dead_letter_index("saw"), key) or 0)}  # fmt: skip
+           "cluster": "x", "at": at}  # fmt: skip
     redis_client.hset(keys.dead_letter_ix_of("saw"), key, json.dumps(old))
     redis_client.delete(keys.dead_letter_ix("saw", "lex", "all"))
     redis_client.delete(keys.dead_letter_ix_mark("saw") + ":version")
