@@ -157,6 +157,20 @@ def deep_cursor(settings: Settings, depth: int) -> str:
     return f"{int(score)}.0.{total}"
 
 
+def index_memory(settings: Settings) -> str:
+    """Redis memory in all, and of the operators' search index (sampled per key type)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    used = int(client.info("memory")["used_memory"])
+    lex = client.memory_usage(keys.dead_letter_ix(PREFIX, "lex", "all")) or 0
+    words, word_bytes = 0, 0
+    for name in client.scan_iter(match=keys.dead_letter_ix(PREFIX, "word", "*"), count=1000):
+        words += 1
+        word_bytes += client.memory_usage(name) or 0
+    client.close()
+    return (f"Redis used {used / 1e6:.0f} MB; search index: identifiers {lex / 1e6:.1f} MB, "
+            f"{words} word zsets {word_bytes / 1e6:.1f} MB")  # fmt: skip
+
+
 def main() -> int:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--requests", type=int, default=20, help="fetches per page")
@@ -170,8 +184,10 @@ def main() -> int:
         progress(f"applying {event_count} events of one client through the worker")
         applied_s = apply_client_events(settings, event_count)
         rows = measure(settings, args.requests, dead_count, event_count)
+        memory = index_memory(settings)
     print(f"\n{event_count} client events applied in {applied_s:.1f} s; "
           f"{dead_count} dead letters written in {written_s:.1f} s")  # fmt: skip
+    print(memory)
     print_table(
         f"Console pages, {dead_count:,} dead letters, a client with {event_count:,} events "
         f"(median and p95 of {args.requests} requests, goal < {GOAL_MS:.0f} ms)",
@@ -197,7 +213,10 @@ def measure(
             + deep_cursor(settings, dead_count // 2),
             "dead letters, reason filter": "/dead-letters?reason=not_found",
             "dead letters, client filter": "/dead-letters?client=c7",
-            "dead letters, text search": "/dead-letters?q=n%3D4242",
+            "dead letters, text search (detail words)": "/dead-letters?q=n%3D4242",
+            "dead letters, text search (common word)": "/dead-letters?q=failed",
+            "dead letters, search by invoice id": "/dead-letters?q=dl-4242",
+            "dead letters, search by invoice prefix": "/dead-letters?q=dl-424",
             f"client page ({event_count:,} events)": f"/clients/{BIG_CLIENT}",
             "overview": "/",
             "API dead letters (100)": "/api/dead-letters?limit=100",
