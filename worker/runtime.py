@@ -19,6 +19,7 @@ from worker.credits.notify import declare_notify_actor
 from worker.credits.reconcile import drift_recorder
 from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
+from worker.ops.outcome_counts import OutcomeCounter
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
 from worker.pipeline.executor import Executor, Limits
@@ -71,6 +72,17 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     )
 
 
+def outcome_observer(client: redis.Redis, prefix: str) -> Any:
+    """Each finished event counted twice: by Prometheus and per minute in Redis (the overview)."""
+    counter = OutcomeCounter(client, prefix)
+
+    def observe(outcome: Any, event_type: str) -> None:
+        metrics.record_outcome(outcome, event_type)
+        counter.observe(outcome, event_type)
+
+    return observe
+
+
 def build_executor(
     settings: Settings, store: AttemptStore, api: SubaccountClient, client: redis.Redis
 ) -> Executor:
@@ -95,7 +107,7 @@ def build_executor(
         policy,
         limits,
         rng=random.Random(),
-        observer=metrics.record_outcome,
+        observer=outcome_observer(client, settings.key_prefix),
         on_drift=drift_recorder(client, settings.key_prefix),
     )
 

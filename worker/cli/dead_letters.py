@@ -9,10 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
-from contextlib import nullcontext
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,11 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from handlers import Context
 from worker.cli import ops_render as r
 from worker.cli.base import app
+from worker.cli.job_follow import follow_job, outcomes_text
 from worker.ops import export as export_ops
+from worker.ops.advice import next_step
+from worker.ops.api_health import circuit_open
 from worker.ops.audit import operator_name
 from worker.ops.clusters import summarize
 from worker.ops.filters import DeadLetterFilter, check_limit
-from worker.ops.job_records import Job, cancel_job, get_job, list_jobs
+from worker.ops.job_records import cancel_job, list_jobs
 from worker.ops.jobs import JobResult, Runner, gc_paused
 from worker.ops.listing import DeadLetterView, get_letters, list_dead_letters
 from worker.ops.plans import Action, Plan, Resolve, plan, select
@@ -51,7 +51,6 @@ Wait = Annotated[
 WaitTimeout = Annotated[
     float, typer.Option("--wait-timeout", help="Seconds --wait follows before giving up (exit 1).")
 ]
-WAIT_POLL_S = 0.5
 
 
 @dead.command("list")
@@ -125,8 +124,10 @@ def dead_summary(
     flt = r.make_filter(reason, type_, client, since, until, status, step, source, search)
     settings, rt = r.open_ops()
     summary = r.run(lambda: summarize(rt.redis, settings.key_prefix, flt))
+    reasons = list(dict.fromkeys(c.reason for c in summary.clusters))
+    steps = {reason: next_step(reason) for reason in reasons}
     if as_json:
-        r.print_json(summary.to_json())
+        r.print_json(summary.to_json() | {"next_steps": steps})
         return
     rows = [
         (c.count, c.reason, c.type, c.step or "-", c.status or "-", r.at(c.oldest_at),
@@ -135,6 +136,10 @@ def dead_summary(
     ]  # fmt: skip
     columns = ("count", "reason", "type", "step", "http", "oldest", "newest")
     r.out.print(r.table(f"Dead letters: {summary.total}", columns, rows))
+    if steps:
+        r.out.print("What to do next:")
+        for reason, advice in steps.items():
+            r.out.print(f"  {reason}: {advice}")
 
 
 @dead.command("replay")
@@ -246,8 +251,11 @@ def _plan_and_run(
     selection = r.run(lambda: select(rt.redis, prefix, ids=ids, flt=flt))
     the_plan = r.run(lambda: plan(rt.redis, prefix, selection, action=action, resolve=resolve,
                                   ctx=ctx, flt=flt))  # fmt: skip
+    warning = circuit_open(rt.redis, prefix) if action == "replay" else None
+    if warning:
+        r.err.print(f"warning: {warning}")
     if dry_run:
-        _show_plan(the_plan, as_json)
+        _show_plan(the_plan, as_json, warning)
         raise typer.Exit(1 if the_plan.missing else 0)
     if not as_json:
         _show_plan(the_plan, False)
@@ -258,7 +266,7 @@ def _plan_and_run(
     runner = Runner(rt.redis, prefix, rt.publisher, getattr(settings, "timeline_maxlen", 200))
     result = _run_with_progress(runner, the_plan, operator_name(operator), rate, as_json)
     if follow_s is not None and action == "replay" and not result.cancelled:
-        result = replace(result, job=_follow(rt.redis, prefix, result.job, follow_s, as_json))
+        result = replace(result, job=follow_job(rt.redis, prefix, result.job, follow_s, as_json))
     if as_json:
         r.print_json(result.to_json())
     else:
@@ -286,34 +294,6 @@ def _nothing_to_do(the_plan: Plan, as_json: bool) -> None:
     raise typer.Exit(1 if the_plan.missing else 0)
 
 
-def _follow(client: Any, prefix: str, job: Job, timeout_s: float, quiet: bool) -> Job:
-    """Follow a replay job until its events have all ended, or `timeout_s`, or Ctrl-C; the job
-    as last seen. A status line on stderr shows the breakdown as it moves."""
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    deadline = time.monotonic() + timeout_s
-    try:
-        with r.err.status("", spinner="dots") if not quiet else nullcontext() as status:
-            while not job.settled and time.monotonic() < deadline and not stop.is_set():
-                if status is not None:
-                    status.update(f"waiting for {job.pending} replayed events: {_outcomes(job)}")
-                stop.wait(WAIT_POLL_S)
-                job = r.run(partial(get_job, client, prefix, job.id)) or job
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return job
-
-
-def _outcomes(job: Job) -> str:
-    """The job's breakdown in words, e.g. "3 applied, 1 dead-lettered again, 2 pending"."""
-    parts = [f"{n} {name.replace('_', '-').replace('-again', ' again')}"
-             for name, n in job.breakdown().items() if n]  # fmt: skip
-    if job.again_reasons:
-        why = ", ".join(f"{reason} {n}" for reason, n in sorted(job.again_reasons.items()))
-        parts.append(f"(again: {why})")
-    return ", ".join(parts) or "nothing yet"
-
-
 def _run_with_progress(
     runner: Runner, the_plan: Plan, operator: str, rate: float | None, quiet: bool
 ) -> JobResult:
@@ -338,9 +318,9 @@ def _run_with_progress(
         signal.signal(signal.SIGINT, previous)
 
 
-def _show_plan(the_plan: Plan, as_json: bool) -> None:
+def _show_plan(the_plan: Plan, as_json: bool, warning: str | None = None) -> None:
     if as_json:
-        r.print_json(the_plan.to_json())
+        r.print_json(the_plan.to_json() | ({"warning": warning} if warning else {}))
         return
     rows = [
         (i.id[:12], i.event_id, i.client_id, i.type, i.reason, ",".join(i.steps_done) or "-",
@@ -357,6 +337,7 @@ def _show_plan(the_plan: Plan, as_json: bool) -> None:
         f"{len(the_plan.planned)} to {the_plan.action}, {len(the_plan.refused)} refused, "
         f"{len(the_plan.missing)} not found; {dupes} duplicate grants; "
         f"{the_plan.credits} credits would be granted"
+        + (" once the API answers again" if warning else "")
     )
 
 
@@ -368,7 +349,7 @@ def _show_result(result: JobResult) -> None:
     r.out.print(line)
     if result.job.action == "replay" and result.done:
         state = result.job.state if result.job.settled else f"{result.job.state}, not all ended"
-        r.out.print(f"  outcomes ({state}): {_outcomes(result.job)}")
+        r.out.print(f"  outcomes ({state}): {outcomes_text(result.job)}")
         if not result.job.settled:
             r.out.print(f"  follow it: dead-letters jobs (or --wait); job {result.job.id}")
     for item in result.skipped[:20]:
@@ -399,7 +380,7 @@ def dead_jobs(
         return
     rows = [
         (j.id, j.action, j.state, j.operator, f"{j.done + j.skipped}/{j.planned}", j.done,
-         j.skipped, j.refused, _outcomes(j) if j.action == "replay" else "-",
+         j.skipped, j.refused, outcomes_text(j) if j.action == "replay" else "-",
          r.at(j.to_json()["started_at"]), r.at(j.to_json()["finished_at"]))
         for j in jobs
     ]  # fmt: skip

@@ -21,6 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from worker import keys
 from worker.ops.dead_letters import DeadLetters
+from worker.ops.queue_age import ready_since_ms
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -76,7 +77,9 @@ class QueueCollector:
         yield GaugeMetricFamily("saw_queue_depth", "Messages ready in the queue", value=depth)
         yield GaugeMetricFamily("saw_queue_delayed", "Messages waiting for a retry", value=delayed)
         yield GaugeMetricFamily(
-            "saw_queue_oldest_age_seconds", "Age of the oldest ready message", value=oldest
+            "saw_queue_oldest_age_seconds",
+            "Time the oldest ready message has waited since it became ready",
+            value=oldest,
         )
         family = GaugeMetricFamily("saw_dead_letters", "Dead letters by reason", labels=["reason"])
         for reason, count in sorted(dead.items()):
@@ -97,8 +100,8 @@ class QueueCollector:
         raw = self._redis.hget(f"{self._queue}.msgs", message_id)
         if not raw:
             return 0.0
-        sent_ms = float(json.loads(raw).get("message_timestamp", 0))
-        return max(0.0, time.time() - sent_ms / 1000)
+        ready_ms = ready_since_ms(json.loads(raw))
+        return max(0.0, time.time() - ready_ms / 1000) if ready_ms else 0.0
 
 
 def merged_registry(run_dir: str, collector: QueueCollector) -> CollectorRegistry:

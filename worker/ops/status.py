@@ -1,5 +1,7 @@
 """The state of the queue and the worker, read from Redis alone (so it answers with every worker
-down): queued, delayed, in flight, workers alive, dead letters, recent outcomes, running jobs.
+down): queued, delayed, in flight, workers alive, dead letters, recent outcomes (the per-minute
+counts of `worker.ops.outcome_counts`), running jobs. The oldest queued age counts from when the
+message became ready (`worker.ops.queue_age`): a wait for onboarding is delayed, not stuck.
 
 Dramatiq's Redis layout (`dramatiq/brokers/redis/dispatch.lua`), under our namespace `{p}:dramatiq`:
 `{ns}:{queue}` list of message ids and `{ns}:{queue}.msgs` their bodies; `{ns}:{queue}.DQ` the
@@ -22,9 +24,8 @@ from worker import keys
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.filters import rfc3339
 from worker.ops.job_records import running_jobs
-
-HOUR_MS = 3_600_000
-OUTCOMES_READ_MAX = 200_000  # entries read for "last hour" (the stream is capped anyway)
+from worker.ops.outcome_counts import read_counts
+from worker.ops.queue_age import ready_since_ms
 
 
 @dataclass(frozen=True)
@@ -88,26 +89,10 @@ def read_status(
         dead_letters=dead,
         dead_letters_total=sum(dead.values()),
         oldest_dead_letter_at=rfc3339(int(oldest_dead[0][1])) if oldest_dead else None,
-        outcomes_last_hour=outcomes_since(client, prefix, now - HOUR_MS),
+        outcomes_last_hour=read_counts(client, prefix, now).last_hour,
         jobs_running=[job.to_json() for job in running_jobs(client, prefix)],
         at=rfc3339(now),
     )
-
-
-def outcomes_since(client: redis.Redis, prefix: str, since_ms: int) -> dict[str, int]:
-    """Outcomes recorded since `since_ms`, by kind (read in batches, newest first)."""
-    counts: dict[str, int] = {}
-    high, read = "+", 0
-    while read < OUTCOMES_READ_MAX:
-        rows: Any = client.xrevrange(keys.outcomes(prefix), high, f"{since_ms}-0", count=1000)
-        if not rows:
-            break
-        for _entry_id, fields in rows:
-            kind = _text(fields.get(b"outcome", fields.get("outcome", b"")))
-            counts[kind] = counts.get(kind, 0) + 1
-        read += len(rows)
-        high = f"({_text(rows[-1][0])}"  # exclusive: the entries before the last one read
-    return counts
 
 
 def _age_s(client: redis.Redis, queue: str, message_id: Any, now_ms: int) -> float | None:
@@ -117,8 +102,8 @@ def _age_s(client: redis.Redis, queue: str, message_id: Any, now_ms: int) -> flo
     if raw is None:
         return None
     try:
-        stamp = int(json.loads(raw).get("message_timestamp") or 0)
-    except (ValueError, AttributeError):
+        stamp = ready_since_ms(json.loads(raw))
+    except (ValueError, AttributeError, TypeError):
         return None
     return round(max(0, now_ms - stamp) / 1000, 3) if stamp else None
 
