@@ -37,12 +37,25 @@ def _events(client: httpx.Client, path: str, until: str) -> list[tuple[str, str]
     return found
 
 
+def _figures_until(client: httpx.Client, text: str) -> str:
+    """The first `figures` event of the overview stream that holds `text` (a stream pushes a
+    change within a period or two: the figures may first be those of a moment ago)."""
+    data: list[str] = []
+    with client.stream("GET", "/live/overview") as answer:
+        for line in answer.iter_lines():
+            if line.startswith("data: "):
+                data.append(line[6:])
+            elif not line and data:
+                html, data = "\n".join(data), []
+                if text in html:
+                    return html
+    raise AssertionError(f"the overview stream ended without {text!r}")
+
+
 def test_the_overview_stream_sends_the_figures(as_role: Login, store: AttemptStore) -> None:
     write_dead_letter(store, "acme")
     client, _ = as_role("viewer")
-    ((name, html),) = _events(client, "/live/overview", until="figures")
-    assert name == "figures"
-    assert 'data-figure="dead_letters">1<' in html
+    assert 'data-figure="dead_letters">1<' in _figures_until(client, 'dead_letters">1<')
 
 
 def test_a_finished_jobs_stream_ends_with_close(
@@ -110,3 +123,58 @@ def test_the_job_page_shows_what_became_of_the_replayed_events(
     page = anonymous.get(f"/jobs/{job['id']}").text
     assert 'data-outcome="duplicate">1<' in page
     assert 'data-outcome="pending">0<' in page
+
+
+def test_the_overview_counts_every_outcome_and_says_what_to_do(
+    as_role: Login, store: AttemptStore, redis_client: redis.Redis
+) -> None:
+    """3,000 outcomes this hour are all counted (not the newest 2,000), and each dead-letter
+    reason comes with its next step."""
+    from worker.ops.advice import next_step
+    from worker.ops.outcome_counts import OutcomeCounter
+
+    counter = OutcomeCounter(redis_client, "saw", flush_s=3600)
+    for _ in range(3000):
+        counter.observe("applied", "invoice.paid")
+    counter.flush()
+    write_dead_letter(store, "acme", reason="not_found", detail="no subaccount")
+    client, _ = as_role("viewer")
+    html = _figures_until(client, 'data-figure="outcomes_hour">3')  # 3 000, thin-spaced
+    assert 'data-advice="not_found"' in html
+    assert next_step("not_found").split(":")[0] in html
+
+
+def test_viewers_share_one_reading_of_the_overview() -> None:
+    """Two open tabs: the figures are read and rendered once per period for both, not once per
+    viewer (what made one tab cost a fifth of a core); nobody watching, nothing is read."""
+    import asyncio
+
+    from worker.console.live import OverviewFeed
+
+    reads: list[bool] = []
+
+    def render(fresh: bool) -> str:
+        reads.append(fresh)
+        return f"<p>{len(reads)}</p>"
+
+    class Tab:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    async def watch(feed: OverviewFeed, events: int) -> int:
+        seen = 0
+        async for chunk in feed.watch(Tab()):  # type: ignore[arg-type]
+            seen += chunk.startswith("event: figures")
+            if seen == events:
+                break
+        return seen
+
+    async def main() -> OverviewFeed:
+        feed = OverviewFeed(render, period_s=0.02)
+        assert await asyncio.gather(watch(feed, 5), watch(feed, 5)) == [5, 5]
+        return feed
+
+    feed = asyncio.run(main())
+    assert reads[0] is True  # the first reading of a watch is fresh
+    assert len(reads) <= 7  # shared: about 5 readings for 2 x 5 events (per viewer: 10)
+    assert feed.viewers == 0

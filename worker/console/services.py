@@ -172,12 +172,12 @@ class Services:
         """The object of `status --json`."""
         return self.status().to_json()
 
-    def overview(self) -> dict[str, Any]:
-        """Everything the overview shows, for its template and its live streams (one reading
-        shared for `OVERVIEW_CACHE_S`, however many viewers)."""
+    def overview(self, *, fresh: bool = False) -> dict[str, Any]:
+        """Everything the overview shows, for its template and its live feed (one reading
+        shared for `OVERVIEW_CACHE_S`, however many viewers; `fresh` reads anew)."""
         with self._overview_lock:
             at, cached = self._overview
-            if cached is None or time.monotonic() - at > OVERVIEW_CACHE_S:
+            if fresh or cached is None or time.monotonic() - at > OVERVIEW_CACHE_S:
                 cached = self._read_overview()
                 self._overview = (time.monotonic(), cached)
             return cached
