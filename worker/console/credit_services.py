@@ -82,20 +82,30 @@ class CreditServices:
         )
         return {"credits": detail.row, "credit_chart": chart, "drift": drift}
 
-    def reconcile(self) -> dict[str, Any]:
-        """The reconcile report (reads the API) and its fix plan, kept for a confirm."""
+    def reconcile(self, *, recreate: bool = False) -> dict[str, Any]:
+        """The reconcile report (reads the API) and its fix plan, kept for a confirm; with
+        `recreate`, missing subaccounts are re-created with their last known credits."""
         self.settings.require_api()  # ConfigError says which setting is missing
         with monitor_client(self.settings, self.redis) as api:
             found = reconcile.find(
-                api, self.redis, self.prefix, page_size=self.settings.monitor_page_size
+                api,
+                self.redis,
+                self.prefix,
+                page_size=self.settings.monitor_page_size,
+                recreate_missing=recreate,
             )
         ctx = Context(needs_password=self.settings.api_surface == ApiSurface.V6)
-        fixes = reconcile.plan(found, ctx)
-        notes = {(f.drift.kind, f.drift.username): f.note for f in fixes}
-        items = [{**i.to_json(), "fix": notes.get((i.drift.kind, i.drift.username), "")}
+        fixes = reconcile.plan(found, ctx, restore_credits=recreate)
+        notes: dict[tuple[Any, str], list[str]] = {}
+        for f in fixes:
+            notes.setdefault((f.drift.kind, f.drift.username), []).append(f.note)
+        items = [{**i.to_json(), "fix": "; ".join(notes.get((i.drift.kind, i.drift.username), []))}
                  for i in found.items]  # fmt: skip
         fixable = [f for f in fixes if f.event is not None]
-        return {"items": items, "fixes": fixes, "fixable": fixable, "fix_id": self._keep(fixable)}
+        missing = [i for i in found.items if i.drift.kind.value == "missing"]
+        return {"items": items, "fixes": fixes, "fixable": fixable, "fix_id": self._keep(fixable),
+                "missing": len(missing),
+                "missing_credits": sum(i.last_balance or 0 for i in missing)}  # fmt: skip
 
     def kept_fix(self, fix_id: str) -> list[Fix]:
         raw: Any = self.redis.get(keys.console_plan(self.prefix, f"fix-{fix_id}"))

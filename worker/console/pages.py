@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -160,10 +161,17 @@ def credits_page(request: Request, user: User = Depends(current_user)) -> Respon
 
 
 @router.post("/credits/reconcile", response_class=HTMLResponse)
-def reconcile_report(request: Request, user: User = Depends(may_change(Role.VIEWER))) -> Response:
+async def reconcile_report(
+    request: Request, user: User = Depends(may_change(Role.VIEWER))
+) -> Response:
     """Reconcile's report (it reads the API, changes nothing): any user may ask for it. Its fix
-    plan is kept for an admin's preview and confirm."""
-    return render(request, "_reconcile.html", report=services(request).credit.reconcile())
+    plan is kept for an admin's preview and confirm; `recreate` includes re-creating missing
+    subaccounts with their last known credits."""
+    recreate = (await request.form()).get("recreate") == "1"
+    report = await anyio.to_thread.run_sync(
+        lambda: services(request).credit.reconcile(recreate=recreate)
+    )
+    return render(request, "_reconcile.html", report=report, recreate=recreate)
 
 
 @router.post("/credits/fix/preview", response_class=HTMLResponse)
