@@ -41,8 +41,11 @@ class Runtime:
     publisher: Publisher
     dead_letters: DeadLetters
     notify_actor: Any = None  # delivers credit notifications (issue 14), on its own queue
+    outcome_counter: OutcomeCounter | None = None  # per-minute outcome counts (the overview)
 
     def close(self) -> None:
+        if self.outcome_counter is not None:
+            self.outcome_counter.stop()  # its last second of counts, written while Redis is open
         self.api.close()
         self.broker.close()
         self.store.close()
@@ -72,9 +75,8 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     )
 
 
-def outcome_observer(client: redis.Redis, prefix: str) -> Any:
+def outcome_observer(counter: OutcomeCounter) -> Any:
     """Each finished event counted twice: by Prometheus and per minute in Redis (the overview)."""
-    counter = OutcomeCounter(client, prefix)
 
     def observe(outcome: Any, event_type: str) -> None:
         metrics.record_outcome(outcome, event_type)
@@ -84,7 +86,11 @@ def outcome_observer(client: redis.Redis, prefix: str) -> Any:
 
 
 def build_executor(
-    settings: Settings, store: AttemptStore, api: SubaccountClient, client: redis.Redis
+    settings: Settings,
+    store: AttemptStore,
+    api: SubaccountClient,
+    client: redis.Redis,
+    counter: OutcomeCounter | None = None,
 ) -> Executor:
     policy = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
@@ -107,7 +113,7 @@ def build_executor(
         policy,
         limits,
         rng=random.Random(),
-        observer=outcome_observer(client, settings.key_prefix),
+        observer=outcome_observer(counter or OutcomeCounter(client, settings.key_prefix)),
         on_drift=drift_recorder(client, settings.key_prefix),
     )
 
@@ -118,7 +124,8 @@ def build_runtime(settings: Settings) -> Runtime:
     broker = build_broker(settings, client)
     api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
     store = build_store(settings, client)
-    executor = build_executor(settings, store, api, client)
+    counter = OutcomeCounter(client, settings.key_prefix)
+    executor = build_executor(settings, store, api, client, counter)
     actor = declare_actor(broker, executor, settings)
     return Runtime(
         settings=settings,
@@ -131,4 +138,5 @@ def build_runtime(settings: Settings) -> Runtime:
         publisher=Publisher(client, settings),
         dead_letters=DeadLetters(client, settings.key_prefix),
         notify_actor=declare_notify_actor(broker, settings),
+        outcome_counter=counter,
     )

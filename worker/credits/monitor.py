@@ -185,6 +185,9 @@ def build_monitor(
         rate_window_s=settings.monitor_rate_window_s,
         clock=clock,
         concurrency=settings.monitor_concurrency,
+        min_history_s=settings.monitor_runway_min_history_s,
+        min_samples=settings.monitor_runway_min_samples,
+        digest_period_s=settings.credits_digest_period_s,
     )
     lease = Lease(client, keys.credit_lease(settings.key_prefix), settings.monitor_lease_ttl_ms)
     metrics = MonitorMetrics(store, settings.monitor_balance_gauges, clock)

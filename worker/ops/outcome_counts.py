@@ -27,6 +27,7 @@ HOUR_MS = 3_600_000
 MINUTE_TTL_S = 2 * 3600  # a minute's counts are read for an hour
 HOUR_TTL_S = 2 * 86_400  # an hour's counts are read for a day
 FLUSH_S = 1.0
+GIVE_UP_S = 300.0  # counts Redis would not take for this long are dropped (said once)
 
 
 def minute_key(prefix: str, minute: int) -> str:
@@ -51,6 +52,7 @@ class OutcomeCounter:
         self._tally: Counter[tuple[int, str]] = Counter()  # (unix minute, outcome) → count
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._failing_since: float | None = None
 
     def observe(self, outcome: str, event_type: str) -> None:
         """The outcome observer: count one finished event in this minute."""
@@ -58,7 +60,7 @@ class OutcomeCounter:
         minute = int(time.time() * 1000) // MINUTE_MS
         with self._lock:
             self._tally[(minute, str(outcome))] += 1
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="outcome-counts", daemon=True
                 )
@@ -80,17 +82,32 @@ class OutcomeCounter:
         try:
             pipe.execute()
         except redis.RedisError as exc:
-            with self._lock:
-                self._tally.update(tally)
-            log.warning("outcome_counts.flush_failed", error=type(exc).__name__)
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+                log.warning("outcome_counts.flush_failed", error=type(exc).__name__)
+            if now - self._failing_since < GIVE_UP_S:
+                with self._lock:
+                    self._tally.update(tally)
+            return
+        self._failing_since = None
 
     def stop(self) -> None:
+        """Write what is left and end the flushing thread (the process is closing)."""
         self._stop.set()
         self.flush()
+        with self._lock:
+            self._tally.clear()  # what Redis would not take now is not retried later
 
     def _run(self) -> None:
+        """Flush every `flush_s` while there is something to write; an idle counter's thread
+        ends (the next outcome starts another)."""
         while not self._stop.wait(self._flush_s):
             self.flush()
+            with self._lock:
+                if not self._tally:
+                    self._thread = None
+                    return
 
 
 @dataclass(frozen=True)
