@@ -3,11 +3,13 @@ console under uvicorn on a real Redis."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
 import httpx
 import pytest
+import redis
 
 from tests.console.support import SECRET, TOKENS, same_origin, write_dead_letter
 from worker.pipeline.attempts import AttemptStore
@@ -237,3 +239,36 @@ def test_a_filter_typo_is_a_visible_error_not_an_empty_list(
     api = anonymous.get("/api/dead-letters?step=addcredits", headers=auth)
     assert api.status_code == 422
     assert "add_credits" in api.json()["error"]
+
+
+def test_the_credits_page_puts_low_and_drifting_first_and_pages(
+    as_role: Login, redis_client: redis.Redis
+) -> None:
+    """120 subaccounts, two low (one critical) and one drifting, all with long runways but the
+    low ones: page 1 starts with the drifting one, then critical, then warning; 50 a page."""
+    from handlers.requests import CreditType
+    from worker.credits.rule import AlertState, Level
+    from worker.credits.store import CreditsStore, Snapshot
+
+    credits = CreditsStore(redis_client, "saw")
+    pipe = credits.redis.pipeline()
+    for n in range(120):
+        balance = {7: 50, 90: 800}.get(n, 100_000 + n)
+        snap = Snapshot(username=f"u{n:03}", client_id=f"c{n}", balance=balance,
+                        credit_type=CreditType.ONE_TIME_CREDIT, disabled=False,
+                        read_at=1.0, runway_s=1000.0 * (200 - n))  # fmt: skip
+        credits.add_snapshot(pipe, snap)
+        level = {7: Level.CRITICAL, 90: Level.WARNING}.get(n, Level.OK)
+        credits.set_alert(pipe, snap.username, AlertState(level=level, alert_id="cl_x"))
+    drift = {"kind": "missing", "client_id": "c60", "username": "u060", "first_seen": 1.0}
+    pipe.hset("saw:credits:drift", "missing:u060", json.dumps(drift))
+    pipe.execute()
+    viewer, _ = as_role("viewer")
+    first = viewer.get("/credits").text
+    order = re.findall(r"<td>(u\d{3})</td>", first)
+    assert order[:3] == ["u060", "u007", "u090"]
+    assert len(order) == 50
+    assert "page 1 of 3" in first
+    assert 'href="/credits?page=2"' in first
+    third = re.findall(r"<td>(u\d{3})</td>", viewer.get("/credits?page=3").text)
+    assert len(third) == 20

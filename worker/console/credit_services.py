@@ -30,6 +30,7 @@ from worker.settings import ApiSurface, Settings
 
 ALERT_KINDS = {NotificationType.CREDITS_LOW, NotificationType.CREDITS_RECOVERED}
 ALERTS_SHOWN = 50
+ROWS_PER_PAGE = 50
 FIX_TTL_S = 30 * 60
 
 
@@ -46,13 +47,30 @@ class CreditServices:
         """`credits list`: every subaccount's latest snapshot, shortest runway first."""
         return list_credits(self.redis, self.prefix)
 
-    def page(self) -> dict[str, Any]:
+    def page(self, number: int = 1) -> dict[str, Any]:
+        """The Credits page: drifting and low subaccounts first (critical, then warning), then
+        the rest by runway, `ROWS_PER_PAGE` a page."""
         notes = read_notifications(self.redis, self.prefix, count=ALERTS_SHOWN * 2)
         alerts = [n for n in reversed(notes) if n.type in ALERT_KINDS][:ALERTS_SHOWN]
+        drift = self.open_drift()
+        drifting = {str(d.get("username")) for d in drift}
+        rank = {"critical": 0, "warning": 1}
+        rows = sorted(
+            self.rows(),
+            key=lambda r: (r.username not in drifting, rank.get(r.level, 2) if r.low else 2),
+        )  # stable: by runway within each group
+        pages = max(1, -(-len(rows) // ROWS_PER_PAGE))
+        number = min(max(1, number), pages)
+        start = (number - 1) * ROWS_PER_PAGE
         return {
-            "rows": self.rows(),
+            "rows": rows[start : start + ROWS_PER_PAGE],
+            "drifting": drifting,
+            "page": number,
+            "pages": pages,
+            "total": len(rows),
+            "low_total": sum(1 for r in rows if r.low),
             "alerts": [_alert(n.type.value, n.at, n.data) for n in alerts],
-            "drift": self.open_drift(),
+            "drift": drift,
             "reconcile_ready": self._api_ready(),
         }
 

@@ -156,8 +156,8 @@ def client_page(request: Request, client_id: str, user: User = Depends(current_u
 
 # --- credits ---------------------------------------------------------------------------------
 @router.get("/credits", response_class=HTMLResponse)
-def credits_page(request: Request, user: User = Depends(current_user)) -> Response:
-    return render(request, "credits.html", **services(request).credit.page())
+def credits_page(request: Request, page: int = 1, user: User = Depends(current_user)) -> Response:
+    return render(request, "credits.html", **services(request).credit.page(page))
 
 
 @router.post("/credits/reconcile", response_class=HTMLResponse)
