@@ -116,3 +116,19 @@ def test_a_killed_replay_is_in_the_audit_as_started(redis_url: str) -> None:
     assert job.finished_ms is None
     assert json.loads(json.dumps(job.to_json()))["outcomes"]["pending"] == job.pending > 0
     client.close()
+
+
+def test_with_json_logs_the_audit_line_stays_out_of_the_commands_output(redis_url: str) -> None:
+    """JSON logs on: the replay's output is the command's own (no `ops.action` log line in
+    the middle of it), and the audit still holds the entry."""
+    client = redis.Redis.from_url(redis_url)
+    _dead_letters(client, 2)
+    env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url}
+    env |= {"SUBACCOUNT_WORKER_LOG_FORMAT": "json", "SUBACCOUNT_WORKER_LOG_LEVEL": "INFO"}
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "dead-letters", "replay", "--all",
+                           "--yes"], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ops.action" not in done.stdout + done.stderr
+    assert {e.action for e in list_audit(client, "saw")} == {"replay_started", "replay"}
+    client.close()

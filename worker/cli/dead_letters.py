@@ -23,7 +23,7 @@ from worker.cli.job_follow import follow_job, outcomes_text
 from worker.ops import export as export_ops
 from worker.ops.advice import next_step
 from worker.ops.api_health import circuit_open
-from worker.ops.audit import operator_name
+from worker.ops.audit import log_actions, operator_name
 from worker.ops.clusters import summarize
 from worker.ops.filters import DeadLetterFilter, check_limit
 from worker.ops.job_records import cancel_job, list_jobs
@@ -32,7 +32,11 @@ from worker.ops.listing import DeadLetterView, get_letters, list_dead_letters
 from worker.ops.plans import Action, Plan, Resolve, plan, select
 from worker.settings import ApiSurface, Settings
 
-dead = typer.Typer(help="Inspect, replay and purge dead letters.", no_args_is_help=True)
+dead = typer.Typer(
+    help="Inspect, replay and purge dead letters.",
+    no_args_is_help=True,
+    callback=lambda: log_actions(False),  # the command prints what it did (audit: in Redis)
+)
 app.add_typer(dead, name="dead-letters")
 
 Ids = Annotated[list[str] | None, typer.Argument(help="Dead letter ids (from `list`).")]
