@@ -40,7 +40,11 @@ def test_export_purge_import_round_trip(
     purged = cli_json(redis_url, "dead-letters", "purge", "--all", "--yes")
     assert purged["purged"] == 4
     assert DeadLetters(redis_client, "saw").count() == 0
-    assert cli_json(redis_url, "dead-letters", "summary") == {"total": 0, "clusters": [], "next_steps": {}}
+    assert cli_json(redis_url, "dead-letters", "summary") == {
+        "total": 0,
+        "clusters": [],
+        "next_steps": {},
+    }
 
     assert cli_json(redis_url, "dead-letters", "import", str(out)) == {"imported": 4, "present": 0}
     assert cli_json(redis_url, "dead-letters", "import", str(out)) == {"imported": 0, "present": 4}
