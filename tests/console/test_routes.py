@@ -272,3 +272,16 @@ def test_the_credits_page_puts_low_and_drifting_first_and_pages(
     assert 'href="/credits?page=2"' in first
     third = re.findall(r"<td>(u\d{3})</td>", viewer.get("/credits?page=3").text)
     assert len(third) == 20
+
+
+def test_an_event_page_says_attempts_not_zero_deliveries(
+    as_role: Login, seeded: list[DeadLetter]
+) -> None:
+    """A dead-lettered event tried 3 times: the page says 3 attempts and that it ended
+    dead-lettered before any step was done (not "deliveries 0", not "never started")."""
+    client, _ = as_role("viewer")
+    page = client.get(event_path(seeded[0])).text
+    assert 'data-event="attempts">3<' in page
+    assert "deliveries so far" not in page
+    assert "never started" not in page
+    assert "ended <strong>dead_lettered</strong> after 3 attempt(s)" in page

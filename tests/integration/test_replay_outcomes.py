@@ -132,3 +132,19 @@ def test_with_json_logs_the_audit_line_stays_out_of_the_commands_output(redis_ur
     assert "ops.action" not in done.stdout + done.stderr
     assert {e.action for e in list_audit(client, "saw")} == {"replay_started", "replay"}
     client.close()
+
+
+def test_events_show_of_an_unknown_id_says_it_is_unknown(redis_url: str) -> None:
+    """`events show nope`: not "give --source" (there is no source to give) but that no such
+    event is known; a dead-lettered event is found by its id alone."""
+    done = cli(redis_url, "events", "show", "nope")
+    assert done.returncode == 2
+    assert "no event 'nope' is known" in done.stderr
+    assert "--source" not in done.stderr
+    client = redis.Redis.from_url(redis_url)
+    (key,) = _dead_letters(client, 1)
+    event_id = json.loads(client.hget("saw:dead", key) or b"{}")["event"]["id"]
+    client.delete("saw:outcomes")  # the stream trimmed: the dead letter still tells
+    shown = cli_json(redis_url, "events", "show", event_id)
+    assert (shown["key"], shown["attempts"]) == (key, 2)
+    client.close()
