@@ -19,11 +19,12 @@ from starlette.responses import Response
 from worker.console.auth import Role, User
 from worker.console.guard import Forbidden, current_user, may_change
 from worker.console.services import Filters, NotFound, Page, Services
+from worker.ops.api_health import circuit_open
 from worker.ops.filters import STEPS, TYPES, InvalidInput
 
 router = APIRouter()
 PAGE_SIZE = 50
-PREVIEW_ROWS = 200
+PREVIEW_ROWS = 25  # the first rows; the counts and the confirm above them cover all
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -87,6 +88,9 @@ async def preview(request: Request, user: User = Depends(may_change(Role.OPERATO
     plan_id = svc.keep_plan(plan) if plan.planned else None
     context: dict[str, Any] = {"plan": plan, "plan_id": plan_id, "action": action}
     context["resolve"] = resolve
+    context["circuit_warning"] = (
+        circuit_open(svc.redis, svc.prefix) if context.get("action") == "replay" else None
+    )
     return render(request, "_preview.html", preview_rows=PREVIEW_ROWS, **context)
 
 
