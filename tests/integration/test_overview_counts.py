@@ -74,3 +74,20 @@ def test_every_reason_has_a_next_step_shown_by_summary(
     _dead_letters(redis_client, 2)
     summary = cli_json(redis_url, "dead-letters", "summary")
     assert summary["next_steps"] == {"retries_exhausted": next_step("retries_exhausted")}
+
+
+def test_status_reads_at_80_columns(redis_url: str, redis_client: redis.Redis) -> None:
+    """`status` in an 80-column terminal: no line wider, each figure beside its value."""
+    import os
+    import subprocess
+    import sys
+
+    _dead_letters(redis_client, 3)
+    env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url, "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "status"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    (dead,) = [line for line in lines if "│ dead letters " in line]
+    assert dead.split("│")[2].strip() == "3"

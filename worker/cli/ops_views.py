@@ -12,6 +12,7 @@ from rich.live import Live
 
 from worker.cli import ops_render as r
 from worker.cli.base import app
+from worker.ops.api_health import api_health
 from worker.ops.audit import list_audit
 from worker.ops.filters import check_limit, parse_time
 from worker.ops.status import Status, read_status
@@ -40,27 +41,40 @@ def status(
     if as_json:
         r.print_json(read().to_json())
         return
+
+    def view() -> Any:
+        return _status_view(read(), api_health(rt.redis, settings.key_prefix))
+
     if not watch:
-        r.out.print(_status_view(read()))
+        r.out.print(view())
         return
     stop = threading.Event()
-    with Live(_status_view(read()), console=r.out, auto_refresh=False) as live:
+    with Live(view(), console=r.out, auto_refresh=False) as live:
         try:
             while not stop.wait(2.0):
-                live.update(_status_view(read()), refresh=True)
+                live.update(view(), refresh=True)
         except KeyboardInterrupt:
             pass
 
 
-def _status_view(s: Status) -> Any:
+def _status_view(s: Status, api: dict[str, Any] | None = None) -> Any:
+    """Figure per line (fits 80 columns): queue, workers, dead letters, then the breakdowns."""
     age = "-" if s.oldest_queued_age_s is None else f"{s.oldest_queued_age_s:.1f} s"
-    queue = r.table(
-        f"Queue at {r.at(s.at)} UTC",
-        ("queued", "delayed", "in flight", "workers alive", "workers gone", "oldest queued",
-         "dead letters", "oldest dead letter"),
-        [(s.queued, s.delayed, s.in_flight, s.workers, s.workers_gone, age,
-          s.dead_letters_total, r.at(s.oldest_dead_letter_at) or "-")],
-    )  # fmt: skip
+    figures = [
+        ("queued (ready)", s.queued),
+        ("delayed (retries, waits for onboarding)", s.delayed),
+        ("in flight", s.in_flight),
+        ("workers alive / gone", f"{s.workers} / {s.workers_gone}"),
+        ("oldest ready message", age),
+        ("dead letters", s.dead_letters_total),
+        ("oldest dead letter", r.at(s.oldest_dead_letter_at) or "-"),
+    ]
+    if api is not None:
+        since = api.get("since")
+        figures.append(
+            ("API circuit", f"{api.get('state')}" + (f" since {since}" if since else ""))
+        )
+    queue = r.table(f"Status at {r.at(s.at)} UTC", ("figure", "value"), figures)
     dead_rows = sorted(s.dead_letters.items(), key=lambda kv: -kv[1])
     dead = r.table("Dead letters", ("reason", "count"), dead_rows)
     outcomes = r.table("Outcomes, last hour", ("outcome", "count"),
@@ -90,7 +104,9 @@ def events_show(
 
 def _print_event(story: EventStory) -> None:
     r.out.print(f"[bold]event {story.event_id}[/bold] ({story.type}) client {story.client_id}")
-    r.out.print(f"key {story.key}; ended: {story.finished or '-'}; replays: {story.replays}")
+    attempts = "-" if story.attempts is None else story.attempts
+    r.out.print(f"key {story.key}; ended: {story.finished or '-'}; attempts: {attempts}; "
+                f"replays: {story.replays}")  # fmt: skip
     steps = [(s.name, s.state, r.at(s.at), s.owner, s.result or "") for s in story.steps]
     r.out.print(r.table("Ledger", ("step", "state", "at", "by", "result"), steps))
     r.out.print(_timeline_table("Outcomes", story.outcomes))
