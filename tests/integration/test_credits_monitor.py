@@ -236,3 +236,28 @@ def test_one_digest_per_period_lists_every_low_client_and_minutes_of_history_ale
     # an hour of sending emptied the low ones: each escalated once (a change), none reopened
     changes = [n.data["change"] for n in notes if n.type.value == "subaccount.credits_low"]
     assert sorted(changes) == ["escalated"] * 3 + ["opened"] * 3
+
+
+def test_a_monitor_started_before_the_api_waits_for_it_without_failing_ticks(
+    redis_url: str, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    """Nothing answers at the API's address yet: the first ticks say once, at INFO, that the
+    monitor waits for the API; no `tick_failed` warning until a scan has once succeeded."""
+    from structlog.testing import capture_logs
+
+    from worker.dev.devservers import free_port
+
+    settings = credit_settings(redis_url, f"http://127.0.0.1:{free_port()}")
+    monitor = _monitor(settings, clock)
+    with capture_logs() as logs:
+        for _ in range(3):
+            monitor.tick_once()
+            clock.advance(settings.monitor_interval_s)
+    events = [(e["event"], e["log_level"]) for e in logs if e["event"].startswith("credits.")]
+    assert events == [("credits.waiting_for_api", "info")]
+    monitor.api_seen = True  # as after a first scan: a failure now is a failed tick
+    with capture_logs() as logs:
+        monitor.tick_once()
+    assert [e["event"] for e in logs if e["event"].startswith("credits.")] == [
+        "credits.tick_failed"
+    ]
