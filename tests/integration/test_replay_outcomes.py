@@ -148,3 +148,31 @@ def test_events_show_of_an_unknown_id_says_it_is_unknown(redis_url: str) -> None
     shown = cli_json(redis_url, "events", "show", event_id)
     assert (shown["key"], shown["attempts"]) == (key, 2)
     client.close()
+
+
+def test_a_replay_during_an_outage_is_not_reported_fixed(
+    redis_url: str,
+    redis_client: redis.Redis,
+    sandbox: SandboxAdmin,
+    sandbox_server: ThreadedUvicorn,
+) -> None:
+    """Every grant answers 503 while three dead letters are replayed with `--wait`: none is
+    reported applied, each is either dead-lettered again or still pending, and `--wait` exits
+    1 (the issue's run said "5 of 5 replayed", then "finished 5/5, 100%")."""
+    clients = ["out-1", "out-2", "out-3"]
+    with pipeline_with(redis_url, sandbox_server, retry_max_attempts=2) as rt:
+        onboard = [f.onboarded(c) for c in clients]
+        rt.publisher.publish_many(onboard)
+        wait_for_outcomes(redis_client, [e["id"] for e in onboard])
+        sandbox.set_faults({"operations": {"add_credits": {"error_rate": 1.0}}})
+        invoices = [f.invoice_paid(c, f"INV-{c}", 9) for c in clients]
+        rt.publisher.publish_many(invoices)
+        wait_for_outcomes(redis_client, [e["id"] for e in invoices])
+        args = ("dead-letters", "replay", "--all", "--yes", "--wait", "--wait-timeout", "8")
+        result = cli_json(redis_url, *args, code=1)
+        sandbox.set_faults({})
+    outcomes = result["outcomes"]
+    assert result["replayed"] == 3
+    assert outcomes["applied"] == 0
+    assert outcomes["dead_lettered_again"] + outcomes["pending"] == 3
+    assert result["state"] != "finished" or outcomes["dead_lettered_again"] == 3
