@@ -85,6 +85,16 @@ def outcome_observer(counter: OutcomeCounter) -> Any:
     return observe
 
 
+def call_observer(counter: OutcomeCounter) -> Any:
+    """Each API call counted twice: by Prometheus and per minute in Redis (the overview)."""
+
+    def observe(operation: str, result: str, seconds: float) -> None:
+        metrics.observe_call(operation, result, seconds)
+        counter.observe_call(operation, result, seconds)
+
+    return observe
+
+
 def build_executor(
     settings: Settings,
     store: AttemptStore,
@@ -122,9 +132,9 @@ def build_runtime(settings: Settings) -> Runtime:
     """Everything a worker or publisher process needs, wired together."""
     client = redis_client(settings)
     broker = build_broker(settings, client)
-    api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
-    store = build_store(settings, client)
     counter = OutcomeCounter(client, settings.key_prefix)
+    api = SubaccountClient.from_settings(settings, client, observer=call_observer(counter))
+    store = build_store(settings, client)
     executor = build_executor(settings, store, api, client, counter)
     actor = declare_actor(broker, executor, settings)
     return Runtime(

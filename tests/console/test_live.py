@@ -178,3 +178,16 @@ def test_viewers_share_one_reading_of_the_overview() -> None:
     assert reads[0] is True  # the first reading of a watch is fresh
     assert len(reads) <= 7  # shared: about 5 readings for 2 x 5 events (per viewer: 10)
     assert feed.viewers == 0
+
+
+def test_the_overview_says_the_api_is_failing(as_role: Login, redis_client: redis.Redis) -> None:
+    """Most calls of the last minutes failed: a banner says so, whatever the circuit reports."""
+    from worker.ops.outcome_counts import OutcomeCounter
+
+    counter = OutcomeCounter(redis_client, "saw", flush_s=3600)
+    for _ in range(10):
+        counter.observe_call("add_credits", "Transient", 0.05)
+    counter.flush()
+    client, _ = as_role("viewer")
+    html = _figures_until(client, "The API is failing: 10 of 10 calls")
+    assert 'data-figure="api_errors">100%<' in html

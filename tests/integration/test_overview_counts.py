@@ -91,3 +91,19 @@ def test_status_reads_at_80_columns(redis_url: str, redis_client: redis.Redis) -
     assert max(len(line) for line in lines) <= 80
     (dead,) = [line for line in lines if "│ dead letters " in line]
     assert dead.split("│")[2].strip() == "3"
+
+
+def test_api_calls_are_counted_and_a_failing_api_is_told(redis_client: redis.Redis) -> None:
+    """20 calls, 15 of them 503s or timeouts, 2 an event's own 404: the error rate counts only
+    the API's failures (15 of 20), with the mean latency."""
+    from worker.ops.outcome_counts import read_api_calls
+
+    counter = OutcomeCounter(redis_client, "saw", flush_s=3600)
+    for n in range(20):
+        result = "Transient" if n < 15 else ("NotFound" if n < 17 else "ok")
+        counter.observe_call("add_credits", result, 0.1)
+    counter.flush()
+    calls = read_api_calls(redis_client, "saw")
+    assert (calls.calls, calls.failed) == (20, 15)
+    assert calls.error_rate == 0.75
+    assert calls.mean_ms == 100

@@ -34,7 +34,7 @@ from worker.ops.filters import DeadLetterFilter, InvalidInput, parse_time
 from worker.ops.job_records import Job, cancel_job, get_job, list_jobs, running_jobs
 from worker.ops.jobs import Runner
 from worker.ops.listing import DeadLetterView, list_dead_letters
-from worker.ops.outcome_counts import read_counts
+from worker.ops.outcome_counts import read_api_calls, read_counts
 from worker.ops.plans import Action, Plan, Resolve, select
 from worker.ops.plans import plan as make_plan
 from worker.ops.status import Status, read_status
@@ -210,6 +210,7 @@ class Services:
             "low_credits": low_credits,
             "drift": drift,
             "api": api_health(self.redis, self.prefix),
+            "api_calls": read_api_calls(self.redis, self.prefix, now_ms),
         }
 
     # --- dead letters -----------------------------------------------------------------------

@@ -7,6 +7,10 @@ path. A process killed between flushes loses at most that second of counts (the 
 and the ledger stay exact; these counts are for charts). Readers sum the last hour's 60 minute
 hashes and the last day's 24 hour hashes: the same cost at 10 events an hour as at 10,000 a
 minute, unlike a scan of the newest outcomes (which made a busy hour look idle).
+
+The API client's observer (`observe_call`) is counted the same way, per minute by result (`ok`
+or the error's class) with the summed latency: the overview's "API errors" figure, which says
+the API is failing whether or not a circuit breaker reports it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ def minute_key(prefix: str, minute: int) -> str:
     return f"{prefix}:ops:outcomes:minute:{minute}"
 
 
+def api_minute_key(prefix: str, minute: int) -> str:
+    """API call result → count of the minute, and `ms`: their summed latency."""
+    return f"{prefix}:ops:api:minute:{minute}"
+
+
+# Results that mean the API answered as designed (an event's own failure is not the API's).
+ANSWERED = frozenset({"ok", "Permanent", "NotFound", "Conflict"})
+
+
 def hour_key(prefix: str, hour: int) -> str:
     """Outcome → count of the hour starting at `hour` * 3600 s (Unix hours)."""
     return f"{prefix}:ops:outcomes:hour:{hour}"
@@ -49,7 +62,8 @@ class OutcomeCounter:
         self._prefix = prefix
         self._flush_s = flush_s
         self._lock = threading.Lock()
-        self._tally: Counter[tuple[int, str]] = Counter()  # (unix minute, outcome) → count
+        # (unix minute, "outcome" | "api", field) → count (or summed ms)
+        self._tally: Counter[tuple[int, str, str]] = Counter()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._failing_since: float | None = None
@@ -57,9 +71,18 @@ class OutcomeCounter:
     def observe(self, outcome: str, event_type: str) -> None:
         """The outcome observer: count one finished event in this minute."""
         del event_type  # counted by Prometheus; the overview charts outcomes
+        self._add({("outcome", str(outcome)): 1})
+
+    def observe_call(self, operation: str, result: str, seconds: float) -> None:
+        """The API client's observer: one call of `result` and its latency, in this minute."""
+        del operation
+        self._add({("api", result): 1, ("api", "ms"): int(seconds * 1000)})
+
+    def _add(self, counts: dict[tuple[str, str], int]) -> None:
         minute = int(time.time() * 1000) // MINUTE_MS
         with self._lock:
-            self._tally[(minute, str(outcome))] += 1
+            for (kind, name), n in counts.items():
+                self._tally[(minute, kind, name)] += n
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="outcome-counts", daemon=True
@@ -73,12 +96,16 @@ class OutcomeCounter:
         if not tally:
             return
         pipe = self._redis.pipeline(transaction=False)
-        for (minute, outcome), n in tally.items():
-            pipe.hincrby(minute_key(self._prefix, minute), outcome, n)
-            pipe.hincrby(hour_key(self._prefix, minute // 60), outcome, n)
-        for minute in {minute for minute, _ in tally}:
+        for (minute, kind, name), n in tally.items():
+            if kind == "api":
+                pipe.hincrby(api_minute_key(self._prefix, minute), name, n)
+                continue
+            pipe.hincrby(minute_key(self._prefix, minute), name, n)
+            pipe.hincrby(hour_key(self._prefix, minute // 60), name, n)
+        for minute in {minute for minute, _, _ in tally}:
             pipe.expire(minute_key(self._prefix, minute), MINUTE_TTL_S)
             pipe.expire(hour_key(self._prefix, minute // 60), HOUR_TTL_S)
+            pipe.expire(api_minute_key(self._prefix, minute), MINUTE_TTL_S)
         try:
             pipe.execute()
         except redis.RedisError as exc:
@@ -145,6 +172,36 @@ def read_counts(
         pipe.hgetall(hour_key(prefix, hour))
     replies = [_ints(raw) for raw in pipe.execute()]
     return OutcomeCounts(minutes=replies[:minutes], hours=replies[minutes:])
+
+
+@dataclass(frozen=True)
+class ApiCalls:
+    """The API calls of the last minutes: how many, how many failed (not answered as designed:
+    timeouts, 5xx, 429, unreadable answers), and their mean latency."""
+
+    calls: int
+    failed: int
+    mean_ms: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.failed / self.calls if self.calls else None
+
+
+def read_api_calls(
+    client: redis.Redis, prefix: str, now_ms: int | None = None, *, minutes: int = 5
+) -> ApiCalls:
+    """The API calls of the last `minutes` minutes (this one included), in one round trip."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    this_minute = now // MINUTE_MS
+    pipe = client.pipeline(transaction=False)
+    for minute in range(this_minute - minutes + 1, this_minute + 1):
+        pipe.hgetall(api_minute_key(prefix, minute))
+    total = _sum([_ints(raw) for raw in pipe.execute()])
+    ms = total.pop("ms", 0)
+    calls = sum(total.values())
+    failed = sum(n for result, n in total.items() if result not in ANSWERED)
+    return ApiCalls(calls, failed, ms / calls if calls else None)
 
 
 def _ints(raw: dict[Any, Any]) -> dict[str, int]:
