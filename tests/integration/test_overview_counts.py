@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import redis
 
 from handlers.outcomes import Reason
@@ -107,3 +108,20 @@ def test_api_calls_are_counted_and_a_failing_api_is_told(redis_client: redis.Red
     assert (calls.calls, calls.failed) == (20, 15)
     assert calls.error_rate == 0.75
     assert calls.mean_ms == 100
+
+
+def test_the_circuit_hook_reads_either_shape(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The circuit's reader on `worker.ops.status` may say `state`/`since` or, as the circuit
+    branch does, `available`/`unavailable_since`: the views read both, and warn when open."""
+    from worker.ops import api_health as hook
+    from worker.ops import status as status_module
+
+    shape = {"available": False, "unavailable_since": "2026-12-07T10:00:00.000Z"}
+    monkeypatch.setattr(status_module, "api_health", lambda client, prefix: shape, raising=False)
+    expected = {**shape, "state": "open", "since": shape["unavailable_since"]}
+    assert hook.api_health(redis_client, "saw") == expected
+    warning = hook.circuit_open(redis_client, "saw")
+    assert warning is not None
+    assert "since 2026-12-07T10:00:00.000Z" in warning

@@ -2,10 +2,11 @@
 circuit module provides it (`worker.ops.status`, item 1 of issue 22), else nothing.
 
 The hook: a function named in `READERS` on `worker.ops.status`, taking (Redis, prefix) and
-returning a dict (or an object with `to_json()`) with at least `state` ("closed", "open",
-"half_open") and, when open, `since` (RFC 3339). The overview shows it and a replay's dry run
-warns while it is open. Until such a function exists, `api_health` answers None and the views
-say the circuit state is not available.
+returning a dict (or an object with `to_json()`) with either `state` ("closed", "open",
+"half_open") and `since`, or, as the `circuit` branch's `ApiHealth` has it, `available` and
+`unavailable_since` (RFC 3339); both read the same here. The overview shows it and a
+replay's dry run warns while it is open. Until such a function exists, `api_health` answers
+None and the views say the circuit state is not available.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import redis
 from worker.log import get_logger
 
 log = get_logger(__name__)
-READERS = ("circuit_status", "read_circuit", "circuit_state")
+READERS = ("api_health", "circuit_status", "read_circuit", "circuit_state")
 
 
 def _reader() -> Callable[[redis.Redis, str], Any] | None:
@@ -44,7 +45,13 @@ def api_health(client: redis.Redis, prefix: str) -> dict[str, Any] | None:
     if found is None:
         return None
     value = found.to_json() if hasattr(found, "to_json") else found
-    return dict(value) if isinstance(value, dict) else {"state": str(value)}
+    if not isinstance(value, dict):
+        return {"state": str(value)}
+    health = dict(value)
+    if "available" in health and "state" not in health:
+        health["state"] = "closed" if health["available"] else "open"
+        health.setdefault("since", health.get("unavailable_since"))
+    return health
 
 
 def circuit_open(client: redis.Redis, prefix: str) -> str | None:
