@@ -205,11 +205,13 @@ def test_a_lost_subaccounts_credits_are_shown_skipped_with_why_and_restored_once
     running it again grants nothing more."""
     _send(pipeline, redis_client, f.onboarded("lost", t=0, credits=50), f.onboarded("dis", t=0))
     sandbox.set_state({"subaccounts": {username_for("lost"): {"balance": 7558}}})
-    build_monitor(pipeline.settings, redis_client).scanner.scan()  # the last known balance
+    monitor = build_monitor(pipeline.settings, redis_client)
+    monitor.scanner.scan()  # the last known balance
     settings = load_settings(api_base_url=f"{sandbox_server.url}/v6", api_key=TEST_API_KEY)
     with SubaccountClient.from_settings(settings) as api:
         api.delete(username_for("lost"))
     sandbox.set_state({"subaccounts": {username_for("dis"): {"disabled": True}}})
+    monitor.scanner.scan()  # sees it gone: forgets its latest snapshot
     env = _env(redis_url, sandbox_server)
 
     (lost,) = [i for i in _cli(env, "reconcile", "--json") if i["kind"] == "missing"]

@@ -100,6 +100,11 @@ def explain(
     """Attach to each drift its client's newest timeline entries and last known balance."""
     store = CreditsStore(client, prefix)
     snapshots = store.snapshots()
+    # A scan forgets a vanished subaccount's latest snapshot; its history keeps the last one.
+    lost = [d.username for d in drift if d.username not in snapshots]
+    for username, history in store.histories(lost).items():
+        if history:
+            snapshots[username] = history[0]
     pipe = client.pipeline(transaction=False)
     for d in drift:
         pipe.lrange(keys.timeline(prefix, d.client_id or ""), 0, EXPLANATION_ENTRIES - 1)
