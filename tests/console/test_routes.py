@@ -267,6 +267,7 @@ def test_the_credits_page_puts_low_and_drifting_first_and_pages(
     first = viewer.get("/credits").text
     order = re.findall(r"<td>(u\d{3})</td>", first)
     assert order[:3] == ["u060", "u007", "u090"]
+    assert 'data-last-balance="u060">last balance 100' in first  # the missing one's money
     assert len(order) == 50
     assert "page 1 of 3" in first
     assert 'href="/credits?page=2"' in first

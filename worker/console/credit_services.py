@@ -78,8 +78,13 @@ class CreditServices:
         return bool(self.settings.api_base_url and self.settings.api_key.get_secret_value())
 
     def open_drift(self) -> list[dict[str, Any]]:
-        """The drift the monitor's last scans found and has not seen go away."""
-        return list(CreditsStore(self.redis, self.prefix).open_drift().values())
+        """The drift the monitor's last scans found and has not seen go away; a missing
+        subaccount's with the last balance it was seen with (its history's newest)."""
+        store = CreditsStore(self.redis, self.prefix)
+        drift = list(store.open_drift().values())
+        missing = [str(d.get("username")) for d in drift if d.get("kind") == "missing"]
+        last = {name: h[0].balance for name, h in store.histories(missing).items() if h}
+        return [{**d, "last_balance": last.get(str(d.get("username")))} for d in drift]
 
     def counts(self) -> tuple[int, int]:
         """(subaccounts with an open low-credit alert, open drift items) for the overview."""
