@@ -15,7 +15,7 @@
 | `{p}:dead:ix:of` | hash | event id → the index entries it is in (so moving it is exact) |
 | `{p}:dead:ix:clusters` | set | cluster names that have an index (summary without a scan) |
 | `{p}:dead:ix:mark` | string | failure time (ms) up to which the operators' index is built |
-| `{p}:dead:ix:lex:all` | zset | `value\0dim\0id` of each dead letter's identifiers (prefix search) |
+| `{p}:dead:ix:lex:all` | zset | `value\0dim\0id` of each dead letter's ids (prefix search) |
 | `{p}:dead:ix:word:{word}` | zset | dead letters whose detail has this word, by failure ms |
 | `{p}:dead:ix:query:{sha1}` | zset | one search's candidates, for a few seconds |
 | `{p}:dead:claim:{event_id}` | string | a replay/purge's short claim on a dead letter |
