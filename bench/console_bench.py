@@ -157,6 +157,20 @@ def deep_cursor(settings: Settings, depth: int) -> str:
     return f"{int(score)}.0.{total}"
 
 
+def index_memory(settings: Settings) -> str:
+    """Redis memory in all, and of the operators' search index (sampled per key type)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    used = int(client.info("memory")["used_memory"])
+    lex = client.memory_usage(keys.dead_letter_ix(PREFIX, "lex", "all")) or 0
+    words, word_bytes = 0, 0
+    for name in client.scan_iter(match=keys.dead_letter_ix(PREFIX, "word", "*"), count=1000):
+        words += 1
+        word_bytes += client.memory_usage(name) or 0
+    client.close()
+    return (f"Redis used {used / 1e6:.0f} MB; search index: identifiers {lex / 1e6:.1f} MB, "
+            f"{words} word zsets {word_bytes / 1e6:.1f} MB")  # fmt: skip
+
+
 def main() -> int:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--requests", type=int, default=20, help="fetches per page")
@@ -170,8 +184,10 @@ def main() -> int:
         progress(f"applying {event_count} events of one client through the worker")
         applied_s = apply_client_events(settings, event_count)
         rows = measure(settings, args.requests, dead_count, event_count)
+        memory = index_memory(settings)
     print(f"\n{event_count} client events applied in {applied_s:.1f} s; "
           f"{dead_count} dead letters written in {written_s:.1f} s")  # fmt: skip
+    print(memory)
     print_table(
         f"Console pages, {dead_count:,} dead letters, a client with {event_count:,} events "
         f"(median and p95 of {args.requests} requests, goal < {GOAL_MS:.0f} ms)",
@@ -193,25 +209,80 @@ def measure(
         began = time.perf_counter()
         client.get("/dead-letters")
         first_ms = (time.perf_counter() - began) * 1000
-        pages = {
+        pages: dict[str, str | None] = {
             "dead letters, page 1": "/dead-letters",
             f"dead letters, {dead_count // 2:,} down": "/dead-letters?after="
             + deep_cursor(settings, dead_count // 2),
             "dead letters, reason filter": "/dead-letters?reason=not_found",
             "dead letters, client filter": "/dead-letters?client=c7",
-            "dead letters, text search": "/dead-letters?q=n%3D4242",
+            "dead letters, text search (detail words)": "/dead-letters?q=n%3D4242",
+            "dead letters, text search (common word)": "/dead-letters?q=failed",
+            "dead letters, search by invoice id": "/dead-letters?q=dl-4242",
+            "dead letters, search by invoice prefix": "/dead-letters?q=dl-424",
             f"client page ({event_count:,} events)": f"/clients/{BIG_CLIENT}",
             "overview": "/",
             "API dead letters (100)": "/api/dead-letters?limit=100",
+            "replay preview of 28,571 (not_found)": None,
         }
         rows = [["first listing (builds the index)", f"{first_ms:.0f}", "", "1", "", ""]]
         for name, path in pages.items():
             progress(name)
-            times, size, status = timed(client, path, requests)
+            if path is None:
+                times, size, status = timed_preview(client, url, requests)
+            else:
+                times, size, status = timed(client, path, requests)
             p95 = statistics.quantiles(times, n=20)[-1] if len(times) > 1 else times[0]
             rows.append([name, f"{statistics.median(times):.1f}", f"{p95:.1f}", str(len(times)),
                          f"{size:,}", str(status)])  # fmt: skip
+        services_module.OVERVIEW_CACHE_S = 1.5
+        for tabs in (1, 5):
+            progress(f"CPU with {tabs} open overview tab(s), {CPU_WINDOW_S:.0f} s")
+            pct = tab_cpu(client, tabs)
+            rows.append([f"CPU, {tabs} open overview tab(s)", f"{pct:.2f}% of a core", "",
+                         "", "", ""])  # fmt: skip
     return rows
+
+
+CPU_WINDOW_S = 15.0
+
+
+def tab_cpu(client: httpx.Client, tabs: int) -> float:
+    """The console's CPU (this process: it serves in a thread) with `tabs` overview streams
+    open, minus the same window with none, in % of one core."""
+    idle = _cpu_over(CPU_WINDOW_S)
+    stop = threading.Event()
+
+    def watch() -> None:
+        with client.stream("GET", "/live/overview", timeout=None) as answer:
+            for _line in answer.iter_lines():
+                if stop.is_set():
+                    return
+
+    threads = [threading.Thread(target=watch, daemon=True) for _ in range(tabs)]
+    for thread in threads:
+        thread.start()
+    busy = _cpu_over(CPU_WINDOW_S)
+    stop.set()
+    return max(0.0, busy - idle) / CPU_WINDOW_S * 100
+
+
+def _cpu_over(seconds: float) -> float:
+    began = time.process_time()
+    time.sleep(seconds)
+    return time.process_time() - began
+
+
+def timed_preview(client: httpx.Client, url: str, requests: int) -> tuple[list[float], int, int]:
+    """The replay preview of every `not_found` dead letter (2/7 of them), as the page posts it."""
+    csrf = client.get("/dead-letters").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = {"csrf": csrf, "action": "replay", "scope": "matching", "reason": "not_found"}
+    times, size, status = [], 0, 0
+    for _ in range(max(3, requests // 3)):
+        began = time.perf_counter()
+        answer = client.post("/dead-letters/preview", data=form, headers={"Origin": url})
+        times.append((time.perf_counter() - began) * 1000)
+        size, status = len(answer.content), answer.status_code
+    return times, size, status
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ def credit_settings(redis_url: str, sandbox_url: str, **overrides: Any) -> Setti
         "credits_clear_after_s": 30.0,
         "monitor_interval_s": 1.0,
         "monitor_page_size": 7,  # several pages even for a handful of subaccounts
+        # a runway from two readings minutes apart (the defaults want hours: tested apart)
+        "monitor_runway_min_history_s": 0.0,
+        "monitor_runway_min_samples": 2,
         "notify_min_backoff_ms": 20,
         "notify_max_backoff_ms": 200,
         "notify_allow_http_loopback": True,  # the tests' receiver listens on loopback

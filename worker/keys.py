@@ -16,10 +16,17 @@
 | `{p}:dead:ix:of` | hash | event id → the index entries it is in (so moving it is exact) |
 | `{p}:dead:ix:clusters` | set | cluster names that have an index (summary without a scan) |
 | `{p}:dead:ix:mark` | string | failure time (ms) up to which the operators' index is built |
+| `{p}:dead:ix:lex:all` | zset | `value\0dim\0id` of each dead letter's ids (prefix search) |
+| `{p}:dead:ix:word:{word}` | zset | dead letters whose detail has this word, by failure ms |
+| `{p}:dead:ix:query:{sha1}` | zset | one search's candidates, for a few seconds |
 | `{p}:dead:claim:{event_id}` | string | a replay/purge's short claim on a dead letter |
 | `{p}:replays` | hash | event id → times it was replayed (the message option `replay`) |
 | `{p}:ops:jobs` | zset | replay/purge job ids by start time (ms) |
 | `{p}:ops:job:{id}` | hash | one job: filter, ids, operator, times, counts, cancel flag |
+| `{p}:ops:job:{id}:pending` | set | a replay job's events that have not ended yet |
+| `{p}:ops:job:{id}:again` | set | a replay job's events that were dead-lettered again |
+| `{p}:ops:outcomes:minute:{m}` / `:hour:{h}` | hash | outcome → count of one minute / hour |
+| `{p}:ops:api:minute:{m}` | hash | API call result → count of one minute, and `ms` summed |
 | `{p}:ops:audit` | stream | operators' actions, capped |
 | `{p}:console:plan:{id}` | string | a console preview's ids and digests, for its confirm |
 | `{p}:console:session:{id}` | hash | a console session: user, role, token fingerprint, times |
@@ -42,6 +49,7 @@
 | `{p}:credits:notifications` | stream | one entry per credit notification, capped |
 | `{p}:credits:drift` | hash | `kind:username` → JSON drift record (open drift, deduplicated) |
 | `{p}:credits:scan` | hash | figures of the last scan (started, finished, scanned, ...) |
+| `{p}:credits:digest` | hash | when the last low-credit digest was due |
 | `{p}:credits:lease` | string | monitor leader lease: holder token, with expiry |
 | `{p}:dramatiq:*` | (Dramatiq) | the queue, delay queue, acks, heartbeats, Dramatiq's own XQ |
 

@@ -22,6 +22,7 @@ from worker.credits.reconcile import drift_recorder
 from worker.durability import Durability
 from worker.ops import metrics
 from worker.ops.dead_letters import DeadLetters
+from worker.ops.outcome_counts import OutcomeCounter
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
 from worker.pipeline.circuit_gate import build_circuit
@@ -45,8 +46,11 @@ class Runtime:
     publisher: Publisher
     dead_letters: DeadLetters
     notify_actor: Any = None  # delivers credit notifications (issue 14), on its own queue
+    outcome_counter: OutcomeCounter | None = None  # per-minute outcome counts (the overview)
 
     def close(self) -> None:
+        if self.outcome_counter is not None:
+            self.outcome_counter.stop()  # its last second of counts, written while Redis is open
         self.api.close()
         self.broker.close()  # and its own client, on the broker's database
         self.store.close()
@@ -90,8 +94,32 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     )
 
 
+def outcome_observer(counter: OutcomeCounter) -> Any:
+    """Each finished event counted twice: by Prometheus and per minute in Redis (the overview)."""
+
+    def observe(outcome: Any, event_type: str) -> None:
+        metrics.record_outcome(outcome, event_type)
+        counter.observe(outcome, event_type)
+
+    return observe
+
+
+def call_observer(counter: OutcomeCounter) -> Any:
+    """Each API call counted twice: by Prometheus and per minute in Redis (the overview)."""
+
+    def observe(operation: str, result: str, seconds: float) -> None:
+        metrics.observe_call(operation, result, seconds)
+        counter.observe_call(operation, result, seconds)
+
+    return observe
+
+
 def build_executor(
-    settings: Settings, store: AttemptStore, api: SubaccountClient, client: redis.Redis
+    settings: Settings,
+    store: AttemptStore,
+    api: SubaccountClient,
+    client: redis.Redis,
+    counter: OutcomeCounter | None = None,
 ) -> Executor:
     policy = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
@@ -115,7 +143,7 @@ def build_executor(
         policy,
         limits,
         rng=random.Random(),
-        observer=metrics.record_outcome,
+        observer=outcome_observer(counter or OutcomeCounter(client, settings.key_prefix)),
         on_drift=drift_recorder(client, settings.key_prefix),
         circuit=circuit,
     )
@@ -125,9 +153,10 @@ def build_runtime(settings: Settings) -> Runtime:
     """Everything a worker or publisher process needs, wired together."""
     client = redis_client(settings)
     broker = build_broker(settings, redis_client(settings, settings.broker_url()))
-    api = SubaccountClient.from_settings(settings, client, observer=metrics.observe_call)
+    counter = OutcomeCounter(client, settings.key_prefix)
+    api = SubaccountClient.from_settings(settings, client, observer=call_observer(counter))
     store = build_store(settings, client)
-    executor = build_executor(settings, store, api, client)
+    executor = build_executor(settings, store, api, client, counter)
     actor = declare_actor(broker, executor, settings, on_finish=metrics.observe_finish)
     return Runtime(
         settings=settings,
@@ -140,4 +169,5 @@ def build_runtime(settings: Settings) -> Runtime:
         publisher=Publisher(client, settings),
         dead_letters=DeadLetters(client, settings.key_prefix),
         notify_actor=declare_notify_actor(broker, settings),
+        outcome_counter=counter,
     )

@@ -235,6 +235,17 @@ class Settings(BaseSettings):
     monitor_rate_window_s: float = Field(
         86_400.0, gt=0, description="History window the consumption rate is computed over"
     )
+    monitor_runway_min_history_s: float = Field(
+        6 * 3600.0,
+        ge=0,
+        description="Runway only from history spanning at least this long (else: unknown)",
+    )
+    monitor_runway_min_samples: int = Field(
+        4, ge=2, description="...and holding at least this many readings"
+    )
+    credits_digest_period_s: float = Field(
+        3600.0, gt=0, description="One credits_digest notification listing every low client"
+    )
     monitor_balance_gauges: bool = Field(
         False, description="Export one balance gauge per subaccount (cardinality!)"
     )

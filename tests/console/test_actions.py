@@ -83,6 +83,8 @@ def test_a_confirm_acts_on_exactly_the_previewed_dead_letters(
     preview = client.post("/dead-letters/preview", data=form, headers=same_origin(client))
     assert preview.status_code == 200
     assert "Preview: replay of 3 dead letters" in preview.text
+    # the confirm comes before the plan's table: no scrolling past thousands of rows
+    assert preview.text.index("Confirm replay of 3") < preview.text.index('<table class="plan">')
     late = write_dead_letter(store, "c9", n=9)
     plan = PLAN_ID.search(preview.text)
     assert plan

@@ -78,6 +78,8 @@ def test_an_operator_replays_an_outage_from_the_browser(
     page.on("pageerror", lambda e: problems.append(str(e)))
     rows = page.locator("table.dead-letters tbody tr[data-id]")
     expect(rows).to_have_count(5)
+    expect(page.locator("table.dead-letters")).to_contain_text("inv-acme-1")  # invoice column
+    screenshot(page, "dead-letters-list.png")
 
     # Filter to the outage's reason: the listing is replaced in place.
     page.select_option("select[name=reason]", "retries_exhausted")
@@ -111,6 +113,11 @@ def test_an_operator_replays_an_outage_from_the_browser(
 
     # The worker applies the replays: each grant exactly once; the dead letters are gone.
     wait_for_outcomes(redis_client, outage)
+    job_link = page.locator("#plan h2 a.mono").get_attribute("href")
+    assert job_link is not None
+    page.goto(job_link)
+    expect(page.locator('[data-outcome="applied"]')).to_have_text("4")
+    expect(page.locator("[data-job=state]")).to_have_text("finished")
     page.goto("/dead-letters?reason=retries_exhausted")
     expect(page.locator("table.dead-letters")).to_contain_text("No dead letters match")
     page.goto("/dead-letters")
@@ -153,3 +160,30 @@ def test_a_viewer_sees_no_action_and_is_refused_if_it_tries(
         letter.key,
     )
     assert status == 403
+
+
+def test_a_job_page_shows_what_became_of_each_replayed_event(
+    browser: Browser, console: ThreadedUvicorn, store: AttemptStore, redis_client: redis.Redis
+) -> None:
+    """Four replayed: the page follows them live as the worker would end them (marked here in
+    the ledger, as its finish script does): applied, dead-lettered again, one still pending."""
+    letters = [write_dead_letter(store, f"acme-{n}", n=n) for n in range(4)]
+    page = log_in(browser, console.url, "operator")
+    page.check("input[name=scope][value=matching]")
+    page.click("button[name=action][value=replay]")
+    page.click("#plan button[type=submit]")
+    expect(page.locator("[data-job=state]")).to_have_text("settling", timeout=20_000)
+    job_link = page.locator("#plan h2 a.mono").get_attribute("href")
+    assert job_link is not None
+    page.goto(job_link)
+    ends = ["applied", "applied", "dead_lettered"]
+    for letter, outcome in zip(letters, ends, strict=False):
+        redis_client.hset(f"saw:ledger:{letter.key}", "_outcome", f'{{"outcome":"{outcome}"}}')
+    write_dead_letter(store, "acme-2", event=letters[2].event, reason="not_found",
+                      detail="no subaccount")  # fmt: skip
+    expect(page.locator('[data-outcome="applied"]')).to_have_text("2")
+    expect(page.locator('[data-outcome="dead_lettered_again"]')).to_have_text("1")
+    expect(page.locator('[data-outcome="pending"]')).to_have_text("1")
+    expect(page.locator("[data-job=state]")).to_have_text("settling")
+    expect(page.locator(".job")).to_contain_text("Dead-lettered again: not_found 1")
+    screenshot(page, "job-breakdown.png")

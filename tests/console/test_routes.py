@@ -3,11 +3,13 @@ console under uvicorn on a real Redis."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
 import httpx
 import pytest
+import redis
 
 from tests.console.support import SECRET, TOKENS, same_origin, write_dead_letter
 from worker.pipeline.attempts import AttemptStore
@@ -219,3 +221,70 @@ def test_every_answer_carries_a_csp_without_inline_script(as_role: Login) -> Non
         assert all("src=" in attrs for attrs in scripts), path
         assert not re.search(r"\son[a-z]+=", answer.text), path  # no inline handlers
         assert "style=" not in answer.text, path  # no inline style (style-src 'self')
+
+
+def test_a_filter_typo_is_a_visible_error_not_an_empty_list(
+    as_role: Login, seeded: list[DeadLetter], anonymous: httpx.Client
+) -> None:
+    """`reason=client-unknown` (a typo of client_unknown): the page says what the valid values
+    are (422), it does not show "0 matching" as if all were well; the API answers the same."""
+    client, _ = as_role("viewer")
+    page = client.get("/dead-letters?reason=client-unknown")
+    assert page.status_code == 422
+    assert "data-filter-error" in page.text
+    assert "did you mean client_unknown?" in page.text
+    typo = client.get("/dead-letters?type=invoice_paid", headers={"HX-Request": "true",
+                      "HX-Target": "results"})  # fmt: skip
+    assert typo.status_code == 422
+    assert "invoice.paid" in typo.text
+    auth = {"Authorization": f"Bearer {TOKENS['viewer']}"}
+    api = anonymous.get("/api/dead-letters?step=addcredits", headers=auth)
+    assert api.status_code == 422
+    assert "add_credits" in api.json()["error"]
+
+
+def test_the_credits_page_puts_low_and_drifting_first_and_pages(
+    as_role: Login, redis_client: redis.Redis
+) -> None:
+    """120 subaccounts, two low (one critical) and one drifting, all with long runways but the
+    low ones: page 1 starts with the drifting one, then critical, then warning; 50 a page."""
+    from handlers.requests import CreditType
+    from worker.credits.rule import AlertState, Level
+    from worker.credits.store import CreditsStore, Snapshot
+
+    credits = CreditsStore(redis_client, "saw")
+    pipe = credits.redis.pipeline()
+    for n in range(120):
+        balance = {7: 50, 90: 800}.get(n, 100_000 + n)
+        snap = Snapshot(username=f"u{n:03}", client_id=f"c{n}", balance=balance,
+                        credit_type=CreditType.ONE_TIME_CREDIT, disabled=False,
+                        read_at=1.0, runway_s=1000.0 * (200 - n))  # fmt: skip
+        credits.add_snapshot(pipe, snap)
+        level = {7: Level.CRITICAL, 90: Level.WARNING}.get(n, Level.OK)
+        credits.set_alert(pipe, snap.username, AlertState(level=level, alert_id="cl_x"))
+    drift = {"kind": "missing", "client_id": "c60", "username": "u060", "first_seen": 1.0}
+    pipe.hset("saw:credits:drift", "missing:u060", json.dumps(drift))
+    pipe.execute()
+    viewer, _ = as_role("viewer")
+    first = viewer.get("/credits").text
+    order = re.findall(r"<td>(u\d{3})</td>", first)
+    assert order[:3] == ["u060", "u007", "u090"]
+    assert 'data-last-balance="u060">last balance 100' in first  # the missing one's money
+    assert len(order) == 50
+    assert "page 1 of 3" in first
+    assert 'href="/credits?page=2"' in first
+    third = re.findall(r"<td>(u\d{3})</td>", viewer.get("/credits?page=3").text)
+    assert len(third) == 20
+
+
+def test_an_event_page_says_attempts_not_zero_deliveries(
+    as_role: Login, seeded: list[DeadLetter]
+) -> None:
+    """A dead-lettered event tried 3 times: the page says 3 attempts and that it ended
+    dead-lettered before any step was done (not "deliveries 0", not "never started")."""
+    client, _ = as_role("viewer")
+    page = client.get(event_path(seeded[0])).text
+    assert 'data-event="attempts">3<' in page
+    assert "deliveries so far" not in page
+    assert "never started" not in page
+    assert "ended <strong>dead_lettered</strong> after 3 attempt(s)" in page

@@ -123,13 +123,15 @@ def test_the_monitor_delivers_its_notifications_itself(
         }
         monitor = MonitorProcess(env)
         try:
-            wait_until(lambda: len(receiver.ids) >= 2, timeout_s=30, what="the deliveries")
+            wait_until(lambda: len(receiver.ids) >= 3, timeout_s=30, what="the deliveries")
             monitor.proc.send_signal(signal.SIGTERM)
             assert monitor.proc.wait(timeout=15) == 0
         finally:
             monitor.stop()
     assert receiver.refused == 0
-    assert len(set(receiver.ids)) == len(receiver.ids) == 2
+    assert len(set(receiver.ids)) == len(receiver.ids) == 3
     by_type = {d["type"]: d["data"] for d in receiver.deliveries}
     assert by_type["subaccount.credits_low"]["username"] == "shop-low"
+    # and the period's digest of every low subaccount
+    assert [c["username"] for c in by_type["subaccount.credits_digest"]["clients"]] == ["shop-low"]
     assert by_type["subaccount.drift_detected"]["kind"] == "unmanaged"

@@ -196,3 +196,68 @@ def test_a_client_rule_overrides_the_defaults(
     rows = {r.client_id: r for r in list_credits(redis_client, "saw")}
     assert (rows["big"].low, rows["small"].low) == (True, False)
     assert set_client_rule(settings, redis_client, "big", {}, reset=True).warn_balance == 1000
+
+
+def test_one_digest_per_period_lists_every_low_client_and_minutes_of_history_alert_nobody(
+    redis_url: str,
+    redis_client: redis.Redis,
+    clock: FakeClock,
+    clocked_sandbox: tuple[str, SandboxAdmin],
+) -> None:
+    """Six subaccounts sending fast, three of them under the warn balance; the default runway
+    rule (hours of history) is on. Scans a minute apart for ten minutes: only the three low
+    balances alert (a burst over minutes is no runway), each notified once; one digest lists
+    the three; the next digest comes only after the digest period. Bound: per client at most
+    opened + escalated + cleared per alert period, plus one digest per digest period."""
+    from tests.credits_support import credit_settings as make
+
+    url, sandbox = clocked_sandbox
+    settings = make(redis_url, url, credits_warn_runway_s=3 * 86_400.0,
+                    credits_critical_runway_s=86_400.0, monitor_runway_min_history_s=6 * 3600.0,
+                    monitor_runway_min_samples=4, credits_digest_period_s=3600.0)  # fmt: skip
+    names = [f"d{n}" for n in range(6)]
+    with running_pipeline(settings) as runtime:
+        events = [f.onboarded(c, credits=500 if n < 3 else 50_000) for n, c in enumerate(names)]
+        _onboard(runtime, redis_client, *events)
+    sandbox.set_sending(3, seed=3)  # 0.5/s each: the low ones stay above critical
+    monitor = _monitor(settings, clock)
+    for _ in range(10):
+        monitor.scanner.scan()
+        clock.advance(60)
+    notes = read_notifications(redis_client, "saw", count=1000)
+    kinds = [n.type.value for n in notes]
+    assert kinds.count("subaccount.credits_low") == 3, [n.data for n in notes]
+    (digest,) = [n for n in notes if n.type.value == "subaccount.credits_digest"]
+    assert sorted(row["client_id"] for row in digest.data["clients"]) == ["d0", "d1", "d2"]
+    clock.advance(3600)
+    monitor.scanner.scan()
+    notes = read_notifications(redis_client, "saw", count=1000)
+    assert [n.type.value for n in notes].count("subaccount.credits_digest") == 2
+    # an hour of sending emptied the low ones: each escalated once (a change), none reopened
+    changes = [n.data["change"] for n in notes if n.type.value == "subaccount.credits_low"]
+    assert sorted(changes) == ["escalated"] * 3 + ["opened"] * 3
+
+
+def test_a_monitor_started_before_the_api_waits_for_it_without_failing_ticks(
+    redis_url: str, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    """Nothing answers at the API's address yet: the first ticks say once, at INFO, that the
+    monitor waits for the API; no `tick_failed` warning until a scan has once succeeded."""
+    from structlog.testing import capture_logs
+
+    from worker.dev.devservers import free_port
+
+    settings = credit_settings(redis_url, f"http://127.0.0.1:{free_port()}")
+    monitor = _monitor(settings, clock)
+    with capture_logs() as logs:
+        for _ in range(3):
+            monitor.tick_once()
+            clock.advance(settings.monitor_interval_s)
+    events = [(e["event"], e["log_level"]) for e in logs if e["event"].startswith("credits.")]
+    assert events == [("credits.waiting_for_api", "info")]
+    monitor.api_seen = True  # as after a first scan: a failure now is a failed tick
+    with capture_logs() as logs:
+        monitor.tick_once()
+    assert [e["event"] for e in logs if e["event"].startswith("credits.")] == [
+        "credits.tick_failed"
+    ]

@@ -190,3 +190,51 @@ def test_an_invoice_granted_to_a_subaccount_disabled_by_hand_warns_and_records_d
     assert [(n.data["kind"], n.data["client_id"]) for n in drift] == [
         ("unexpected_disabled", "acme")
     ]
+
+
+def test_a_lost_subaccounts_credits_are_shown_skipped_with_why_and_restored_once(
+    pipeline: Runtime,
+    sandbox: SandboxAdmin,
+    sandbox_server: ThreadedUvicorn,
+    redis_client: redis.Redis,
+    redis_url: str,
+) -> None:
+    """A subaccount holding 7,558 credits is deleted at the API. Every view shows the 7,558;
+    `--fix` without re-creation lists it as skipped and why, and the audit counts it;
+    `--restore-credits` re-creates it and grants the 7,558 back through the pipeline, once:
+    running it again grants nothing more."""
+    _send(pipeline, redis_client, f.onboarded("lost", t=0, credits=50), f.onboarded("dis", t=0))
+    sandbox.set_state({"subaccounts": {username_for("lost"): {"balance": 7558}}})
+    monitor = build_monitor(pipeline.settings, redis_client)
+    monitor.scanner.scan()  # the last known balance
+    settings = load_settings(api_base_url=f"{sandbox_server.url}/v6", api_key=TEST_API_KEY)
+    with SubaccountClient.from_settings(settings) as api:
+        api.delete(username_for("lost"))
+    sandbox.set_state({"subaccounts": {username_for("dis"): {"disabled": True}}})
+    monitor.scanner.scan()  # sees it gone: forgets its latest snapshot
+    env = _env(redis_url, sandbox_server)
+
+    (lost,) = [i for i in _cli(env, "reconcile", "--json") if i["kind"] == "missing"]
+    assert lost["last_balance"] == 7558
+    table = _run(env, "reconcile")
+    assert "7558" in table.stdout
+
+    fixed = _run(env, "reconcile", "--fix", "--yes")
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"skipped {username_for('lost')} (missing)" in fixed.stdout
+    assert "last known balance 7558" in fixed.stdout
+    entry = json.loads(_run(env, "audit", "list", "--json").stdout)[0]
+    assert entry["result"]["not_fixable"] == 1
+    assert entry["result"]["skipped"][0]["username"] == username_for("lost")
+
+    restored = _cli(env, "reconcile", "--fix", "--yes", "--restore-credits", "--json")
+    (item,) = [i for i in restored if i["kind"] == "missing"]
+    assert item["restore"]["event_type"] == "invoice.paid"
+    wait_for_outcomes(redis_client, [item["fix"]["event_id"], item["restore"]["event_id"]])
+    account = sandbox.state()["subaccounts"][username_for("lost")]
+    assert account["balance"] == 7558
+    grants = [e for e in sandbox.journal(operation="add_credits") if e["applied"]]
+    # the onboarding's 50, then the restore's 7,558
+    assert [e["amount"] for e in grants if e["username"] == username_for("lost")] == [50, 7558]
+    entry = json.loads(_run(env, "audit", "list", "--json").stdout)[0]
+    assert entry["result"]["restored_credits"] == 7558

@@ -39,7 +39,11 @@ def test_export_purge_import_round_trip(
     purged = cli_json(redis_url, "dead-letters", "purge", "--all", "--yes")
     assert purged["purged"] == 4
     assert DeadLetters(redis_client, "saw").count() == 0
-    assert cli_json(redis_url, "dead-letters", "summary") == {"total": 0, "clusters": []}
+    assert cli_json(redis_url, "dead-letters", "summary") == {
+        "total": 0,
+        "clusters": [],
+        "next_steps": {},
+    }
 
     assert cli_json(redis_url, "dead-letters", "import", str(out)) == {"imported": 4, "present": 0}
     assert cli_json(redis_url, "dead-letters", "import", str(out)) == {"imported": 0, "present": 4}
@@ -53,7 +57,7 @@ def test_export_purge_import_round_trip(
         "client_unknown": 3,
     }
     actions = [e["action"] for e in cli_json(redis_url, "audit", "list")]
-    assert actions == ["import", "import", "purge", "export"]
+    assert actions == ["import", "import", "purge", "purge_started", "export"]
 
 
 def test_a_bad_import_file_is_named_and_nothing_is_written(

@@ -77,10 +77,13 @@ def test_an_outage_is_told_apart_planned_and_replayed_in_one_command(
         assert grants == [10 + n]
     remaining = cli_json(redis_url, "dead-letters", "list")
     assert sorted(row["subject"] for row in remaining) == ["never-onboarded", "never-onboarded-2"]
-    (entry,) = cli_json(redis_url, "audit", "list")
-    assert (entry["action"], entry["operator"], entry["count"]) == ("replay", "alice", len(CLIENTS))
     (job,) = cli_json(redis_url, "dead-letters", "jobs")
+    entries = cli_json(redis_url, "audit", "list")
+    (entry,) = [e for e in entries if e["action"] == "replay"]
+    assert (entry["action"], entry["operator"], entry["count"]) == ("replay", "alice", len(CLIENTS))
+    assert {e["action"] for e in entries} == {"replay_started", "replay", "replay_settled"}
     assert (job["id"], job["state"], job["done"]) == (entry["job_id"], "finished", len(CLIENTS))
+    assert job["outcomes"]["applied"] == len(CLIENTS)
     table = cli(redis_url, "dead-letters", "list")
     assert table.returncode == 0
     assert "2 of 2 shown" in table.stdout
@@ -95,11 +98,18 @@ def test_replay_and_purge_need_a_scope_and_refuse_bad_input(redis_url: str) -> N
         ("dead-letters", "list", "--limit", "-1"),
         ("dead-letters", "list", "--since", "yesterday-ish"),
         ("dead-letters", "replay", "--reason", "x", "--resolve", "maybe"),
+        ("dead-letters", "list", "--reason", "client-unknown"),
+        ("dead-letters", "list", "--type", "invoice_paid"),
+        ("dead-letters", "summary", "--step", "credits"),
+        ("dead-letters", "list", "--status", "5xx"),
     ):
         done = cli(redis_url, *args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert done.stderr.startswith("error: ")
         assert "Traceback" not in done.stderr
+    typo = cli(redis_url, "dead-letters", "list", "--reason", "client-unknown")
+    assert "client_unknown" in typo.stderr
+    assert "retries_exhausted" in typo.stderr  # the valid values are named
     missing = cli(redis_url, "dead-letters", "replay", "no-such-id", "--yes", "--json")
     assert missing.returncode == 1
     assert '"no such dead letter"' in missing.stdout

@@ -82,6 +82,9 @@ TABLE = [
     # a quietly reopened alert clears quietly (its opening was never sent)
     (AlertState(Level.WARNING, OPEN_ID, 0.0, 0.0, recovering_since=10.0, quiet=True),
      r(70, 2000), "cleared", Level.OK, False),
+    # ...and escalates quietly: at most opened, escalated, cleared notified per period
+    (AlertState(Level.WARNING, OPEN_ID, 0.0, 0.0, quiet=True), r(70, 50), "escalated",
+     Level.CRITICAL, False),
 ]  # fmt: skip
 
 

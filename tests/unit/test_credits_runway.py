@@ -85,3 +85,15 @@ def test_parse_duration_refuses_what_is_not_a_duration(text: str) -> None:
 )
 def test_format_duration(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_no_runway_from_too_little_history() -> None:
+    """A burst seen over minutes is not a runway: below the span or the number of readings the
+    rate is unknown (and so the runway), above both it is told."""
+    from worker.credits.runway import Sample, consumption_rate
+
+    minutes = [Sample(at=60.0 * n, balance=10_000 - 500 * n) for n in range(4)]  # 3 min
+    assert consumption_rate(minutes, 86_400, min_span_s=6 * 3600, min_samples=4) is None
+    hours = [Sample(at=3600.0 * n, balance=10_000 - 500 * n) for n in range(7)]  # 6 h, 7 reads
+    assert consumption_rate(hours, 86_400, min_span_s=6 * 3600, min_samples=4) == 500 / 3600
+    assert consumption_rate(hours[:3], 86_400, min_span_s=0, min_samples=4) is None

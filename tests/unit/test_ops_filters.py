@@ -90,5 +90,18 @@ def test_bad_status_is_refused() -> None:
 
 def test_the_filter_reports_itself_in_rfc3339() -> None:
     """Jobs and the audit keep the filter as the operator would read it."""
-    flt = DeadLetterFilter.parse(reason="r", since="2027-01-15T08:00:00Z", now_ms=NOW)
-    assert flt.to_json() == {"reason": "r", "since": "2027-01-15T08:00:00.000Z"}
+    flt = DeadLetterFilter.parse(reason="not_found", since="2027-01-15T08:00:00Z", now_ms=NOW)
+    assert flt.to_json() == {"reason": "not_found", "since": "2027-01-15T08:00:00.000Z"}
+
+
+@pytest.mark.parametrize(
+    ("field", "typo", "meant"),
+    [("reason", "client-unknown", "client_unknown"), ("type", "invoice_paid", "invoice.paid"),
+     ("step", "Add-Credits", "add_credits")],
+)  # fmt: skip
+def test_a_filter_typo_names_the_valid_values(field: str, typo: str, meant: str) -> None:
+    """An unknown reason, type or step is refused with the valid values, never matched as
+    "nothing" (which reads as all-clear)."""
+    with pytest.raises(InvalidInput, match=f"is not one of: .*did you mean {meant}"):
+        DeadLetterFilter.parse(**{field: typo})
+    assert DeadLetterFilter.parse(**{field: meant}).to_json() == {field: meant}

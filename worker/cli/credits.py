@@ -248,9 +248,15 @@ def reconcile_command(
     fix: bool = typer.Option(False, "--fix", help="Enqueue corrective events for fixable drift."),
     yes: bool = typer.Option(False, "--yes", help="With --fix: do not ask for confirmation."),
     recreate_missing: bool = typer.Option(False, help="With --fix: re-create missing ones."),
+    restore_credits: bool = typer.Option(
+        False,
+        help="With --fix: re-create missing ones and grant back their last known balance "
+        "(previewed, audited, once per snapshot).",
+    ),
     operator: str | None = typer.Option(None, help="Name recorded in the audit trail."),
 ) -> None:
-    """Compare recorded clients with the API; report drift; with --fix, repair through events."""
+    """Compare recorded clients with the API; report drift; with --fix, repair through events
+    and list what it skipped and why."""
     from handlers import Context
     from worker.credits import reconcile
     from worker.credits.monitor import monitor_client
@@ -261,6 +267,9 @@ def reconcile_command(
     configure_logging(settings)  # logs go to stderr: stdout is the output
     if as_json and fix and not yes:
         raise _fail("--json --fix needs --yes (there is no one to ask)", 2)
+    if restore_credits and not fix:
+        raise _fail("--restore-credits goes with --fix", 2)
+    recreate_missing = recreate_missing or restore_credits
     client = _redis(settings)
     with monitor_client(settings, client) as api:
         found = guard(
@@ -276,7 +285,7 @@ def reconcile_command(
         _show_drift(found.items, as_json)
         return
     ctx = Context(needs_password=settings.api_surface == ApiSurface.V6)
-    fixes = reconcile.plan(found, ctx)
+    fixes = reconcile.plan(found, ctx, restore_credits=restore_credits)
     if not as_json:
         _show_drift(found.items, False)
         _show_plan(fixes)
@@ -285,6 +294,7 @@ def reconcile_command(
             _echo_json([_with_fix(item.to_json(), fixes) for item in found.items])
         else:
             typer.echo("nothing to fix")
+            _show_skipped(fixes)
         return
     if not yes and not typer.confirm(f"enqueue {sum(1 for f in fixes if f.event)} events?"):
         raise _fail("cancelled; nothing enqueued")
@@ -299,21 +309,35 @@ def reconcile_command(
         _echo_json([_with_fix(item.to_json(), fixes) for item in found.items])
     else:
         typer.echo(f"enqueued {len(published)} corrective events (audited)")
+        _show_skipped(fixes)
+
+
+def _show_skipped(fixes: list[Any]) -> None:
+    for f in fixes:
+        if f.event is None:
+            typer.echo(f"skipped {f.drift.username} ({f.drift.kind.value}): {f.note}")
 
 
 def _with_fix(item: dict[str, Any], fixes: list[Any]) -> dict[str, Any]:
-    for f in fixes:
-        if f.drift.kind.value == item["kind"] and f.drift.username == item["username"]:
-            event = f.event
-            return {
-                **item,
-                "fix": {
-                    "note": f.note,
-                    "event_id": event["id"] if event else None,
-                    "event_type": event["type"] if event else None,
-                },
-            }
-    return {**item, "fix": None}
+    """The item with its fix (`event_id` None: skipped, `note` says why) and, when its credits
+    are restored, the restoring grant (`restore`)."""
+    key = (item["kind"], item["username"])
+    found = [f for f in fixes if (f.drift.kind.value, f.drift.username) == key]
+    if not found:
+        return {**item, "fix": None}
+    out = {**item, "fix": _fix_json(found[0])}
+    if len(found) > 1:
+        out["restore"] = _fix_json(found[1])
+    return out
+
+
+def _fix_json(f: Any) -> dict[str, Any]:
+    event = f.event
+    return {
+        "note": f.note,
+        "event_id": event["id"] if event else None,
+        "event_type": event["type"] if event else None,
+    }
 
 
 def _show_drift(items: list[Any], as_json: bool) -> None:
@@ -321,7 +345,8 @@ def _show_drift(items: list[Any], as_json: bool) -> None:
         _echo_json([item.to_json() for item in items])
         return
     table = Table(title=f"{len(items)} drift items")
-    for header in ("kind", "client", "username", "recorded", "api", "fixable", "explained by"):
+    for header in ("kind", "client", "username", "recorded", "api", "last balance", "fixable",
+                   "explained by"):  # fmt: skip
         table.add_column(header)
     for item in items:
         d = item.drift
@@ -334,6 +359,7 @@ def _show_drift(items: list[Any], as_json: bool) -> None:
                 d.username,
                 json.dumps(d.recorded) if d.recorded else "-",
                 json.dumps(d.actual) if d.actual else "(absent)",
+                "-" if item.last_balance is None else str(item.last_balance),
                 "yes" if item.fixable else "no",
                 why,
             )
@@ -342,7 +368,7 @@ def _show_drift(items: list[Any], as_json: bool) -> None:
 
 
 def _show_plan(fixes: list[Any]) -> None:
-    table = Table(title="plan")
+    table = Table(title="plan (no event: skipped, and why)")
     for header in ("kind", "client", "username", "corrective event"):
         table.add_column(header)
     for f in fixes:

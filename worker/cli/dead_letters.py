@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,8 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from handlers import Context
 from worker.cli import ops_render as r
 from worker.cli.base import app
+from worker.cli.job_follow import follow_job, outcomes_text
 from worker.ops import export as export_ops
-from worker.ops.audit import operator_name
+from worker.ops.advice import next_step
+from worker.ops.api_health import circuit_open
+from worker.ops.audit import log_actions, operator_name
 from worker.ops.clusters import summarize
 from worker.ops.filters import DeadLetterFilter, check_limit
 from worker.ops.job_records import cancel_job, list_jobs
@@ -28,7 +32,11 @@ from worker.ops.listing import DeadLetterView, get_letters, list_dead_letters
 from worker.ops.plans import Action, Plan, Resolve, plan, select
 from worker.settings import ApiSurface, Settings
 
-dead = typer.Typer(help="Inspect, replay and purge dead letters.", no_args_is_help=True)
+dead = typer.Typer(
+    help="Inspect, replay and purge dead letters.",
+    no_args_is_help=True,
+    callback=lambda: log_actions(False),  # the command prints what it did (audit: in Redis)
+)
 app.add_typer(dead, name="dead-letters")
 
 Ids = Annotated[list[str] | None, typer.Argument(help="Dead letter ids (from `list`).")]
@@ -37,6 +45,16 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change n
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 PLAN_ROWS = 20
 Rate = Annotated[float | None, typer.Option("--rate", help="At most N dead letters a second.")]
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Follow the replayed events to their end; exit 1 if any is dead-lettered again.",
+    ),
+]
+WaitTimeout = Annotated[
+    float, typer.Option("--wait-timeout", help="Seconds --wait follows before giving up (exit 1).")
+]
 
 
 @dead.command("list")
@@ -74,11 +92,12 @@ def dead_list(
 
 def _letters_table(items: list[DeadLetterView]) -> Any:
     rows = [
-        (i.id, r.at(i.last_failed_at), i.reason, i.type, i.subject, i.step, i.status, i.attempts,
-         i.detail[:60])
+        (i.event_id, i.type, i.subject, i.invoice_id or "-", "" if i.credits is None else i.credits,
+         i.reason, i.attempts, r.at(i.last_failed_at), i.detail[:50], i.id)
         for i in items
     ]  # fmt: skip
-    columns = ("id", "last failed", "reason", "type", "client", "step", "http", "tries", "detail")
+    columns = ("event", "type", "client", "invoice", "credits", "reason", "tries", "last failed",
+               "last failure", "id")  # fmt: skip
     return r.table(None, columns, rows)
 
 
@@ -109,8 +128,10 @@ def dead_summary(
     flt = r.make_filter(reason, type_, client, since, until, status, step, source, search)
     settings, rt = r.open_ops(read_only=True)
     summary = r.run(lambda: summarize(rt.redis, settings.key_prefix, flt))
+    reasons = list(dict.fromkeys(c.reason for c in summary.clusters))
+    steps = {reason: next_step(reason) for reason in reasons}
     if as_json:
-        r.print_json(summary.to_json())
+        r.print_json(summary.to_json() | {"next_steps": steps})
         return
     rows = [
         (c.count, c.reason, c.type, c.step or "-", c.status or "-", r.at(c.oldest_at),
@@ -119,6 +140,10 @@ def dead_summary(
     ]  # fmt: skip
     columns = ("count", "reason", "type", "step", "http", "oldest", "newest")
     r.out.print(r.table(f"Dead letters: {summary.total}", columns, rows))
+    if steps:
+        r.out.print("What to do next:")
+        for reason, advice in steps.items():
+            r.out.print(f"  {reason}: {advice}")
 
 
 @dead.command("replay")
@@ -141,14 +166,21 @@ def dead_replay(
     dry_run: DryRun = False,
     yes: Yes = False,
     rate: Rate = None,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 600.0,
     operator: r.Operator = None,
     as_json: r.Json = False,
 ) -> None:
-    """Put dead letters' events back on the queue: plan, confirm, then one recorded job."""
+    """Put dead letters' events back on the queue: plan, confirm, then one recorded job;
+    `--wait` follows the replayed events until each is applied, a duplicate, superseded or
+    dead-lettered again."""
     if resolve not in (None, "applied", "not_applied"):
         r.fail("--resolve is 'applied' or 'not_applied'", 2)
+    if wait_timeout <= 0:
+        r.fail(f"--wait-timeout must be more than 0 (got {wait_timeout})", 2)
     flt = r.make_filter(reason, type_, client, since, until, status, step, source, search)
-    _act("replay", ids, flt, all_, resolve, dry_run, yes, rate, operator, as_json)  # type: ignore[arg-type]
+    follow = wait_timeout if wait else None
+    _act("replay", ids, flt, all_, resolve, dry_run, yes, rate, operator, as_json, follow)  # type: ignore[arg-type]
 
 
 @dead.command("purge")
@@ -185,6 +217,7 @@ def _act(
     rate: float | None,
     operator: str | None,
     as_json: bool,
+    follow_s: float | None = None,
 ) -> None:
     if not ids and flt.empty and not all_:
         r.fail(f"say which dead letters to {action}: ids, a filter (--reason, --since, ...) "
@@ -193,11 +226,14 @@ def _act(
         r.fail("give ids or a filter, not both", 2)
     if rate is not None and rate <= 0:
         r.fail(f"--rate must be more than 0 (got {rate})", 2)
+    if not dry_run and not yes and not sys.stdin.isatty():
+        r.fail(f"{action} needs --yes when not at a terminal (--dry-run shows the plan)", 2)
     settings, rt = r.open_ops()
     with gc_paused():
         _plan_and_run(
-            rt, settings, action, ids, flt, resolve, dry_run, yes, rate, operator, as_json
-        )
+            rt, settings, action, ids, flt, resolve, dry_run, yes, rate, operator, as_json,
+            follow_s,
+        )  # fmt: skip
 
 
 def _plan_and_run(
@@ -212,30 +248,54 @@ def _plan_and_run(
     rate: float | None,
     operator: str | None,
     as_json: bool,
+    follow_s: float | None = None,
 ) -> None:
     prefix = settings.key_prefix
     ctx = Context(needs_password=settings.api_surface == ApiSurface.V6)
     selection = r.run(lambda: select(rt.redis, prefix, ids=ids, flt=flt))
     the_plan = r.run(lambda: plan(rt.redis, prefix, selection, action=action, resolve=resolve,
                                   ctx=ctx, flt=flt))  # fmt: skip
+    warning = circuit_open(rt.redis, prefix) if action == "replay" else None
+    if warning:
+        r.err.print(f"warning: {warning}")
     if dry_run:
-        _show_plan(the_plan, as_json)
+        _show_plan(the_plan, as_json, warning)
         raise typer.Exit(1 if the_plan.missing else 0)
     if not as_json:
         _show_plan(the_plan, False)
-    if the_plan.planned and not yes:
-        if not sys.stdin.isatty():
-            r.fail(f"{action} of {len(the_plan.planned)} needs --yes when not at a terminal", 2)
-        if not typer.confirm(f"{action.capitalize()} these {len(the_plan.planned)}?"):
-            r.fail("nothing done", 1)
+    if not the_plan.planned:
+        _nothing_to_do(the_plan, as_json)  # no job, no audit entry
+    if not yes and not typer.confirm(f"{action.capitalize()} these {len(the_plan.planned)}?"):
+        r.fail("nothing done", 1)
     runner = Runner(rt.redis, prefix, rt.publisher, getattr(settings, "timeline_maxlen", 200))
     result = _run_with_progress(runner, the_plan, operator_name(operator), rate, as_json)
+    if follow_s is not None and action == "replay" and not result.cancelled:
+        result = replace(result, job=follow_job(rt.redis, prefix, result.job, follow_s, as_json))
     if as_json:
         r.print_json(result.to_json())
     else:
         _show_result(result)
     failed = result.skipped or result.missing or result.cancelled
+    if follow_s is not None and (result.job.failed_again or not result.job.settled):
+        failed = True
     raise typer.Exit(1 if failed else 0)
+
+
+def _nothing_to_do(the_plan: Plan, as_json: bool) -> None:
+    """Nothing matched that can be acted on: say so and exit without a job (1 if ids were
+    missing)."""
+    if as_json:
+        r.print_json({
+            "job_id": None,
+            "planned": 0,
+            "replayed" if the_plan.action == "replay" else "purged": 0,
+            "refused": [{"id": i.id, "why": i.refused or ""} for i in the_plan.refused],
+            "skipped": [{"id": i, "why": "no such dead letter"} for i in the_plan.missing],
+            "cancelled": False,
+        })  # fmt: skip
+    else:
+        r.out.print(f"nothing to {the_plan.action}: no job started")
+    raise typer.Exit(1 if the_plan.missing else 0)
 
 
 def _run_with_progress(
@@ -262,9 +322,9 @@ def _run_with_progress(
         signal.signal(signal.SIGINT, previous)
 
 
-def _show_plan(the_plan: Plan, as_json: bool) -> None:
+def _show_plan(the_plan: Plan, as_json: bool, warning: str | None = None) -> None:
     if as_json:
-        r.print_json(the_plan.to_json())
+        r.print_json(the_plan.to_json() | ({"warning": warning} if warning else {}))
         return
     rows = [
         (i.id[:12], i.event_id, i.client_id, i.type, i.reason, ",".join(i.steps_done) or "-",
@@ -281,6 +341,7 @@ def _show_plan(the_plan: Plan, as_json: bool) -> None:
         f"{len(the_plan.planned)} to {the_plan.action}, {len(the_plan.refused)} refused, "
         f"{len(the_plan.missing)} not found; {dupes} duplicate grants; "
         f"{the_plan.credits} credits would be granted"
+        + (" once the API answers again" if warning else "")
     )
 
 
@@ -290,6 +351,11 @@ def _show_result(result: JobResult) -> None:
     if result.cancelled:
         line += " (stopped before the end)"
     r.out.print(r.plain(line))
+    if result.job.action == "replay" and result.done:
+        state = result.job.state if result.job.settled else f"{result.job.state}, not all ended"
+        r.out.print(r.plain(f"  outcomes ({state}): {outcomes_text(result.job)}"))
+        if not result.job.settled:
+            r.out.print(r.plain(f"  follow it: dead-letters jobs (or --wait); job {result.job.id}"))
     for item in result.skipped[:20]:
         r.out.print(r.plain(f"  skipped {item['id']}: {item['why']}"))
     for missing in result.missing[:20]:
@@ -318,11 +384,12 @@ def dead_jobs(
         return
     rows = [
         (j.id, j.action, j.state, j.operator, f"{j.done + j.skipped}/{j.planned}", j.done,
-         j.skipped, j.refused, r.at(j.to_json()["started_at"]), r.at(j.to_json()["finished_at"]))
+         j.skipped, j.refused, outcomes_text(j) if j.action == "replay" else "-",
+         r.at(j.to_json()["started_at"]), r.at(j.to_json()["finished_at"]))
         for j in jobs
     ]  # fmt: skip
     columns = ("job", "action", "state", "operator", "progress", "done", "skipped", "refused",
-               "started", "finished")  # fmt: skip
+               "outcomes", "started", "finished")  # fmt: skip
     r.out.print(r.table("Jobs", columns, rows))
 
 

@@ -44,7 +44,14 @@ Until = Annotated[
 Status = Annotated[str | None, typer.Option("--status", help="HTTP status of the last error.")]
 Step = Annotated[str | None, typer.Option("--step", help="Only dead letters stopped at this step.")]
 Source = Annotated[str | None, typer.Option("--source", help="Only events of this source.")]
-Search = Annotated[str | None, typer.Option("--search", help="Text in the detail (any case).")]
+Search = Annotated[
+    str | None,
+    typer.Option(
+        "--search",
+        help="An event id, invoice id, business key or client (exact or prefix), or words of "
+        "the detail (any case).",
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (stable fields: README).")]
 Operator = Annotated[
     str | None, typer.Option("--operator", help="Who acts, for the audit (default: OS user).")

@@ -41,27 +41,35 @@ def status(
     if as_json:
         r.print_json(read().to_json())
         return
+
+    def view() -> Any:
+        return _status_view(read())
+
     if not watch:
-        r.out.print(_status_view(read()))
+        r.out.print(view())
         return
     stop = threading.Event()
-    with Live(_status_view(read()), console=r.out, auto_refresh=False) as live:
+    with Live(view(), console=r.out, auto_refresh=False) as live:
         try:
             while not stop.wait(2.0):
-                live.update(_status_view(read()), refresh=True)
+                live.update(view(), refresh=True)
         except KeyboardInterrupt:
             pass
 
 
 def _status_view(s: Status) -> Any:
+    """Figure per line (fits 80 columns): queue, workers, dead letters, then the breakdowns."""
     age = "-" if s.oldest_queued_age_s is None else f"{s.oldest_queued_age_s:.1f} s"
-    queue = r.table(
-        f"Queue at {r.at(s.at)} UTC",
-        ("queued", "delayed", "in flight", "workers alive", "workers gone", "oldest queued",
-         "dead letters", "oldest dead letter"),
-        [(s.queued, s.delayed, s.in_flight, s.workers, s.workers_gone, age,
-          s.dead_letters_total, r.at(s.oldest_dead_letter_at) or "-")],
-    )  # fmt: skip
+    figures = [
+        ("queued (ready)", s.queued),
+        ("delayed (retries, waits for onboarding)", s.delayed),
+        ("in flight", s.in_flight),
+        ("workers alive / gone", f"{s.workers} / {s.workers_gone}"),
+        ("oldest ready message", age),
+        ("dead letters", s.dead_letters_total),
+        ("oldest dead letter", r.at(s.oldest_dead_letter_at) or "-"),
+    ]
+    queue = r.table(f"Status at {r.at(s.at)} UTC", ("figure", "value"), figures)
     dead_rows = sorted(s.dead_letters.items(), key=lambda kv: -kv[1])
     dead = r.table("Dead letters", ("reason", "count"), dead_rows)
     outcomes = r.table("Outcomes, last hour", ("outcome", "count"),
@@ -94,8 +102,12 @@ def events_show(
 def _print_event(story: EventStory) -> None:
     r.out.print(r.plain(f"event {story.event_id}", "bold")
                 + r.plain(f" ({story.type}) client {story.client_id}"))  # fmt: skip
+    attempts = "-" if story.attempts is None else story.attempts
     r.out.print(
-        r.plain(f"key {story.key}; ended: {story.finished or '-'}; replays: {story.replays}")
+        r.plain(
+            f"key {story.key}; ended: {story.finished or '-'}; attempts: {attempts}; "
+            f"replays: {story.replays}"
+        )
     )
     steps = [(s.name, s.state, r.at(s.at), s.owner, s.result or "") for s in story.steps]
     r.out.print(r.table("Ledger", ("step", "state", "at", "by", "result"), steps))

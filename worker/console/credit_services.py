@@ -30,6 +30,7 @@ from worker.settings import ApiSurface, Settings
 
 ALERT_KINDS = {NotificationType.CREDITS_LOW, NotificationType.CREDITS_RECOVERED}
 ALERTS_SHOWN = 50
+ROWS_PER_PAGE = 50
 FIX_TTL_S = 30 * 60
 
 
@@ -46,13 +47,30 @@ class CreditServices:
         """`credits list`: every subaccount's latest snapshot, shortest runway first."""
         return list_credits(self.redis, self.prefix)
 
-    def page(self) -> dict[str, Any]:
+    def page(self, number: int = 1) -> dict[str, Any]:
+        """The Credits page: drifting and low subaccounts first (critical, then warning), then
+        the rest by runway, `ROWS_PER_PAGE` a page."""
         notes = read_notifications(self.redis, self.prefix, count=ALERTS_SHOWN * 2)
         alerts = [n for n in reversed(notes) if n.type in ALERT_KINDS][:ALERTS_SHOWN]
+        drift = self.open_drift()
+        drifting = {str(d.get("username")) for d in drift}
+        rank = {"critical": 0, "warning": 1}
+        rows = sorted(
+            self.rows(),
+            key=lambda r: (r.username not in drifting, rank.get(r.level, 2) if r.low else 2),
+        )  # stable: by runway within each group
+        pages = max(1, -(-len(rows) // ROWS_PER_PAGE))
+        number = min(max(1, number), pages)
+        start = (number - 1) * ROWS_PER_PAGE
         return {
-            "rows": self.rows(),
+            "rows": rows[start : start + ROWS_PER_PAGE],
+            "drifting": drifting,
+            "page": number,
+            "pages": pages,
+            "total": len(rows),
+            "low_total": sum(1 for r in rows if r.low),
             "alerts": [_alert(n.type.value, n.at, n.data) for n in alerts],
-            "drift": self.open_drift(),
+            "drift": drift,
             "reconcile_ready": self._api_ready(),
         }
 
@@ -60,8 +78,13 @@ class CreditServices:
         return bool(self.settings.api_base_url and self.settings.api_key.get_secret_value())
 
     def open_drift(self) -> list[dict[str, Any]]:
-        """The drift the monitor's last scans found and has not seen go away."""
-        return list(CreditsStore(self.redis, self.prefix).open_drift().values())
+        """The drift the monitor's last scans found and has not seen go away; a missing
+        subaccount's with the last balance it was seen with (its history's newest)."""
+        store = CreditsStore(self.redis, self.prefix)
+        drift = list(store.open_drift().values())
+        missing = [str(d.get("username")) for d in drift if d.get("kind") == "missing"]
+        last = {name: h[0].balance for name, h in store.histories(missing).items() if h}
+        return [{**d, "last_balance": last.get(str(d.get("username")))} for d in drift]
 
     def counts(self) -> tuple[int, int]:
         """(subaccounts with an open low-credit alert, open drift items) for the overview."""
@@ -82,20 +105,30 @@ class CreditServices:
         )
         return {"credits": detail.row, "credit_chart": chart, "drift": drift}
 
-    def reconcile(self) -> dict[str, Any]:
-        """The reconcile report (reads the API) and its fix plan, kept for a confirm."""
+    def reconcile(self, *, recreate: bool = False) -> dict[str, Any]:
+        """The reconcile report (reads the API) and its fix plan, kept for a confirm; with
+        `recreate`, missing subaccounts are re-created with their last known credits."""
         self.settings.require_api()  # ConfigError says which setting is missing
         with monitor_client(self.settings, self.redis) as api:
             found = reconcile.find(
-                api, self.redis, self.prefix, page_size=self.settings.monitor_page_size
+                api,
+                self.redis,
+                self.prefix,
+                page_size=self.settings.monitor_page_size,
+                recreate_missing=recreate,
             )
         ctx = Context(needs_password=self.settings.api_surface == ApiSurface.V6)
-        fixes = reconcile.plan(found, ctx)
-        notes = {(f.drift.kind, f.drift.username): f.note for f in fixes}
-        items = [{**i.to_json(), "fix": notes.get((i.drift.kind, i.drift.username), "")}
+        fixes = reconcile.plan(found, ctx, restore_credits=recreate)
+        notes: dict[tuple[Any, str], list[str]] = {}
+        for f in fixes:
+            notes.setdefault((f.drift.kind, f.drift.username), []).append(f.note)
+        items = [{**i.to_json(), "fix": "; ".join(notes.get((i.drift.kind, i.drift.username), []))}
                  for i in found.items]  # fmt: skip
         fixable = [f for f in fixes if f.event is not None]
-        return {"items": items, "fixes": fixes, "fixable": fixable, "fix_id": self._keep(fixable)}
+        missing = [i for i in found.items if i.drift.kind.value == "missing"]
+        return {"items": items, "fixes": fixes, "fixable": fixable, "fix_id": self._keep(fixable),
+                "missing": len(missing),
+                "missing_credits": sum(i.last_balance or 0 for i in missing)}  # fmt: skip
 
     def kept_fix(self, fix_id: str) -> list[Fix]:
         raw: Any = self.redis.get(keys.console_plan(self.prefix, f"fix-{fix_id}"))

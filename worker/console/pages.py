@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
@@ -17,12 +18,13 @@ from starlette.responses import Response
 
 from worker.console.auth import Role, User
 from worker.console.guard import Forbidden, current_user, may_change
-from worker.console.services import Filters, NotFound, Services
-from worker.ops.filters import InvalidInput
+from worker.console.services import Filters, NotFound, Page, Services
+from worker.ops.api_health import circuit_open
+from worker.ops.filters import STEPS, TYPES, InvalidInput
 
 router = APIRouter()
 PAGE_SIZE = 50
-PREVIEW_ROWS = 200
+PREVIEW_ROWS = 25  # the first rows; the counts and the confirm above them cover all
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -59,8 +61,13 @@ def dead_letters(
 ) -> Response:
     svc = services(request)
     filters = Filters.from_mapping(request.query_params)
-    page = svc.dead_letter_page(filters, after, PAGE_SIZE)
-    context: dict[str, Any] = {"filters": filters, "page": page, "after": after}
+    error, status = None, 200
+    try:
+        page = svc.dead_letter_page(filters, after, PAGE_SIZE)
+    except InvalidInput as exc:  # a filter typo: said above the (empty) list, form kept
+        error, status, page = str(exc).replace("--", ""), 422, Page([], None, 0)
+    context: dict[str, Any] = {"filters": filters, "page": page, "after": after, "error": error}
+    context["status_code"] = status
     if is_fragment(request) and request.headers.get("hx-target") == "results":
         response = render(request, "_dead_letter_results.html", **context)
         query = "&".join(q for q in (filters.query, f"after={after}" if after else "") if q)
@@ -68,6 +75,7 @@ def dead_letters(
         return response
     context["clusters"] = svc.clusters()
     context["reasons"] = svc.reasons()
+    context["types"], context["steps"] = TYPES, STEPS
     context["jobs"] = svc.jobs(running_only=True)
     return render(request, "dead_letters.html", **context)
 
@@ -85,6 +93,9 @@ async def preview(request: Request, user: User = Depends(may_change(Role.OPERATO
     plan_id = svc.keep_plan(plan) if plan.planned else None
     context: dict[str, Any] = {"plan": plan, "plan_id": plan_id, "action": action}
     context["resolve"] = resolve
+    context["circuit_warning"] = (
+        circuit_open(svc.redis, svc.prefix) if context.get("action") == "replay" else None
+    )
     return render(request, "_preview.html", preview_rows=PREVIEW_ROWS, **context)
 
 
@@ -154,15 +165,22 @@ def client_page(request: Request, client_id: str, user: User = Depends(current_u
 
 # --- credits ---------------------------------------------------------------------------------
 @router.get("/credits", response_class=HTMLResponse)
-def credits_page(request: Request, user: User = Depends(current_user)) -> Response:
-    return render(request, "credits.html", **services(request).credit.page())
+def credits_page(request: Request, page: int = 1, user: User = Depends(current_user)) -> Response:
+    return render(request, "credits.html", **services(request).credit.page(page))
 
 
 @router.post("/credits/reconcile", response_class=HTMLResponse)
-def reconcile_report(request: Request, user: User = Depends(may_change(Role.VIEWER))) -> Response:
+async def reconcile_report(
+    request: Request, user: User = Depends(may_change(Role.VIEWER))
+) -> Response:
     """Reconcile's report (it reads the API, changes nothing): any user may ask for it. Its fix
-    plan is kept for an admin's preview and confirm."""
-    return render(request, "_reconcile.html", report=services(request).credit.reconcile())
+    plan is kept for an admin's preview and confirm; `recreate` includes re-creating missing
+    subaccounts with their last known credits."""
+    recreate = (await request.form()).get("recreate") == "1"
+    report = await anyio.to_thread.run_sync(
+        lambda: services(request).credit.reconcile(recreate=recreate)
+    )
+    return render(request, "_reconcile.html", report=report, recreate=recreate)
 
 
 @router.post("/credits/fix/preview", response_class=HTMLResponse)

@@ -25,6 +25,8 @@ from worker.console.credit_services import CreditServices
 from worker.console.jobs import BackgroundJobs, IndexWarmer
 from worker.console.views import line_chart, when
 from worker.errors import SubaccountWorkerError
+from worker.ops.advice import next_step
+from worker.ops.api_health import api_health
 from worker.ops.audit import AuditEntry, list_audit
 from worker.ops.clusters import summarize
 from worker.ops.dead_letters import DeadLetters
@@ -32,7 +34,7 @@ from worker.ops.filters import DeadLetterFilter, InvalidInput, parse_time
 from worker.ops.job_records import Job, cancel_job, get_job, list_jobs, running_jobs
 from worker.ops.jobs import Runner
 from worker.ops.listing import DeadLetterView, list_dead_letters
-from worker.ops.outcomes import read_outcomes
+from worker.ops.outcome_counts import read_api_calls, read_counts
 from worker.ops.plans import Action, Plan, Resolve, select
 from worker.ops.plans import plan as make_plan
 from worker.ops.status import Status, read_status
@@ -45,7 +47,6 @@ PLAN_TTL_S = 30 * 60
 REDIS_CONNECTIONS = 64
 TIMELINE_SHOWN = 200  # newest entries drawn on a client's page
 CHART_MINUTES = 60
-CHART_MAX_OUTCOMES = 2_000  # newest outcomes drawn; a busier hour is drawn in part (said so)
 OVERVIEW_CACHE_S = 1.5  # viewers and their live streams share one reading
 FILTER_FIELDS = ("reason", "type", "client", "source", "step", "status", "since", "until", "q")
 
@@ -109,6 +110,22 @@ class JobView:
         return self.job.state == "running"
 
     @property
+    def outcome_rows(self) -> list[tuple[str, str, str]]:
+        """The breakdown's rows: (outcome, label, css class), the ones that happened first."""
+        rows = [
+            ("applied", "applied", "ok"),
+            ("duplicate", "duplicate (already applied)", "ok"),
+            ("superseded", "superseded", "ok"),
+            ("ignored", "ignored", "muted"),
+            ("dead_lettered_again", "dead-lettered again", "error"),
+            ("pending", "still queued or retrying", "warn"),
+        ]
+        counts = self.job.breakdown()
+        return [row for row in rows if counts.get(row[0])] + [
+            row for row in rows if not counts.get(row[0])
+        ]
+
+    @property
     def started_at(self) -> int:
         return self.job.started_ms
 
@@ -166,12 +183,12 @@ class Services:
         """The object of `status --json`."""
         return self.status().to_json()
 
-    def overview(self) -> dict[str, Any]:
-        """Everything the overview shows, for its template and its live streams (one reading
-        shared for `OVERVIEW_CACHE_S`, however many viewers)."""
+    def overview(self, *, fresh: bool = False) -> dict[str, Any]:
+        """Everything the overview shows, for its template and its live feed (one reading
+        shared for `OVERVIEW_CACHE_S`, however many viewers; `fresh` reads anew)."""
         with self._overview_lock:
             at, cached = self._overview
-            if cached is None or time.monotonic() - at > OVERVIEW_CACHE_S:
+            if fresh or cached is None or time.monotonic() - at > OVERVIEW_CACHE_S:
                 cached = self._read_overview()
                 self._overview = (time.monotonic(), cached)
             return cached
@@ -181,25 +198,30 @@ class Services:
         low_credits, drift = self.credit.counts()
         by_reason = sorted(status.dead_letters.items(), key=lambda kv: (-kv[1], kv[0]))
         now_ms = int(time.time() * 1000)
-        outcomes = read_outcomes(self.redis, self.prefix, count=CHART_MAX_OUTCOMES)
-        per_minute, _ = outcomes_per_minute(outcomes, now_ms, CHART_MINUTES)
+        counts = read_counts(self.redis, self.prefix, now_ms, minutes=CHART_MINUTES)
         chart = line_chart(
-            per_minute, first_label=f"-{CHART_MINUTES} min", last_label=when(now_ms)[11:16]
+            counts.per_minute(),
+            first_label=f"-{CHART_MINUTES} min",
+            last_label=when(now_ms)[11:16],
         )
-        last_hour = status.outcomes_last_hour
+        day_chart = line_chart(counts.per_hour(), first_label="-24 h", last_label="now")
+        last_hour, last_day = counts.last_hour, counts.last_day
         return {
             "status": status,
             "dead_total": status.dead_letters_total,
             "by_reason": by_reason,
+            "advice": {reason: next_step(reason) for reason, _ in by_reason},
             "chart": chart,
+            "day_chart": day_chart,
             "chart_minutes": CHART_MINUTES,
-            "chart_partial": len(outcomes) >= CHART_MAX_OUTCOMES,
-            "chart_cap": CHART_MAX_OUTCOMES,
             "outcomes_total": sum(last_hour.values()),
+            "outcomes_day": sum(last_day.values()),
             "by_outcome": sorted(last_hour.items(), key=lambda kv: -kv[1]),
             "jobs": [JobView(job) for job in running_jobs(self.redis, self.prefix)],
             "low_credits": low_credits,
             "drift": drift,
+            "api": api_health(self.redis, self.prefix),
+            "api_calls": read_api_calls(self.redis, self.prefix, now_ms),
         }
 
     # --- dead letters -----------------------------------------------------------------------
@@ -329,7 +351,9 @@ class Services:
         return job.job.to_json()
 
     def job_finished(self, job: JobView) -> bool:
-        return not job.running
+        """Nothing more will change: its batches are done and every replayed event has ended
+        (or its process is gone)."""
+        return job.job.settled or job.state == "stale"
 
     def cancel_job(self, job_id: str, operator: str) -> JobView:
         found = cancel_job(self.redis, self.prefix, job_id, operator)
@@ -392,21 +416,6 @@ def console_redis(settings: Settings, url: str | None = None) -> redis.Redis:
         socket_connect_timeout=2.0,
         health_check_interval=30,
     )
-
-
-def outcomes_per_minute(
-    outcomes: list[dict[str, Any]], now_ms: int, minutes: int
-) -> tuple[list[int], dict[str, int]]:
-    """Bucket outcome records into the last `minutes` minutes (oldest first), and count kinds."""
-    buckets = [0] * minutes
-    kinds: dict[str, int] = {}
-    for record in outcomes:
-        age_min = (now_ms - int(record.get("at_ms") or 0)) // 60_000
-        if 0 <= age_min < minutes:
-            buckets[minutes - 1 - age_min] += 1
-            kind = str(record.get("outcome", ""))
-            kinds[kind] = kinds.get(kind, 0) + 1
-    return buckets, kinds
 
 
 def _read_cursor(cursor: str | None) -> tuple[int | None, int, int | None]:

@@ -101,6 +101,8 @@ class Monitor:
     metrics: MonitorMetrics | None = None
     last_tick: float = 0.0
     leader: bool = False
+    api_seen: bool = False  # a scan has succeeded (the API answered)
+    api_waiting: bool = False  # "waiting for the API" was said
 
     def __post_init__(self) -> None:
         self.stop_event = threading.Event()
@@ -187,15 +189,27 @@ class Monitor:
         """Tick until `stop_event` is set; then release the lease."""
         try:
             while not self.stop_event.is_set():
-                try:
-                    self.tick()
-                except (Stopping, LeaseLost) as exc:
-                    log.info("credits.scan_interrupted", why=type(exc).__name__)
-                except (BrokerUnavailable, ApiError, redis.RedisError) as exc:
-                    log.warning("credits.tick_failed", error=str(exc))
+                self.tick_once()
                 self.stop_event.wait(self.tick_s)
         finally:
             self.lease.release()
+
+    def tick_once(self) -> None:
+        """One tick, its failure logged. Until a first scan succeeds, an API that does not
+        answer yet (a monitor started before it) is said once at INFO, not as a failed tick."""
+        try:
+            if self.tick() is not None:
+                self.api_seen = True
+        except (Stopping, LeaseLost) as exc:
+            log.info("credits.scan_interrupted", why=type(exc).__name__)
+        except ApiError as exc:
+            if self.api_seen:
+                log.warning("credits.tick_failed", error=str(exc))
+            elif not self.api_waiting:
+                self.api_waiting = True
+                log.info("credits.waiting_for_api", error=str(exc))
+        except (BrokerUnavailable, redis.RedisError) as exc:
+            log.warning("credits.tick_failed", error=str(exc))
 
 
 def request_scan(client: redis.Redis, prefix: str) -> None:
@@ -225,6 +239,9 @@ def build_monitor(
         rate_window_s=settings.monitor_rate_window_s,
         clock=clock,
         concurrency=settings.monitor_concurrency,
+        min_history_s=settings.monitor_runway_min_history_s,
+        min_samples=settings.monitor_runway_min_samples,
+        digest_period_s=settings.credits_digest_period_s,
     )
     lease = Lease(client, keys.credit_lease(settings.key_prefix), settings.monitor_lease_ttl_ms)
     metrics = MonitorMetrics(store, settings.monitor_balance_gauges, clock)

@@ -44,6 +44,7 @@ class NotificationType(StrEnum):
     CREDITS_LOW = "subaccount.credits_low"
     CREDITS_RECOVERED = "subaccount.credits_recovered"
     DRIFT_DETECTED = "subaccount.drift_detected"
+    CREDITS_DIGEST = "subaccount.credits_digest"  # every low client, once per digest period
 
 
 @dataclass(frozen=True)

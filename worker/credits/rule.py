@@ -9,7 +9,9 @@
 | any | unlimited subaccount | never alerts; an open alert clears at once |
 
 (1) Once per period: if this subaccount's last notified opening is younger than `period_s`, the
-alert is `reopened` under its old id without a notification, and its clearing is quiet too.
+alert is `reopened` under its old id without a notification, and its escalation and clearing
+are quiet too (the digest lists it). So a subaccount is notified at most three times a period:
+opened, escalated, cleared.
 
 The alert id is stable: made once when an alert opens, kept by escalations and by a reopening
 within the period, so receivers can group every notification of one episode.
@@ -132,9 +134,10 @@ def evaluate(
     if reading.unlimited:
         return _clear(state, state.alert_id)
     if _RANK[level] > _RANK[state.level]:
-        new = replace(
-            state, level=level, recovering_since=None, notified_at=reading.at, quiet=False
-        )
+        if state.quiet:  # a reopening within the period escalates quietly too (the digest says)
+            new = replace(state, level=level, recovering_since=None)
+            return new, Transition("escalated", state.alert_id, level, notify=False)
+        new = replace(state, level=level, recovering_since=None, notified_at=reading.at)
         return new, Transition("escalated", state.alert_id, level, notify=True)
     if above_clear(reading, th):
         since = state.recovering_since if state.recovering_since is not None else reading.at

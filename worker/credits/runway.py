@@ -3,7 +3,10 @@
 The rate counts only consumption: rises of `used` where the API reports it, otherwise falls of
 the balance. A top-up (the balance rising) is not negative consumption, so it neither hides nor
 inflates the rate. The runway is the balance divided by that rate: how long, at the pace seen
-over the window, until the subaccount has no credits left.
+over the window, until the subaccount has no credits left. A rate is told only from enough
+history (`min_span_s`, `min_samples`): extrapolated from minutes, a burst of sending made 497 of
+500 subaccounts "low"; with too little history the runway is unknown and only the balance
+thresholds can alert.
 """
 
 from __future__ import annotations
@@ -22,18 +25,23 @@ class Sample:
     used: int | None = None
 
 
-def consumption_rate(history: Sequence[Sample], window_s: float) -> float | None:
+def consumption_rate(
+    history: Sequence[Sample], window_s: float, min_span_s: float = 0.0, min_samples: int = 2
+) -> float | None:
     """Credits consumed per second over the samples of the last `window_s` seconds.
 
-    `history` may come in any order. None when fewer than two samples span some time (no rate can
-    be told yet); 0.0 when nothing was consumed.
+    `history` may come in any order. None when the samples in the window are fewer than
+    `min_samples` (at least two) or span less than `min_span_s` (no rate can be told yet); 0.0
+    when nothing was consumed.
     """
     if not history:
         return None
     ordered = sorted(history, key=lambda s: s.at)
     newest = ordered[-1].at
     recent = [s for s in ordered if s.at >= newest - window_s]
-    if len(recent) < 2 or recent[-1].at <= recent[0].at:
+    if len(recent) < max(2, min_samples) or recent[-1].at <= recent[0].at:
+        return None
+    if recent[-1].at - recent[0].at < min_span_s:
         return None
     consumed = sum(_consumed(a, b) for a, b in itertools.pairwise(recent))
     return consumed / (recent[-1].at - recent[0].at)

@@ -87,6 +87,9 @@ class Scanner:
         clock: Clock = time.time,
         keep_alive: Callable[[], None] = _noop,
         concurrency: int = 4,
+        min_history_s: float = 0.0,
+        min_samples: int = 2,
+        digest_period_s: float | None = None,
     ) -> None:
         self.api = api
         self.store = store
@@ -97,6 +100,9 @@ class Scanner:
         self.clock = clock
         self.keep_alive = keep_alive  # called between calls: the monitor renews its lease there
         self.concurrency = concurrency  # reads in flight: the limiter, not latency, sets the pace
+        self.min_history_s = min_history_s  # a runway needs history spanning this long...
+        self.min_samples = min_samples  # ...and this many readings
+        self.digest_period_s = digest_period_s  # one digest of every low client per period
 
     def list_all(self) -> list[Subaccount]:
         return list_subaccounts(self.api, self.page_size, self.keep_alive)
@@ -114,6 +120,8 @@ class Scanner:
         report.drift = find_drift(states, {sub.username: sub for sub in listed})
         report.finished_at = self.clock()
         self._record(report)
+        if self.digest_period_s is not None:
+            send_digest(self.store, self.notifier, report.finished_at, self.digest_period_s)
         return report
 
     def refresh(self, usernames: list[str]) -> ScanReport:
@@ -192,7 +200,7 @@ class Scanner:
             read_at=at,
         )
         samples = [base.sample(), *(old.sample() for old in histories.get(base.username, []))]
-        rate = consumption_rate(samples, self.rate_window_s)
+        rate = consumption_rate(samples, self.rate_window_s, self.min_history_s, self.min_samples)
         unlimited = details.credit_type == CreditType.UNLIMITED
         runway = None if unlimited else runway_s(details.balance, rate)
         return base.model_copy(update={"rate_per_s": rate, "runway_s": runway})
@@ -215,6 +223,39 @@ class Scanner:
                 "errors": report.errors,
             }
         )
+
+
+def send_digest(
+    store: CreditsStore, notifier: Notifier, now: float, period_s: float
+) -> Notification | None:
+    """At most one `credits_digest` per `period_s`: every subaccount with an open low-credit
+    alert, critical first, lowest balance first (none when nobody is low)."""
+    marker = f"{store.prefix}:credits:digest"
+    last: Any = store.redis.hget(marker, "digest_at")
+    if last is not None and now - float(last) < period_s:
+        return None
+    snaps = store.snapshots()
+    alerts = store.alerts_of(list(snaps))
+    low = sorted(
+        (
+            {"username": name, "client_id": snap.client_id, "level": alerts[name].level.value,
+             "balance": snap.balance, "runway_s": snap.runway_s}
+            for name, snap in snaps.items()
+            if alerts[name].open
+        ),
+        key=lambda row: (row["level"] != "critical", row["balance"]),
+    )  # fmt: skip
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.hset(marker, "digest_at", repr(now))  # when the last digest was due
+    note = None
+    if low:
+        data = {"period_s": period_s, "count": len(low), "clients": low}
+        note = Notification.make(NotificationType.CREDITS_DIGEST, now, data, repr(now))
+        notifier.add(pipe, note)
+    store.execute(pipe)
+    if note:
+        logged([note])
+    return note
 
 
 def list_subaccounts(

@@ -22,6 +22,13 @@ from worker.ops.filters import rfc3339
 AUDIT_MAXLEN = 10_000
 IDS_KEPT = 1000  # ids written per entry; `count` says how many there were
 log = get_logger(__name__)
+_LOGGED = {"actions": True}  # off in the CLI: its own output says what it did
+
+
+def log_actions(enabled: bool) -> None:
+    """Whether `record` also logs each action (the worker and console: yes; a CLI command
+    prints the result itself, and a log line on stderr would land in the middle of it)."""
+    _LOGGED["actions"] = enabled
 
 
 def operator_name(given: str | None = None) -> str:
@@ -91,6 +98,8 @@ def record(
         job_id=job_id,
     )
     client.xadd(keys.audit(prefix), entry.fields(), maxlen=AUDIT_MAXLEN, approximate=True)  # type: ignore[arg-type]
+    if not _LOGGED["actions"]:
+        return entry
     log.info(
         "ops.action",
         action=action,

@@ -12,14 +12,25 @@ import datetime as dt
 import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, get_args
 
+from handlers.events import EventType
+from handlers.outcomes import Reason
+from handlers.plan import Step
 from worker.errors import SubaccountWorkerError
 from worker.pipeline.outcomes import DeadLetter
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _HTTP_STATUS = re.compile(r"\(HTTP (\d{3})\)")
+_WORD = re.compile(r"[a-z0-9][a-z0-9_.:-]*[a-z0-9]|[a-z0-9]")
+WORDS_KEPT = 32  # words of one detail indexed and searched (the detail's first ones)
+# The closed sets a filter names: a value outside them is a typo, never "0 of 0 shown".
+REASONS: tuple[str, ...] = tuple(reason.value for reason in Reason)
+TYPES: tuple[str, ...] = tuple(kind.value for kind in EventType)
+STEPS: tuple[str, ...] = tuple(
+    str(kind.model_fields["kind"].default) for kind in get_args(get_args(Step)[0])
+)
 
 
 class InvalidInput(SubaccountWorkerError):
@@ -58,13 +69,13 @@ class DeadLetterFilter:
         """A filter from the operator's text; InvalidInput names the bad part."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         return cls(
-            reason=reason or None,
-            type=type or None,
+            reason=one_of(reason, REASONS, "--reason"),
+            type=one_of(type, TYPES, "--type"),
             client=client or None,
             since_ms=parse_time(since, now, "--since") if since else None,
             until_ms=parse_time(until, now, "--until") if until else None,
             status=_status(status),
-            step=step or None,
+            step=one_of(step, STEPS, "--step"),
             source=source or None,
             search=search or None,
         )
@@ -89,7 +100,7 @@ class DeadLetterFilter:
                 (self.step, letter.step),
                 (self.source, source_of(letter)),
             )
-        ) and (self.search is None or self.search.lower() in letter.detail.lower())
+        ) and (self.search is None or matches_search(letter, self.search))
 
     def to_json(self) -> dict[str, Any]:
         """The given conditions only, times as RFC 3339 (for jobs, the audit and `--json`)."""
@@ -102,6 +113,23 @@ class DeadLetterFilter:
             else:
                 out[name] = value
         return out
+
+
+def one_of(value: str | None, valid: tuple[str, ...], option: str) -> str | None:
+    """`value` if it is one of `valid` (None if not given); InvalidInput lists the valid ones
+    and, for a near miss (`client-unknown`, `invoice_paid`), the one probably meant."""
+    if not value:
+        return None
+    if value in valid:
+        return value
+    folded = {_fold(v): v for v in valid}
+    near = folded.get(_fold(value))
+    hint = f" (did you mean {near}?)" if near else ""
+    raise InvalidInput(f"{option} {value!r} is not one of: {', '.join(valid)}{hint}")
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
 def parse_time(text: str, now_ms: int, option: str = "time") -> int:
@@ -136,6 +164,36 @@ def http_status(letter: DeadLetter) -> int | None:
         return status
     found = _HTTP_STATUS.search(letter.detail)
     return int(found.group(1)) if found else None
+
+
+def identifiers_of(letter: DeadLetter) -> dict[str, str]:
+    """What an operator knows a dead letter by: event id, invoice id, business key, client."""
+    data = letter.event.get("data")
+    invoice = data.get("invoice_id") if isinstance(data, dict) else None
+    found = {
+        "event": str(letter.event.get("id") or ""),
+        "invoice": invoice if isinstance(invoice, str) else "",
+        "business_key": letter.business_key or "",
+        "client": letter.client_id,
+    }
+    return {dim: value for dim, value in found.items() if value}
+
+
+def words(text: str) -> list[str]:
+    """The words of a text as the index keeps them: lower case, in order, each once."""
+    return list(dict.fromkeys(_WORD.findall(text.lower())))
+
+
+def matches_search(letter: DeadLetter, query: str) -> bool:
+    """Does `letter` answer the search: an identifier equal to or starting with the query (any
+    case), or every word of the query among the detail's words?"""
+    q = query.strip().lower()
+    if not q:
+        return True
+    if any(value.lower().startswith(q) for value in identifiers_of(letter).values()):
+        return True
+    wanted = words(q)
+    return bool(wanted) and set(wanted) <= set(words(letter.detail)[:WORDS_KEPT])
 
 
 def source_of(letter: DeadLetter) -> str:

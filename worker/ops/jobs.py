@@ -19,6 +19,9 @@ fail (issue 10.8); the worker only ever adds dead letters.
 The job record (`{p}:ops:job:{id}`, listed in `{p}:ops:jobs`) holds the filter, ids, operator,
 times, counts and a cancel flag that the runner reads at each batch: a second operator (or the
 console) sees progress and can cancel. The last `JOBS_KEPT` jobs are kept, each for 30 days.
+A replay's re-queued events go to the job's pending set, followed to their end by
+`job_records.track`. The audit gets an entry when the job starts (before it acts), one when its
+batches end and one when its replayed events have all ended.
 """
 
 from __future__ import annotations
@@ -36,13 +39,22 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.ops import audit
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.index import DeadLetterIndex
-from worker.ops.job_records import JOB_TTL_S, Job, as_text, get_job, now_ms
+from worker.ops.job_records import (
+    JOB_TTL_S,
+    Job,
+    as_text,
+    get_job,
+    now_ms,
+    pending_key,
+    track,
+)
 from worker.ops.plans import ItemPlan, Plan, digest
 from worker.pipeline import publish
 from worker.pipeline.ledger import StepRecord, StepState
@@ -90,6 +102,8 @@ class JobResult:
             "skipped": self.skipped
             + [{"id": i, "why": "no such dead letter"} for i in self.missing],
             "cancelled": self.cancelled,
+            "state": self.job.state,
+            "outcomes": self.job.breakdown(),
         }
 
 
@@ -116,7 +130,7 @@ class Runner:
         progress: Progress | None = None,
     ) -> JobResult:
         """Carry out `plan` as a recorded job; stops between batches when `stop` is set or the
-        job is cancelled. The audit gets one entry with the result."""
+        job is cancelled. The audit gets `<action>_started` first and `<action>` with the result."""
         if plan.action == "replay" and self.publisher is None:
             raise ValueError("a replay job needs a publisher")
         stop = stop or threading.Event()
@@ -199,13 +213,36 @@ class Runner:
         pipe.zadd(keys.ops_jobs(self.prefix), {job_id: now})
         pipe.zremrangebyrank(keys.ops_jobs(self.prefix), 0, -JOBS_KEPT - 1)
         _execute(pipe, "record the job")
+        # Written before anything is acted on: a job killed mid-way shows in the audit as
+        # started (and in `jobs` as stale), not as nothing.
+        audit.record(
+            self.client,
+            self.prefix,
+            f"{plan.action}_started",
+            operator,
+            filter=plan.filter,
+            ids=[item.id for item in plan.planned],
+            result={"planned": len(plan.planned), "refused": len(plan.refused)},
+            job_id=job_id,
+        )
         return job_id
 
     def _finish(self, job_id: str, cancelled: bool) -> Job:
+        """Record the end of the job's batches. A replay that re-queued events is `settling`
+        until each has ended (`track`); anything else is finished (or cancelled) now."""
         key = keys.ops_job(self.prefix, job_id)
         now = now_ms()
-        state = "cancelled" if cancelled else "finished"
-        self.client.hset(key, mapping={"finished_ms": now, "updated_ms": now, "state": state})
+        pending = int(self.client.hget(key, "pending") or 0)  # type: ignore[arg-type,unused-ignore]
+        fields: dict[FieldT, EncodableT] = {"updated_ms": now, "replayed_ms": now}
+        if cancelled:
+            fields.update(state="cancelled", finished_ms=now)
+        elif pending:
+            fields.update(state="settling")
+        else:
+            fields.update(state="finished", finished_ms=now)
+        self.client.hset(key, mapping=fields)
+        if pending:
+            track(self.client, self.prefix, job_id, now=True)
         job = get_job(self.client, self.prefix, job_id)
         assert job is not None  # written just above
         return job
@@ -238,6 +275,7 @@ class Runner:
             queue,
             f"{queue}.msgs",
             keys.ops_job(self.prefix, job_id),
+            pending_key(self.prefix, job_id),
         ]
         args: list[Any] = [
             self.timeline_maxlen,
@@ -245,6 +283,7 @@ class Runner:
             keys.dead_letter_claim(self.prefix, ""),
             now_ms(),
             *self.publisher.keyspace.lua_args(),
+            JOB_TTL_S,
         ]
         message_ids: list[str] = []
         for item in items:

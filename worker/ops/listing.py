@@ -40,9 +40,15 @@ class DeadLetterView:
     first_failed_at: str | None
     last_failed_at: str | None
     readings: dict[str, Any] = field(default_factory=dict)
+    invoice_id: str | None = None
+    credits: int | None = None
+    business_key: str | None = None
 
     @classmethod
     def of(cls, letter: DeadLetter) -> DeadLetterView:
+        data = letter.event.get("data")
+        data = data if isinstance(data, dict) else {}
+        invoice, credits = data.get("invoice_id"), data.get("credits")
         return cls(
             id=letter.key,
             event_id=str(letter.event.get("id", "")),
@@ -58,6 +64,9 @@ class DeadLetterView:
             first_failed_at=rfc3339(letter.first_failure_ms),
             last_failed_at=rfc3339(letter.last_failure_ms),
             readings=letter.readings,
+            invoice_id=invoice if isinstance(invoice, str) else None,
+            credits=credits if type(credits) is int else None,
+            business_key=letter.business_key,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from handlers.outcomes import Outcome
 from worker import keys
 from worker.errors import BrokerUnavailable
 from worker.ops.dead_letters import DeadLetters
+from worker.ops.queue_age import ready_since_ms
 from worker.pipeline.circuit import CircuitPolicy
 from worker.pipeline.circuit_store import CircuitStore
 from worker.pipeline.keyspace import Keyspace
@@ -127,7 +128,9 @@ class QueueCollector:
         yield GaugeMetricFamily("saw_queue_depth", "Messages ready in the queue", value=depth)
         yield GaugeMetricFamily("saw_queue_delayed", "Messages waiting for a retry", value=delayed)
         yield GaugeMetricFamily(
-            "saw_queue_oldest_age_seconds", "Age of the oldest ready message", value=oldest
+            "saw_queue_oldest_age_seconds",
+            "Time the oldest ready message has waited since it became ready",
+            value=oldest,
         )
         family = GaugeMetricFamily("saw_dead_letters", "Dead letters by reason", labels=["reason"])
         for reason, count in sorted(dead.items()):
@@ -175,8 +178,8 @@ class QueueCollector:
         )
         if not raw:
             return 0.0
-        sent_ms = float(json.loads(raw).get("message_timestamp", 0))
-        return max(0.0, time.time() - sent_ms / 1000)
+        ready_ms = ready_since_ms(json.loads(raw))
+        return max(0.0, time.time() - ready_ms / 1000) if ready_ms else 0.0
 
 
 def merged_registry(run_dir: str, collector: QueueCollector) -> CollectorRegistry:

@@ -1,6 +1,8 @@
 """The state of the queue and the worker, read from Redis alone (so it answers with every worker
-down): queued, delayed, in flight, workers alive, dead letters, recent outcomes, running jobs,
-and whether the API is available (the circuit breaker's shared state, `api_health`).
+down): queued, delayed, in flight, workers alive, dead letters, recent outcomes (the per-minute
+counts of `worker.ops.outcome_counts`), running jobs, and whether the API is available (the
+circuit breaker's shared state, `api_health`). The oldest queued age counts from when the
+message became ready (`worker.ops.queue_age`): a wait for onboarding is delayed, not stuck.
 
 Dramatiq's Redis layout (`dramatiq/brokers/redis/dispatch.lua`), under our namespace `{p}:dramatiq`:
 `{ns}:{queue}` list of message ids and `{ns}:{queue}.msgs` their bodies; `{ns}:{queue}.DQ` the
@@ -23,12 +25,11 @@ from worker import keys
 from worker.ops.dead_letters import DeadLetters
 from worker.ops.filters import rfc3339
 from worker.ops.job_records import running_jobs
+from worker.ops.outcome_counts import read_counts
+from worker.ops.queue_age import ready_since_ms
 from worker.pipeline.circuit import CircuitPolicy
 from worker.pipeline.circuit_store import CircuitStore
 from worker.pipeline.keyspace import Keyspace
-
-HOUR_MS = 3_600_000
-OUTCOMES_READ_MAX = 200_000  # entries read for "last hour" (the stream is capped anyway)
 
 
 @dataclass(frozen=True)
@@ -144,27 +145,11 @@ def read_status(
         dead_letters=dead,
         dead_letters_total=sum(dead.values()),
         oldest_dead_letter_at=rfc3339(int(oldest_dead[0][1])) if oldest_dead else None,
-        outcomes_last_hour=outcomes_since(client, prefix, now - HOUR_MS),
+        outcomes_last_hour=read_counts(client, prefix, now).last_hour,
         jobs_running=[job.to_json() for job in running_jobs(client, prefix)],
         at=rfc3339(now),
         api=api_health(client, prefix).to_json(),
     )
-
-
-def outcomes_since(client: redis.Redis, prefix: str, since_ms: int) -> dict[str, int]:
-    """Outcomes recorded since `since_ms`, by kind (read in batches, newest first)."""
-    counts: dict[str, int] = {}
-    high, read = "+", 0
-    while read < OUTCOMES_READ_MAX:
-        rows: Any = client.xrevrange(keys.outcomes(prefix), high, f"{since_ms}-0", count=1000)
-        if not rows:
-            break
-        for _entry_id, fields in rows:
-            kind = _text(fields.get(b"outcome", fields.get("outcome", b"")))
-            counts[kind] = counts.get(kind, 0) + 1
-        read += len(rows)
-        high = f"({_text(rows[-1][0])}"  # exclusive: the entries before the last one read
-    return counts
 
 
 def _age_s(
@@ -176,8 +161,8 @@ def _age_s(
     if raw is None:
         return None
     try:
-        stamp = int(json.loads(raw).get("message_timestamp") or 0)
-    except (ValueError, AttributeError):
+        stamp = ready_since_ms(json.loads(raw))
+    except (ValueError, AttributeError, TypeError):
         return None
     return round(max(0, now_ms - stamp) / 1000, 3) if stamp else None
 

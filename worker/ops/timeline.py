@@ -93,13 +93,22 @@ class EventStory:
     envelope: dict[str, Any] | None  # redacted; kept only while a dead letter holds it
     steps: list[StepView]
     finished: str | None  # how the ledger says it ended
-    deliveries: int
+    deliveries: int  # of the attempt run under way (0 once it ended: see `attempts`)
     outcomes: list[TimelineItem]  # newest first, operator entries included
     dead_letter: DeadLetterView | None
     replays: int
 
+    @property
+    def attempts(self) -> int | None:
+        """Attempts it took, as its last ending (or its dead letter) says."""
+        if self.dead_letter is not None:
+            return self.dead_letter.attempts
+        made = [item.attempt for item in self.outcomes if item.attempt]
+        return made[0] if made else None
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out["attempts"] = self.attempts
         out["dead_letter"] = self.dead_letter.to_json() if self.dead_letter else None
         return out
 
@@ -133,9 +142,15 @@ def event_story(
     if source is not None:
         key = event_key(source, event_id)
     else:
-        found_keys = sorted({str(r.get("key", "")) for r in found})
+        found_keys = sorted({str(r.get("key", "")) for r in found}) or _dead_letter_keys(
+            client, prefix, event_id
+        )
         if not found_keys:
-            raise InvalidInput(f"no event {event_id!r} in the outcome stream: give --source")
+            raise InvalidInput(
+                f"no event {event_id!r} is known: not in the outcome stream (its newest "
+                "entries) nor among the dead letters; check the id (`dead-letters list "
+                "--search` finds one by invoice or client)"
+            )
         if len(found_keys) > 1:
             raise InvalidInput(
                 f"event id {event_id!r} has {len(found_keys)} sources: give --source"
@@ -152,6 +167,13 @@ def event_story(
     mine = [json.loads(r) for r in records if json.loads(r).get("key") == key]
     items = _items(client, prefix, _merge(mine, [r for r in found if r.get("key") == key]))
     return _story(client, prefix, event_id, key, client_id, letter, items)
+
+
+def _dead_letter_keys(client: redis.Redis, prefix: str, event_id: str) -> list[str]:
+    """The keys of the dead letters of this exact event id (the operators' search index)."""
+    flt = DeadLetterFilter.parse(search=event_id)
+    page = list_dead_letters(client, prefix, flt, limit=10)
+    return sorted({item.id for item in page.items if item.event_id == event_id})
 
 
 def _story(

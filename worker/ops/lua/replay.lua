@@ -1,21 +1,24 @@
 -- Replay one batch of planned dead letters atomically (worker/ops/jobs.py, Runner).
 -- KEYS: dead hash, dead index, dead counts, operators' index map, replay counts, queue list,
---       queue messages, job record.
+--       queue messages, job record, the job's pending set (replayed events followed to their
+--       end by track.lua).
 -- The queue's two keys are in the broker's database (worker/pipeline/keyspace.py): the script
 -- SELECTs it for them and back (Redis undoes a script's SELECT for the caller anyway).
 -- ARGV: timeline maxlen, operators' index prefix, claim prefix, now ms, broker db, records' db,
---       then 13 per dead letter:
+--       the job's TTL in seconds, then 13 per dead letter:
 --       id, digest, reason, ledger key, timeline key, replayed entry, message id, message,
 --       replay number, resolve ('' | applied | not_applied), step, resolved step record ('' for
 --       none), resolved entry ('' for none). Returns one status per dead letter.
 local dead, index, counts, index_of = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local replays, queue, messages, job = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local pending = KEYS[9]
 local maxlen = tonumber(ARGV[1])
 local ix_prefix, claim_prefix, now = ARGV[2], ARGV[3], ARGV[4]
 local broker_db, data_db = ARGV[5], ARGV[6]
+local job_ttl = tonumber(ARGV[7])
 local statuses, ids, pairs_replays, pairs_messages, message_ids = {}, {}, {}, {}, {}
 local by_reason, timelines = {}, {}
-for i = 7, #ARGV, 13 do
+for i = 8, #ARGV, 13 do
   local id, digest, reason = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local ledger, timeline, entry = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local message_id, message, replay = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
@@ -61,7 +64,17 @@ if #ids > 0 then
   for n, raw in ipairs(made) do
     if raw then
       for dim, value in pairs(cjson.decode(raw)) do
-        if dim ~= 'at' then
+        if dim == 'lex' then  -- members of the one prefix-search zset: 'value\0dim\0id'
+          local name = ix_prefix .. 'lex:all'
+          from_index[name] = from_index[name] or {}
+          for _, member in ipairs(value) do table.insert(from_index[name], member) end
+        elseif dim == 'words' then  -- the detail's words: one zset each
+          for _, word in ipairs(value) do
+            local name = ix_prefix .. 'word:' .. word
+            from_index[name] = from_index[name] or {}
+            table.insert(from_index[name], ids[n])
+          end
+        elseif dim ~= 'at' then
           local name = ix_prefix .. dim .. ':' .. value
           from_index[name] = from_index[name] or {}
           table.insert(from_index[name], ids[n])
@@ -80,6 +93,9 @@ if #ids > 0 then
   if broker_db ~= data_db then redis.call('SELECT', data_db) end
   redis.call('HSET', replays, unpack(pairs_replays))
   for timeline in pairs(timelines) do redis.call('LTRIM', timeline, 0, maxlen - 1) end
+  redis.call('SADD', pending, unpack(ids))
+  redis.call('EXPIRE', pending, job_ttl)
+  redis.call('HINCRBY', job, 'pending', #ids)
 end
 redis.call('HINCRBY', job, 'done', #ids)
 redis.call('HINCRBY', job, 'skipped', #statuses - #ids)
