@@ -17,8 +17,10 @@ from worker.ops.advice import NEXT_STEP, next_step
 from worker.ops.outcome_counts import OutcomeCounter, read_counts
 from worker.ops.queue_age import ready_since_ms
 from worker.ops.status import read_status
+from worker.pipeline.keyspace import Keyspace
 
 QUEUE = "subaccount-events"
+SHARED = Keyspace(0, 0)  # the queue beside the records: this test writes both in DB 0
 
 
 def test_a_busy_hour_is_counted_whole(redis_client: redis.Redis) -> None:
@@ -33,7 +35,7 @@ def test_a_busy_hour_is_counted_whole(redis_client: redis.Redis) -> None:
     assert counts.last_day == counts.last_hour
     assert sum(counts.per_minute()) == 5000
     assert len(counts.per_minute()) == 60 and len(counts.per_hour()) == 24  # noqa: PT018
-    status = read_status(redis_client, "saw", QUEUE, 30_000)
+    status = read_status(redis_client, "saw", QUEUE, 30_000, keyspace=SHARED)
     assert status.outcomes_last_hour == {"applied": 4000, "duplicate": 1000}
 
 
@@ -63,7 +65,9 @@ def test_the_oldest_age_counts_from_when_a_message_became_ready(
     queue = keys.dramatiq_queue("saw", QUEUE)
     redis_client.hset(f"{queue}.msgs", "m1", json.dumps(message))
     redis_client.rpush(queue, "m1")
-    age = read_status(redis_client, "saw", QUEUE, 30_000, now_ms=now).oldest_queued_age_s
+    age = read_status(
+        redis_client, "saw", QUEUE, 30_000, keyspace=SHARED, now_ms=now
+    ).oldest_queued_age_s
     assert age == 2.0
 
 

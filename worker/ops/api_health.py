@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from worker.errors import BrokerUnavailable
 from worker.log import get_logger
 from worker.ops import status
 
@@ -19,7 +20,7 @@ def api_health(client: redis.Redis, prefix: str) -> dict[str, Any] | None:
     Redis could not say (the views then say the state is unknown)."""
     try:
         health = status.api_health(client, prefix).to_json()
-    except redis.RedisError as exc:
+    except (redis.RedisError, BrokerUnavailable) as exc:
         log.warning("api_health_unreadable", error=type(exc).__name__)
         return None
     health["state"] = "closed" if health["available"] else "open"

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.exceptions import NoPermissionError
 
 from worker import keys
 from worker.ops import audit
@@ -103,8 +104,7 @@ def cancel_job(client: redis.Redis, prefix: str, job_id: str, operator: str) -> 
 def get_job(client: redis.Redis, prefix: str, job_id: str) -> Job | None:
     """The job as recorded, its replayed events tracked first; None if there is no such job."""
     raw: Any = client.hgetall(keys.ops_job(prefix, job_id))
-    if raw and _following(raw):
-        track(client, prefix, job_id)
+    if raw and _following(raw) and _track_if_allowed(client, prefix, job_id):
         raw = client.hgetall(keys.ops_job(prefix, job_id))
     return _with_reasons(client, prefix, _decode(raw)) if raw else None
 
@@ -118,11 +118,19 @@ def list_jobs(client: redis.Redis, prefix: str, limit: int | None = 20) -> list[
         pipe.hgetall(keys.ops_job(prefix, job_id))
     raws = pipe.execute()
     following = [job_id for job_id, raw in zip(ids, raws, strict=True) if raw and _following(raw)]
-    for job_id in following:
-        track(client, prefix, job_id)
-    if following:
+    if [job_id for job_id in following if _track_if_allowed(client, prefix, job_id)]:
         return [job for job_id in ids if (job := get_job(client, prefix, job_id)) is not None]
     return [_with_reasons(client, prefix, _decode(raw)) for raw in raws if raw]
+
+
+def _track_if_allowed(client: redis.Redis, prefix: str, job_id: str) -> bool:
+    """Track the job unless this user may not write (a read-only viewer: the job is shown as
+    the last writer tracked it). True if it was tracked."""
+    try:
+        track(client, prefix, job_id)
+    except NoPermissionError:
+        return False
+    return True
 
 
 def track(client: redis.Redis, prefix: str, job_id: str, *, now: bool = False) -> bool:

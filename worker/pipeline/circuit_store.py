@@ -21,7 +21,6 @@ from worker.pipeline.scripts import LuaScript
 _FAILURE = LuaScript.load("circuit_failure")
 _PROBE = LuaScript.load("circuit_probe")
 _CLOSE = LuaScript.load("circuit_close")
-_READ = LuaScript.load("circuit_read")
 
 
 @dataclass(frozen=True)
@@ -78,10 +77,28 @@ class CircuitStore:
         self._policy = policy
 
     def read_open(self) -> Circuits:
-        """Every open circuit (one round trip)."""
-        reply = self._run(_READ, [keys.circuit_open(self._prefix)],
-                          [keys.circuit(self._prefix, "")])  # fmt: skip
-        return Circuits(int(reply[0]), tuple(_state(fields) for fields in reply[1:]))
+        """Every open circuit with the server's time, in plain reads (no script: the operators'
+        read-only users can see the API's health too); two round trips."""
+        p = self._prefix
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.time()
+            pipe.zrange(keys.circuit_open(p), 0, -1)
+            (seconds, micros), members = pipe.execute()
+            operations = [_text(m) for m in members]
+            pipe = self._redis.pipeline(transaction=False)
+            for op in operations:
+                pipe.hgetall(keys.circuit(p, op))
+            found = pipe.execute() if operations else []
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not read the API circuits: {exc}") from exc
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        states = tuple(
+            _state([op, *[x for kv in fields.items() for x in kv]])
+            for op, fields in zip(operations, found, strict=True)
+            if fields  # closed between the two reads
+        )
+        return Circuits(now_ms, states)
 
     def failed(
         self, operation: str, client_id: str, error: str, ratio_reached: bool, retry_after_ms: int
