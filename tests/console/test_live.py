@@ -124,7 +124,9 @@ def test_the_job_page_shows_what_became_of_the_replayed_events(
     wait_until(lambda: api()["outcomes"]["applied"] == 1, what="the first event's end")
     assert (api()["state"], api()["outcomes"]["pending"]) == ("settling", 1)
     anonymous.post(
-        "/login", data={"token": TOKENS["viewer"]}, headers={"Sec-Fetch-Site": "same-origin"}
+        "/login",
+        data={"user": "vera", "token": TOKENS["viewer"]},
+        headers={"Sec-Fetch-Site": "same-origin"},
     )
     page = anonymous.get(f"/jobs/{job['id']}").text
     assert 'data-outcome="applied">1<' in page

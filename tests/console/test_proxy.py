@@ -73,7 +73,9 @@ def test_redis_down_is_a_503_that_says_so() -> None:
         answer = httpx.get(f"{server.url}/api/status", headers=auth, timeout=10)
         assert answer.status_code == 503
         assert "Redis did not answer" in answer.json()["error"]
-        assert httpx.get(f"{server.url}/healthz", timeout=10).text == "ok"
+        health = httpx.get(f"{server.url}/healthz", timeout=10)
+        assert (health.status_code, health.text) == (503, "redis unreachable")
+        assert httpx.get(f"{server.url}/livez", timeout=10).text == "ok"
     finally:
         server.stop()
         app.state.services.close()

@@ -13,10 +13,12 @@ from typing import Any
 
 import redis
 
+from handlers import examples as f
 from handlers.events import parse_event
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import pipeline_settings, running_pipeline
 from tests.servers import ThreadedUvicorn
+from worker.ops.job_records import running_jobs
 from worker.ops.outcomes import read_outcomes
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.outcomes import DeadLetter
@@ -69,3 +71,16 @@ def write_dead_letter(store: AttemptStore, event: dict[str, Any], reason: str) -
                "at_ms": now}  # fmt: skip
     store.record_unlocked(key, outcome, letter.encode())
     return key
+
+
+def make_dead_letters(client: redis.Redis, n: int) -> list[str]:
+    """`n` dead letters of distinct clients' invoices, written as a failing attempt would."""
+    store = AttemptStore(client, "saw", lock_ttl_ms=5000, ledger_ttl_s=3600, outcome_maxlen=1000)
+    return [write_dead_letter(store, f.invoice_paid(f"j{i}", f"J-{i}", 1), "retries_exhausted")
+            for i in range(n)]  # fmt: skip
+
+
+def job_progress(client: redis.Redis) -> int:
+    """How far the running replay job is (0 while none runs)."""
+    jobs = running_jobs(client, "saw")
+    return jobs[0].done if jobs else 0

@@ -23,7 +23,9 @@ from worker import keys
 from worker.ops.metrics import QueueCollector
 from worker.pipeline.circuit import CircuitPolicy
 from worker.pipeline.circuit_store import CircuitStore
+from worker.pipeline.keyspace import Keyspace
 from worker.sandbox import SandboxAdmin
+from worker.settings import load_settings
 
 THRESHOLD = 4
 THREADS = 4  # the in-process pipeline's worker threads
@@ -57,7 +59,9 @@ def _open_operations(client: redis.Redis) -> set[str]:
 
 def _gauges(client: redis.Redis) -> dict[tuple[str, str], float]:
     """The circuit gauges the worker's /metrics serves (read from Redis at scrape time)."""
-    collected = QueueCollector(client, "saw", "subaccount-events").collect()
+    collected = QueueCollector(
+        client, "saw", "subaccount-events", Keyspace.of(load_settings())
+    ).collect()
     return {
         (sample.name, sample.labels.get("operation", "")): sample.value
         for family in collected

@@ -10,8 +10,7 @@ import time
 import redis
 
 from handlers.outcomes import Reason
-from tests.integration.ops_support import cli_json
-from tests.integration.test_ops_jobs import _dead_letters
+from tests.integration.ops_support import cli_json, make_dead_letters
 from worker import keys
 from worker.ops.advice import NEXT_STEP, next_step
 from worker.ops.outcome_counts import OutcomeCounter, read_counts
@@ -75,7 +74,7 @@ def test_every_reason_has_a_next_step_shown_by_summary(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
     assert set(NEXT_STEP) == {reason.value for reason in Reason}
-    _dead_letters(redis_client, 2)
+    make_dead_letters(redis_client, 2)
     summary = cli_json(redis_url, "dead-letters", "summary")
     assert summary["next_steps"] == {"retries_exhausted": next_step("retries_exhausted")}
 
@@ -86,7 +85,7 @@ def test_status_reads_at_80_columns(redis_url: str, redis_client: redis.Redis) -
     import subprocess
     import sys
 
-    _dead_letters(redis_client, 3)
+    make_dead_letters(redis_client, 3)
     env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url, "COLUMNS": "80"}
     done = subprocess.run([sys.executable, "-m", "worker.cli", "status"], env=env,
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip

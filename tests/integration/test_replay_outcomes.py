@@ -17,8 +17,13 @@ import redis
 
 from handlers import examples as f
 from handlers import username_for
-from tests.integration.ops_support import cli, cli_json, pipeline_with
-from tests.integration.test_ops_jobs import _dead_letters, _progress
+from tests.integration.ops_support import (
+    cli,
+    cli_json,
+    job_progress,
+    make_dead_letters,
+    pipeline_with,
+)
 from tests.pipeline_support import wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
 from worker.ops.audit import list_audit
@@ -86,7 +91,7 @@ def test_replay_wait_reports_applied_and_dead_lettered_again(
 def test_a_replay_without_yes_off_a_terminal_refuses_before_anything(redis_url: str) -> None:
     """Non-interactive and no `--yes`: exit 2, no job, no audit entry (even for zero matches)."""
     client = redis.Redis.from_url(redis_url)
-    _dead_letters(client, 2)
+    make_dead_letters(client, 2)
     for args in (("--all",), ("--reason", "client_unknown")):
         done = cli(redis_url, "dead-letters", "replay", *args, stdin="")
         assert done.returncode == 2, (args, done.stdout, done.stderr)
@@ -100,12 +105,12 @@ def test_a_killed_replay_is_in_the_audit_as_started(redis_url: str) -> None:
     """`kill -9` during a paced replay: the audit holds its `replay_started` entry (with the
     planned count) and no end; `jobs` still shows it running until it goes stale."""
     client = redis.Redis.from_url(redis_url)
-    _dead_letters(client, 120)
+    make_dead_letters(client, 120)
     env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url}
     args = ["dead-letters", "replay", "--all", "--yes", "--rate", "20", "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    wait_until(lambda: _progress(client) > 0, what="the replay's first batch")
+    wait_until(lambda: job_progress(client) > 0, what="the replay's first batch")
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     (entry,) = list_audit(client, "saw")
@@ -122,7 +127,7 @@ def test_with_json_logs_the_audit_line_stays_out_of_the_commands_output(redis_ur
     """JSON logs on: the replay's output is the command's own (no `ops.action` log line in
     the middle of it), and the audit still holds the entry."""
     client = redis.Redis.from_url(redis_url)
-    _dead_letters(client, 2)
+    make_dead_letters(client, 2)
     env = {**os.environ, "SUBACCOUNT_WORKER_REDIS_URL": redis_url}
     env |= {"SUBACCOUNT_WORKER_LOG_FORMAT": "json", "SUBACCOUNT_WORKER_LOG_LEVEL": "INFO"}
     done = subprocess.run([sys.executable, "-m", "worker.cli", "dead-letters", "replay", "--all",
@@ -142,7 +147,7 @@ def test_events_show_of_an_unknown_id_says_it_is_unknown(redis_url: str) -> None
     assert "no event 'nope' is known" in done.stderr
     assert "--source" not in done.stderr
     client = redis.Redis.from_url(redis_url)
-    (key,) = _dead_letters(client, 1)
+    (key,) = make_dead_letters(client, 1)
     event_id = json.loads(client.hget("saw:dead", key) or b"{}")["event"]["id"]
     client.delete("saw:outcomes")  # the stream trimmed: the dead letter still tells
     shown = cli_json(redis_url, "events", "show", event_id)
