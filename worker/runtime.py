@@ -45,7 +45,7 @@ class Runtime:
     actor: Any
     publisher: Publisher
     dead_letters: DeadLetters
-    notify_actor: Any = None  # delivers credit notifications (issue 14), on its own queue
+    notify_actor: Any = None  # delivers credit notifications, on its own queue
     outcome_counter: OutcomeCounter | None = None  # per-minute outcome counts (the overview)
 
     def close(self) -> None:

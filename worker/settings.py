@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         description="More credits in one invoice, onboarding or recurring amount: refused",
     )
 
-    # --- API circuit breaker (issue 22): an outage holds events instead of spending attempts --
+    # --- API circuit breaker: an outage holds events instead of spending attempts --
     circuit_enabled: bool = Field(
         True, description="Open a shared circuit on systemic API failures (false: retries only)"
     )
@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     console_trusted_roles: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The trusted header is believed only from these proxy addresses (CIDRs; required with the
     # header; X-Forwarded-For/-Proto are read from them too, else from loopback), and, when a
-    # proxy secret is set, only with that secret in `console_proxy_secret_header` (issue 23).
+    # proxy secret is set, only with that secret in `console_proxy_secret_header`.
     console_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     console_proxy_secret_header: str = "X-Console-Proxy-Secret"  # noqa: S105 - a name
     console_proxy_secret: SecretStr = SecretStr("")
@@ -221,7 +221,7 @@ class Settings(BaseSettings):
     console_login_max_delay_s: int = Field(900, ge=1, description="Longest wait after failures")
     console_login_window_s: int = Field(3600, ge=60, description="Failures are forgotten after")
 
-    # --- Credits: monitor, low-credit rule, notifications (issue 14) ----------------------
+    # --- Credits: monitor, low-credit rule, notifications ----------------------
     monitor_host: str = "0.0.0.0"  # noqa: S104 - scraped from outside the container
     monitor_port: int = Field(9192, ge=0, le=65535, description="/metrics and /healthz; 0 = off")
     monitor_interval_s: float = Field(300.0, gt=0, description="Time between two scans")

@@ -1,4 +1,4 @@
-"""Commands of the credits work (issue 14): `monitor`, `credits list|show|refresh`, `reconcile`.
+"""Commands of the credits work: `monitor`, `credits list|show|refresh`, `reconcile`.
 
 They render what `worker.credits.service` and `worker.credits.reconcile` return: rich tables by
 default, stable JSON with `--json` (documented in the README's "Credits" section).

@@ -4,7 +4,7 @@ A job acts on exactly the items of its plan (`worker.ops.plans`): each item carr
 of the record it was planned from, and a dead letter gone or changed since (replayed by another
 job, re-dead-lettered) is skipped and reported, never acted on. Nothing watches the whole
 dead-letter hash, so concurrent jobs and the worker writing new dead letters never make a job
-fail (issue 10.8); the worker only ever adds dead letters.
+fail; the worker only ever adds dead letters.
 
 - Replay: one Lua call per batch (`_REPLAY`) checks, for each dead letter, that it still holds
   the planned record (`redis.sha1hex`) and that no purge has claimed it, then moves it

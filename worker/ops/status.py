@@ -49,7 +49,7 @@ class Status:
     outcomes_last_hour: dict[str, int]
     jobs_running: list[dict[str, Any]] = field(default_factory=list)
     at: str | None = None
-    api: dict[str, Any] = field(default_factory=dict)  # `ApiHealth.to_json()` (issue 22)
+    api: dict[str, Any] = field(default_factory=dict)  # `ApiHealth.to_json()`
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

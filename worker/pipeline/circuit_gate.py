@@ -48,7 +48,7 @@ def _observe_nothing(operation: str, what: str) -> None:
 
 class NoCircuit:
     """The gate when the breaker is disabled (`circuit_enabled=false`): every plan goes, every
-    failure is the event's, as before issue 22."""
+    failure is the event's, as without a breaker."""
 
     def admit(self, steps: Iterable[Step]) -> Go | Hold:
         return Go()
