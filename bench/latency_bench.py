@@ -66,6 +66,11 @@ def _start(svc: Services, name: str, argv: list[str], env: dict[str, str]) -> Pr
     return proc
 
 
+def _stop_all(procs: list[Proc]) -> None:
+    for proc in reversed(procs):
+        proc.stop()
+
+
 def _send_steadily(url: str, rate: float, seconds: float) -> dict[str, float]:
     """POST events at `rate`/s for `seconds` (open loop: a slow answer does not slow the next
     send); returns event id → send time (epoch seconds)."""
