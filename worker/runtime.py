@@ -22,6 +22,8 @@ from worker.ops.dead_letters import DeadLetters
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
 from worker.pipeline.executor import Executor, Limits
+from worker.pipeline.fence import FenceRules
+from worker.pipeline.in_doubt import Window
 from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
 from worker.pipeline.steps import StepRunner
@@ -64,7 +66,7 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     return AttemptStore(
         client,
         settings.key_prefix,
-        lock_ttl_ms=settings.lock_ttl_ms,
+        lock_ttl_ms=settings.lease_ttl_ms,  # the lock TTL plus the in-doubt window
         ledger_ttl_s=settings.ledger_ttl_s,
         outcome_maxlen=settings.outcome_stream_maxlen,
         timeline_maxlen=settings.timeline_maxlen,
@@ -97,7 +99,16 @@ def build_executor(
         rng=random.Random(),
         observer=metrics.record_outcome,
         on_drift=drift_recorder(client, settings.key_prefix),
+        window=Window(settings.settle_ms, int(settings.max_call_s * 1000)),
+        fence=fence_rules(settings),
     )
+
+
+def fence_rules(settings: Settings) -> FenceRules:
+    """What the fence before a send checks (README "The fence"): the lease as set, what a send
+    needs left of it (the longest call and the in-doubt window), the longest limiter wait."""
+    need_ms = int(settings.max_call_s * 1000) + settings.settle_ms
+    return FenceRules(settings.lease_ttl_ms, need_ms, max_wait_ms=settings.lock_ttl_ms)
 
 
 def build_runtime(settings: Settings) -> Runtime:

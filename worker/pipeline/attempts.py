@@ -256,6 +256,11 @@ class AttemptStore:
         ttl = delay_ms + self._lock_ttl_ms
         return self._renew_for(event_key, client_id, token, done, ttl, True)
 
+    def extend(self, event_key: str, client_id: str, token: str, done: StepDone | None,
+               ttl_ms: int) -> bool:  # fmt: skip
+        """`renew` for `ttl_ms` (the fence before a send, `worker.pipeline.fence`)."""
+        return self._renew_for(event_key, client_id, token, done, ttl_ms, False)
+
     def _renew_for(
         self,
         event_key: str,

@@ -52,7 +52,9 @@ from worker.pipeline.failures import (
     holder_never_settled,
     maybe_applied,
 )
+from worker.pipeline.fence import Fence, FenceRules, NoToken
 from worker.pipeline.grants import grant_of, ours_since, settle_dangling
+from worker.pipeline.in_doubt import WaitForWindow, Window, in_doubt_record
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter, outcome_record
 from worker.pipeline.progress import Attempt
@@ -79,6 +81,8 @@ __all__ = [
     "Requeue",
 ]
 
+WINDOW_SLACK_MS = 50  # come back a little after an in-doubt window, not a little before
+
 # Told of drift the evidence shows (kind, client id, username): how reconcile learns of it.
 DriftObserver = Callable[[str, str, str], None]
 
@@ -102,6 +106,8 @@ class Executor:
         rng: random.Random | None = None,
         observer: OutcomeObserver = observe_nothing,
         on_drift: DriftObserver = _no_drift_observer,
+        window: Window | None = None,
+        fence: FenceRules | None = None,
     ) -> None:
         self._store = store
         self._observe = observer
@@ -112,6 +118,8 @@ class Executor:
         self._limits = limits
         self._clock = clock
         self._rng = rng or random.Random()
+        self._window = window or Window(settle_ms=0, max_call_ms=0)
+        self._fence = Fence(store, fence or FenceRules(lease_ms=0, need_ms=0, max_wait_ms=0))
 
     def handle(
         self, raw: dict[str, Any], info: AttemptInfo, token: str | None = None
@@ -141,6 +149,7 @@ class Executor:
     def _handle(
         self, event: Event, raw: dict[str, Any], info: AttemptInfo, token: str
     ) -> Done | Requeue:
+        leased_at = self._fence.now()
         opened = self._store.open(event.key, event.client_id, token)
         if opened.status == "finished":
             return self._duplicate(event, opened, info)
@@ -150,10 +159,14 @@ class Executor:
         state = opened.state or ClientState(client_id=event.client_id)
         ledger = opened.ledger or Ledger(steps={})
         attempt = Attempt(event, raw, info, token, state, ledger, self._now_ms())
+        self._fence.leased(attempt, leased_at)
         try:
             if opened.dangling and state.username:  # other events' grants left mid-call
-                settle_dangling(self._store, self._runner, event.client_id, state.username,
-                                opened.dangling, self._now_ms())  # fmt: skip
+                until = settle_dangling(self._store, self._runner, event.client_id,
+                                        state.username, opened.dangling, self._now_ms(),
+                                        self._window)  # fmt: skip
+                if until > self._now_ms():  # one is still in doubt: touch nothing till then
+                    return self._later(attempt, until - self._now_ms(), "in_doubt", False)
             decision = decide(event, state, self._ctx)
             attempt.grant = grant_of(decision)
             if opened.deliveries > self._limits.max_deliveries:
@@ -186,6 +199,11 @@ class Executor:
             return self._step_failed(a, failed)
         except HolderPending as pending:
             return self._wait_for_holder(a, pending)
+        except WaitForWindow as doubt:
+            return self._wait_for_window(a, doubt)
+        except NoToken as slow:
+            log.info("event.rate_limited", wait_ms=slow.wait_ms)
+            return self._later(a, slow.wait_ms, "rate_limited", False)
         except LeaseLost:
             log.warning("event.lease_lost")
             self._flush(a)
@@ -204,20 +222,22 @@ class Executor:
             log.info("step.skipped", step=name, why="done by an earlier attempt")
             return "duplicate" if "duplicate_of" in record.result else "skipped"
         unfinished = a.ledger.unfinished(name)
-        if unfinished is not None and self._resolve(a, step, unfinished.evidence):
+        if unfinished is not None and self._settled(a, step, name, unfinished):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         self._check_drift(a, step, evidence)
-        if journaled(step):
-            owner = self._begin(a, step, name, evidence)
-            if owner.status == ClaimStatus.DUPLICATE:
-                log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
-                return "duplicate"
-            check_claim(step, name, owner)
-        elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
-            self._renew(a)
-        a.stepped = True
         try:
+            # the fence: after the rate limiter's wait, the lease checked right before the send
+            self._fence.wait_for_slot(a, self._runner.pace())
+            if journaled(step):
+                owner = self._begin(a, step, name, evidence)
+                if owner.status == ClaimStatus.DUPLICATE:
+                    log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
+                    return "duplicate"
+                check_claim(step, name, owner)
+            else:
+                self._fence.before_send(a)
+            a.stepped = True
             result = self._runner.run(step)
         except ApiError as exc:
             if maybe_applied(step, exc):
@@ -227,8 +247,22 @@ class Executor:
             if journaled(step):
                 self._store.clear_step(a.event.key, name)
             raise StepFailed(name, exc, classify_permanent(exc), {}) from None
+        finally:
+            self._runner.unpace()
         self._done(a, name, result)
         return "done"
+
+    def _settled(self, a: Attempt, step: Step, name: str, unfinished: StepRecord) -> bool:
+        """An earlier attempt's call of this step had no answer: wait out its in-doubt window,
+        then judge it by evidence; True if it took effect. (Sent again only if it did not.)"""
+        until = self._window.until(unfinished)
+        if until > self._now_ms():
+            raise WaitForWindow(name, until)
+        if self._resolve(a, step, unfinished.evidence):
+            return True
+        if not journaled(step):  # decided: not applied (a grant's record is replaced at begin)
+            self._store.clear_step(a.event.key, name)
+        return False
 
     def _check_drift(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> None:
         """A grant to a subaccount the API reports disabled while we believe it enabled: the
@@ -244,6 +278,7 @@ class Executor:
             self._on_drift("unexpected_disabled", a.event.client_id, username)
 
     def _begin(self, a: Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
+        leased_at = self._fence.now()
         begin = BeginStep(
             event_key=a.event.key,
             client_id=a.event.client_id,
@@ -257,6 +292,7 @@ class Executor:
         held, owner = self._store.begin_step(begin)
         if not held:
             raise LeaseLost()
+        self._fence.leased(a, leased_at)
         log.debug("step.started", step=name)
         return owner
 
@@ -265,15 +301,15 @@ class Executor:
     ) -> str:
         """A call that may have been applied: judge it by evidence, never send it blindly."""
         log.warning("step.ambiguous", step=name, error=str(exc))
+        now = self._now_ms()
+        until = self._window.after_failure(now)
+        if until > now:  # the API may still apply it: judge it only after the window
+            raise WaitForWindow(name, until, in_doubt_record(a.token, now, evidence, until))
         if self._resolve(a, step, evidence):
             return "done"
         self._store.clear_step(a.event.key, name)  # proven not applied: send again later
         retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
         raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
-
-    def _renew(self, a: Attempt) -> None:
-        if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
-            raise LeaseLost()
 
     def _resolve(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> bool:
         """Judge an unanswered step (a grant net of our other grants of the client since it
@@ -329,24 +365,38 @@ class Executor:
             log.info(
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
             )
-            return self._retry_later(a, verdict.delay_ms, verdict.reason)
+            return self._later(a, verdict.delay_ms, verdict.reason, True)
         return self._dead_letter(
             a, failed.reason, failed.detail, step=failed.step, readings=failed.readings
         )
 
-    def _retry_later(self, a: Attempt, delay_ms: int, reason: str) -> Requeue:
-        """Re-queue after a failure. An event already partly applied keeps the client's lease
-        through the delay: no other event of the client may act on the half-changed subaccount
-        (or decide from state this event has not recorded yet) before this one finishes."""
+    def _later(self, a: Attempt, delay_ms: int, reason: str, counts: bool) -> Requeue:
+        """Re-queue after a failure (`counts`) or a wait. An event already partly applied keeps
+        the client's lease through the delay: no other event of the client may act on the
+        half-changed subaccount (or decide from state this event has not recorded yet) before
+        this one finishes."""
         if a.partly_applied:
             if self._store.hold(
                 a.event.key, a.event.client_id, a.token, a.take_pending(), delay_ms
             ):
-                return Requeue(delay_ms, reason, counts=True, lease_token=a.token)
+                return Requeue(delay_ms, reason, counts=counts, lease_token=a.token)
         else:
             self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
-        return Requeue(delay_ms, reason, counts=True)
+        return Requeue(delay_ms, reason, counts=counts)
+
+    def _wait_for_window(self, a: Attempt, doubt: WaitForWindow) -> Requeue:
+        """A call of this event is in doubt: keep the client's lease (nothing else is sent for
+        the client) and come back with it once the window has passed; not a failed attempt."""
+        done = a.take_pending()
+        if doubt.record is not None:  # written now, with the lease kept: it says until when
+            if done is not None:
+                self._store.step_done(a.event.key, done)
+            done = (doubt.step, doubt.record)
+        delay = max(0, doubt.until_ms - self._now_ms()) + WINDOW_SLACK_MS
+        held = self._store.hold(a.event.key, a.event.client_id, a.token, done, delay)
+        log.info("event.in_doubt", step=doubt.step, until_ms=doubt.until_ms, lease_kept=held)
+        return Requeue(delay, "in_doubt", counts=False, lease_token=a.token if held else None)
 
     def _wait_for_holder(self, a: Attempt, pending: HolderPending) -> Done | Requeue:
         """Another event holds this grant's invoice and has not settled: look again later,

@@ -1,0 +1,55 @@
+"""The in-doubt window: a call with no answer may still be applied until the API settles it.
+
+A write that got no answer (a timeout, a dropped connection, a 5xx that may hide a commit) is
+*in doubt* until `API_SETTLE_S` after it was sent: a slow server can still apply it. Until the
+window has passed nothing else is sent for the client (the attempt keeps the client's lease and
+is requeued to come back with it), the step's ledger record says until when it is in doubt, and
+its evidence is read only afterwards, so a late effect is seen rather than sent again. A record
+left by a worker that died mid-call carries no end: its window is counted from when the step
+began plus the longest a call can take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from worker.pipeline.ledger import StepRecord, StepState
+
+UNTIL = "in_doubt_until_ms"  # the evidence field of a step record that is in doubt
+
+
+@dataclass(frozen=True)
+class Window:
+    """How long a call stays in doubt (`settle_ms`), and the longest a call can take."""
+
+    settle_ms: int
+    max_call_ms: int
+
+    def after_failure(self, failed_at_ms: int) -> int:
+        """The end of the window of a call that failed (gave up) at `failed_at_ms`: it was sent
+        no later than that, so the API cannot apply it after this."""
+        return failed_at_ms + self.settle_ms
+
+    def until(self, record: StepRecord) -> int:
+        """The end of the window of an unfinished step's call, as its record tells it."""
+        explicit = record.evidence.get(UNTIL)
+        if isinstance(explicit, int):
+            return explicit
+        return record.at_ms + self.max_call_ms + self.settle_ms  # its worker died mid-call
+
+
+class WaitForWindow(Exception):
+    """A step's call is in doubt: come back once its window has passed. `record`, when given,
+    is the in-doubt record to write for the step (the call just failed in this attempt)."""
+
+    def __init__(self, step: str, until_ms: int, record: StepRecord | None = None) -> None:
+        self.step = step
+        self.until_ms = until_ms
+        self.record = record
+        super().__init__(f"step {step} is in doubt until {until_ms}")
+
+
+def in_doubt_record(token: str, now_ms: int, evidence: dict[str, Any], until_ms: int) -> StepRecord:
+    """The ledger record of a step whose call is in doubt: its evidence and the window's end."""
+    return StepRecord(StepState.IN_PROGRESS, token, now_ms, {**evidence, UNTIL: until_ms})
