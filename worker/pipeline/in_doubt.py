@@ -6,7 +6,8 @@ window has passed nothing else is sent for the client (the attempt keeps the cli
 is requeued to come back with it), the step's ledger record says until when it is in doubt, and
 its evidence is read only afterwards, so a late effect is seen rather than sent again. A record
 left by a worker that died mid-call carries no end: its window is counted from when the step
-began plus the longest a call can take.
+began plus the longest a call can take. A window of 0 switches all this off: every unanswered
+call is judged at once (the behaviour before the window; `make chaos` shows it loses).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Window:
         explicit = record.evidence.get(UNTIL)
         if isinstance(explicit, int):
             return explicit
+        if not self.settle_ms:  # no window: the API is taken to apply nothing late
+            return record.at_ms
         return record.at_ms + self.max_call_ms + self.settle_ms  # its worker died mid-call
 
 
