@@ -108,7 +108,11 @@ def fence_rules(settings: Settings) -> FenceRules:
     """What the fence before a send checks (README "The fence"): the lease as set, what a send
     needs left of it (the longest call and the in-doubt window), the longest limiter wait."""
     need_ms = int(settings.max_call_s * 1000) + settings.settle_ms
-    return FenceRules(settings.lease_ttl_ms, need_ms, max_wait_ms=settings.lock_ttl_ms)
+    # A wait is held through (the lease extended) up to a whole lease, and never less than two
+    # slots: a shorter limit would give up every slot it reserved, one after another.
+    rps = settings.api_rate_limit_rps
+    slots_ms = int(2000 / rps) if rps > 0 else 0
+    return FenceRules(settings.lease_ttl_ms, need_ms, max(settings.lease_ttl_ms, slots_ms))
 
 
 def build_runtime(settings: Settings) -> Runtime:
