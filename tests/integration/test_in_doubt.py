@@ -9,6 +9,7 @@ whatever the worker did. Every test here was seen failing on the code before the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,11 +19,13 @@ import redis
 from handlers import examples as f
 from handlers import username_for
 from handlers.events import parse_event
+from handlers.requests import ChangeCredits
 from tests.conftest import TEST_API_KEY
 from tests.pipeline_support import outcomes, pipeline_settings, running_pipeline, wait_for_outcomes
 from tests.servers import ThreadedUvicorn, wait_until
 from worker import keys
 from worker.api.rate_limit import RedisTokenBucket
+from worker.errors import Ambiguous
 from worker.ops.replay import replay
 from worker.runtime import Runtime
 from worker.sandbox import SandboxAdmin
@@ -57,9 +60,9 @@ def _late(sandbox: SandboxAdmin, operation: str) -> dict[str, Any]:
     return sandbox.set_faults({"operations": {operation: {"late_next": 1, "late_ms": LATE_MS}}})
 
 
-def _wait_for_late_effect(sandbox: SandboxAdmin, operation: str) -> None:
-    wait_until(lambda: any(e["fault"] == "late" for e in sandbox.journal(operation=operation)),
-               what=f"the late {operation}")  # fmt: skip
+def _wait_for_late_effect(sandbox: SandboxAdmin, operation: str, client_id: str) -> None:
+    journal = lambda: sandbox.journal(operation=operation, username=username_for(client_id))  # noqa: E731
+    wait_until(lambda: any(e["fault"] == "late" for e in journal()), what=f"the late {operation}")
 
 
 def _grants(sandbox: SandboxAdmin, client_id: str) -> list[int]:
@@ -80,7 +83,7 @@ def test_1a_a_grant_applied_after_the_read_timeout_is_granted_once(
     _late(sandbox, "add_credits")
     paid = f.invoice_paid("lea", "INV-1", 40)
     assert _run(slow, redis_client, paid)[paid["id"]]["outcome"] == "applied"
-    _wait_for_late_effect(sandbox, "add_credits")
+    _wait_for_late_effect(sandbox, "add_credits", "lea")
     assert _grants(sandbox, "lea") == [40]
     assert slow.dead_letters.count() == 0
 
@@ -90,13 +93,16 @@ def test_1b_a_steadily_slow_api_grants_once(
 ) -> None:
     """Every grant is answered after the read timeout (latency served before applying): no
     retry is sent while the first is in doubt, so no retry's late effect is taken for it."""
-    _run(slow, redis_client, f.onboarded("sly"))
+    _run(slow, redis_client, f.onboarded("sly"), f.onboarded("marker"))
     sandbox.set_faults({"operations": {"add_credits": {"latency_ms": 700}}})
     paid = f.invoice_paid("sly", "INV-1", 40)
     assert _run(slow, redis_client, paid)[paid["id"]]["outcome"] == "applied"
-    wait_until(lambda: _grants(sandbox, "sly") != [], what="the slow grant")
+    # A grant sent now, as slow as the others, lands after every grant sent before it:
+    with pytest.raises(Ambiguous):
+        slow.api.change_credits(ChangeCredits(username=username_for("marker"), amount=1))
+    wait_until(lambda: _grants(sandbox, "marker") == [1], what="the marker grant")
     assert _grants(sandbox, "sly") == [40]
-    assert len(sandbox.journal(operation="add_credits")) == 1  # sent once
+    assert len(sandbox.journal(operation="add_credits", username=username_for("sly"))) == 1
 
 
 @pytest.fixture
@@ -121,7 +127,7 @@ def test_1c_the_same_invoice_from_a_second_source_is_a_duplicate(
     second = f.event("invoice.paid", "sue", {"invoice_id": "INV-9", "credits": 40},
                      source="urn:other-billing")  # fmt: skip
     assert _run(one_attempt, redis_client, second)[second["id"]]["outcome"] == "duplicate"
-    _wait_for_late_effect(sandbox, "add_credits")
+    _wait_for_late_effect(sandbox, "add_credits", "sue")
     assert _grants(sandbox, "sue") == [40]
 
 
@@ -134,7 +140,7 @@ def test_1d_replaying_every_dead_letter_of_a_late_grant_grants_once(
     _late(sandbox, "add_credits")
     paid = f.invoice_paid("rae", "INV-3", 40)
     _run(one_attempt, redis_client, paid)
-    _wait_for_late_effect(sandbox, "add_credits")
+    _wait_for_late_effect(sandbox, "add_credits", "rae")
     for letter in one_attempt.dead_letters.list():
         replay(one_attempt.redis, one_attempt.publisher, one_attempt.dead_letters, "saw",
                letter.key)  # fmt: skip
@@ -157,7 +163,7 @@ def test_1e_a_late_disable_never_lands_after_a_newer_enable(
     _late(sandbox, "disable")
     _run(slow, redis_client, f.suspended("eve", t=3))
     _run(slow, redis_client, f.reactivated("eve", t=4))
-    _wait_for_late_effect(sandbox, "disable")
+    _wait_for_late_effect(sandbox, "disable", "eve")
     assert _account(sandbox, "eve")["disabled"] is False
     toggles = [e["operation"] for e in sandbox.journal(username=username_for("eve"))
                if e["applied"] and e["operation"] in ("disable", "enable")]  # fmt: skip
@@ -173,7 +179,7 @@ def test_1f_a_late_update_never_overwrites_a_newer_one(
     _late(sandbox, "update")
     _run(slow, redis_client, f.updated("uma", t=1, email="old@uma.example"))
     _run(slow, redis_client, f.updated("uma", t=2, email="new@uma.example"))
-    _wait_for_late_effect(sandbox, "update")
+    _wait_for_late_effect(sandbox, "update", "uma")
     assert _account(sandbox, "uma")["email"] == "new@uma.example"
     assert len([e for e in sandbox.journal(operation="update") if e["applied"]]) == 2
 
@@ -184,11 +190,11 @@ def test_2_no_send_while_the_lease_lapsed_in_the_rate_limiter(
     sandbox_server: ThreadedUvicorn,
     redis_client: redis.Redis,
 ) -> None:
-    """A client-side limiter slot further away than the lease (1.4 s against 1.2 s): the older
-    toggle's lease is extended for its wait, so the newer one cannot run meanwhile and the two
-    calls land in order, one at a time (the lease lapsed in the limiter, the reactivation ran as
-    a no-op, then the suspension's disable landed: disabled for good)."""
-    rps = 0.7
+    """The client-side limiter's next slot is further away than the lease (1.6 s against
+    1.2 s): the older toggle's lease is extended for its wait, so the newer event cannot run
+    meanwhile; the calls are one at a time and in order (the lease lapsed in the limiter, the
+    reactivation ran meanwhile, and the slow disable landed last: disabled for good)."""
+    rps = 5.0
     settings = _settings(
         redis_url, sandbox_server, api_read_timeout_s=0.3, api_connect_timeout_s=0.03,
         api_write_timeout_s=0.03, api_pool_timeout_s=0.03, lock_ttl_ms=1200,
@@ -196,7 +202,10 @@ def test_2_no_send_while_the_lease_lapsed_in_the_rate_limiter(
     )  # fmt: skip
     with running_pipeline(settings) as runtime:
         _run(runtime, redis_client, f.onboarded("rex"))
-        RedisTokenBucket(redis_client, keys.rate_limit("saw"), rps, 1).reserve()  # drain it
+        sandbox.set_faults({"operations": {"disable": {"latency_ms": 250}}})
+        bucket = RedisTokenBucket(redis_client, keys.rate_limit("saw"), rps, 1)
+        for _ in range(8):  # other callers' slots: the next one is 1.6 s away
+            bucket.reserve()
         older, newer = f.suspended("rex", t=3), f.reactivated("rex", t=4)
         runtime.publisher.publish(older)
         wait_until(lambda: redis_client.exists(keys.lock("saw", "rex")) == 1, what="the lease")
@@ -204,8 +213,9 @@ def test_2_no_send_while_the_lease_lapsed_in_the_rate_limiter(
         wait_for_outcomes(redis_client, [older["id"], newer["id"]], timeout_s=30)
     calls = [e for e in sandbox.journal(username=username_for("rex"))
              if e["operation"] in ("disable", "enable")]  # fmt: skip
-    assert [e["operation"] for e in calls] == ["disable", "enable"]
-    assert calls[0]["time"] <= calls[1]["received"]  # never two in flight at once
+    for earlier, later in itertools.pairwise(calls):
+        assert earlier["time"] <= later["received"]  # never two in flight at once
+    assert [e["operation"] for e in calls if e["applied"]] == ["disable", "enable"]
     assert _account(sandbox, "rex")["disabled"] is False
 
 
@@ -218,7 +228,7 @@ def test_5_a_top_up_of_the_same_size_makes_the_grant_ambiguous_not_applied(
     the invoice lost)."""
     recurring = {"amount": 40, "period": "monthly"}
     _run(slow, redis_client, f.onboarded("ola", recurring=recurring))
-    sandbox.set_faults({"operations": {"add_credits": {"error_next": 1, "latency_ms": 600}}})
+    sandbox.set_faults({"operations": {"add_credits": {"error_next": 1, "latency_ms": 300}}})
     paid = f.invoice_paid("ola", "INV-5", 40)
     slow.publisher.publish(paid)
     ledger = keys.ledger("saw", parse_event(paid).key)
