@@ -8,8 +8,6 @@ is not acknowledged.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
@@ -41,8 +39,6 @@ from worker.pipeline.attempts import (
     Claim,
     ClaimStatus,
     Finish,
-    Grant,
-    Opened,
 )
 from worker.pipeline.failures import (
     HolderPending,
@@ -53,8 +49,9 @@ from worker.pipeline.failures import (
     maybe_applied,
 )
 from worker.pipeline.fence import Fence, FenceRules, NoToken
-from worker.pipeline.grants import grant_of, ours_since, settle_dangling
-from worker.pipeline.in_doubt import WaitForWindow, Window, in_doubt_record
+from worker.pipeline.grants import grant_of, settle_dangling
+from worker.pipeline.in_doubt import WaitForWindow, Window, hold_for_window
+from worker.pipeline.judging import Judging
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter, outcome_record
 from worker.pipeline.progress import Attempt
@@ -66,8 +63,9 @@ from worker.pipeline.results import (
     Requeue,
     observe_nothing,
 )
-from worker.pipeline.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
-from worker.pipeline.steps import Applied, NotApplied, StepRunner, Undecidable, journaled
+from worker.pipeline.retry import GiveUp, RetryPolicy, classify_permanent, on_transient
+from worker.pipeline.steps import StepRunner, journaled
+from worker.pipeline.unlocked import UnlockedEndings
 
 log = get_logger(__name__)
 
@@ -81,8 +79,6 @@ __all__ = [
     "Requeue",
 ]
 
-WINDOW_SLACK_MS = 50  # come back a little after an in-doubt window, not a little before
-
 # Told of drift the evidence shows (kind, client id, username): how reconcile learns of it.
 DriftObserver = Callable[[str, str, str], None]
 
@@ -91,7 +87,7 @@ def _no_drift_observer(kind: str, client_id: str, username: str) -> None:
     """The default drift observer."""
 
 
-class Executor:
+class Executor(UnlockedEndings, Judging):
     """Runs deliveries of events; one instance is shared by every thread of a worker process."""
 
     def __init__(
@@ -200,7 +196,7 @@ class Executor:
         except HolderPending as pending:
             return self._wait_for_holder(a, pending)
         except WaitForWindow as doubt:
-            return self._wait_for_window(a, doubt)
+            return hold_for_window(self._store, a, doubt, self._now_ms())
         except NoToken as slow:
             log.info("event.rate_limited", wait_ms=slow.wait_ms)
             return self._later(a, slow.wait_ms, "rate_limited", False)
@@ -252,18 +248,6 @@ class Executor:
         self._done(a, name, result)
         return "done"
 
-    def _settled(self, a: Attempt, step: Step, name: str, unfinished: StepRecord) -> bool:
-        """An earlier attempt's call of this step had no answer: wait out its in-doubt window,
-        then judge it by evidence; True if it took effect. (Sent again only if it did not.)"""
-        until = self._window.until(unfinished)
-        if until > self._now_ms():
-            raise WaitForWindow(name, until)
-        if self._resolve(a, step, unfinished.evidence):
-            return True
-        if not journaled(step):  # decided: not applied (a grant's record is replaced at begin)
-            self._store.clear_step(a.event.key, name)
-        return False
-
     def _check_drift(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> None:
         """A grant to a subaccount the API reports disabled while we believe it enabled: the
         customer paid and still cannot send. Warn in the outcome and report the drift."""
@@ -295,49 +279,6 @@ class Executor:
         self._fence.leased(a, leased_at)
         log.debug("step.started", step=name)
         return owner
-
-    def _unanswered(
-        self, a: Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError
-    ) -> str:
-        """A call that may have been applied: judge it by evidence, never send it blindly."""
-        log.warning("step.ambiguous", step=name, error=str(exc))
-        now = self._now_ms()
-        until = self._window.after_failure(now)
-        if until > now:  # the API may still apply it: judge it only after the window
-            raise WaitForWindow(name, until, in_doubt_record(a.token, now, evidence, until))
-        if self._resolve(a, step, evidence):
-            return "done"
-        self._store.clear_step(a.event.key, name)  # proven not applied: send again later
-        retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
-        raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
-
-    def _resolve(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> bool:
-        """Judge an unanswered step (a grant net of our other grants of the client since it
-        began); True if it took effect. Raises StepFailed if undecidable."""
-        name = step_name(step)
-        ours = None
-        if journaled(step):
-            grant = Grant(a.event.key, name, step.request.amount)
-            ours = ours_since(self._store, a.event.client_id, grant)
-        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence, ours))
-        log.info("step.resolved", step=name, resolution=type(resolution).__name__)
-        match resolution:
-            case Applied():
-                self._done(a, name, resolution.result)
-                return True
-            case Undecidable():
-                raise StepFailed(name, None, Reason.AMBIGUOUS_OUTCOME, resolution.readings)
-            case NotApplied():
-                return False
-            case _:
-                assert_never(resolution)
-
-    def _call(self, step: Step, name: str, fn: Callable[[], Any]) -> Any:
-        """Run a read (evidence, resolution); a failure there leaves the ledger as it was."""
-        try:
-            return fn()
-        except ApiError as exc:
-            raise StepFailed(name, exc, classify_permanent(exc), {}) from None
 
     def _done(self, a: Attempt, name: str, result: dict[str, Any]) -> None:
         """Note a finished step; its record rides on the attempt's next Redis call."""
@@ -384,19 +325,6 @@ class Executor:
             self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
         return Requeue(delay_ms, reason, counts=counts)
-
-    def _wait_for_window(self, a: Attempt, doubt: WaitForWindow) -> Requeue:
-        """A call of this event is in doubt: keep the client's lease (nothing else is sent for
-        the client) and come back with it once the window has passed; not a failed attempt."""
-        done = a.take_pending()
-        if doubt.record is not None:  # written now, with the lease kept: it says until when
-            if done is not None:
-                self._store.step_done(a.event.key, done)
-            done = (doubt.step, doubt.record)
-        delay = max(0, doubt.until_ms - self._now_ms()) + WINDOW_SLACK_MS
-        held = self._store.hold(a.event.key, a.event.client_id, a.token, done, delay)
-        log.info("event.in_doubt", step=doubt.step, until_ms=doubt.until_ms, lease_kept=held)
-        return Requeue(delay, "in_doubt", counts=False, lease_token=a.token if held else None)
 
     def _wait_for_holder(self, a: Attempt, pending: HolderPending) -> Done | Requeue:
         """Another event holds this grant's invoice and has not settled: look again later,
@@ -475,52 +403,9 @@ class Executor:
         self._observe(outcome, a.event.type.value)
         return Done(outcome)
 
-    def _duplicate(self, event: Event, opened: Opened, info: AttemptInfo) -> Done:
-        reason = f"already {opened.outcome or 'finished'}"
-        record = outcome_record(
-            event.key, event.to_message(), Outcome.DUPLICATE, reason, info, self._now_ms()
-        )
-        self._store.record_duplicate(event.client_id, record)
-        log.info("event.duplicate", first_outcome=opened.outcome)
-        self._observe(Outcome.DUPLICATE, event.type.value)
-        return Done(Outcome.DUPLICATE)
-
-    def _reject_invalid(self, raw: Any, info: AttemptInfo, exc: InvalidEvent) -> Done:
-        """An event invalid at consume time (published around the validator): dead-letter it."""
-        event = raw if isinstance(raw, dict) else {"raw": repr(raw)[:2000]}
-        key = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
-        return self._dead_letter_unlocked(key[:32], event, info, Reason.INVALID_EVENT, exc)
-
-    def _internal_error(
-        self, event: Event, raw: dict[str, Any], info: AttemptInfo, exc: Exception
-    ) -> Done | Requeue:
-        """A bug of ours: retry like a transient failure, then dead-letter `internal_error`."""
-        log.error("event.internal_error", error=repr(exc), exc_info=exc)
-        if info.attempt >= self._policy.max_attempts:
-            return self._dead_letter_unlocked(event.key, raw, info, Reason.INTERNAL_ERROR, exc)
-        delay = backoff_ms(self._policy, info.attempt, self._rng)
-        return Requeue(delay, f"internal error: {type(exc).__name__}", counts=True)
-
-    def _dead_letter_unlocked(
-        self, key: str, event: dict[str, Any], info: AttemptInfo, reason: Reason, exc: Exception
-    ) -> Done:
-        """Dead-letter without holding the client's lease (no valid client, or a bug)."""
-        now = self._now_ms()
-        detail = redactor.scrub(str(exc))
-        first = info.first_failure_ms or now
-        letter = DeadLetter(key, event, reason, detail, info.attempt, first, now)
-        outcome = outcome_record(key, event, Outcome.DEAD_LETTERED, reason, info, now)
-        self._store.record_unlocked(key, outcome, letter.encode())
-        log.warning("event.dead_lettered", reason=reason.value, detail=detail)
-        self._observe(Outcome.DEAD_LETTERED, str(event.get("type", "")))
-        return Done(Outcome.DEAD_LETTERED)
-
     def _release_quietly(self, a: Attempt) -> None:
         try:
             self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
         except Exception as exc:  # the lease expires by itself; the original error matters more
             log.warning("event.release_failed", error=str(exc))
-
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)

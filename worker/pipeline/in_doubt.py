@@ -15,9 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from worker.log import get_logger
+from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.ledger import StepRecord, StepState
+from worker.pipeline.progress import Attempt
+from worker.pipeline.results import Requeue
+
+log = get_logger(__name__)
 
 UNTIL = "in_doubt_until_ms"  # the evidence field of a step record that is in doubt
+SLACK_MS = 50  # come back a little after an in-doubt window, not a little before
 
 
 @dataclass(frozen=True)
@@ -56,3 +63,17 @@ class WaitForWindow(Exception):
 def in_doubt_record(token: str, now_ms: int, evidence: dict[str, Any], until_ms: int) -> StepRecord:
     """The ledger record of a step whose call is in doubt: its evidence and the window's end."""
     return StepRecord(StepState.IN_PROGRESS, token, now_ms, {**evidence, UNTIL: until_ms})
+
+
+def hold_for_window(store: AttemptStore, a: Attempt, doubt: WaitForWindow, now_ms: int) -> Requeue:
+    """A call of this event is in doubt: keep the client's lease (nothing else is sent for the
+    client) and come back with it once the window has passed; not a failed attempt."""
+    done = a.take_pending()
+    if doubt.record is not None:  # written now, with the lease kept: it says until when
+        if done is not None:
+            store.step_done(a.event.key, done)
+        done = (doubt.step, doubt.record)
+    delay = max(0, doubt.until_ms - now_ms) + SLACK_MS
+    held = store.hold(a.event.key, a.event.client_id, a.token, done, delay)
+    log.info("event.in_doubt", step=doubt.step, until_ms=doubt.until_ms, lease_kept=held)
+    return Requeue(delay, "in_doubt", counts=False, lease_token=a.token if held else None)
