@@ -20,6 +20,11 @@ then the grant) and one `client.onboarded` run at INFO with JSON logs to /dev/nu
     python -m bench.pipeline_bench            # ~2 minutes
     python -m bench.pipeline_bench --quick    # a smoke run of ~10 s
     python -m bench.pipeline_bench --pin      # workers on CPU 0, everything else on the rest
+    python -m bench.pipeline_bench --baseline DIR   # this code against another checkout's
+
+`--baseline DIR` (a checkout of another commit, e.g. `git worktree add DIR main`) runs only the
+two pipeline kinds, alternating this tree's worker with DIR's (`python -m worker.cli` with DIR
+first on PYTHONPATH) on the same servers, and prints them side by side: the cost of a change.
 
 On 2 cores a worker process's threads bounce between the cores, which costs both sides 30-45%
 more CPU per event (GIL hand-offs) and makes runs bimodal; `--pin` shows the figures without it.
@@ -72,7 +77,7 @@ from worker.settings import ENV_PREFIX, load_settings
 PREFIX = "saw"
 PUBLISH_BATCH = 500
 STARTUP_TIMEOUT_S = 30.0
-KINDS = ("bare", "onboarded", "bare_session", "invoice", "info")
+KINDS = ("bare", "onboarded", "bare_session", "invoice", "info", "onboarded_base", "invoice_base")
 
 
 @dataclass(frozen=True)
@@ -195,8 +200,15 @@ def cli() -> list[str]:
 class Bench:
     """The shared servers and what every run needs from them."""
 
-    def __init__(self, svc: Services, cap_s: float, worker_cpus: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        svc: Services,
+        cap_s: float,
+        worker_cpus: set[int] | None = None,
+        baseline: Path | None = None,
+    ) -> None:
         self.svc = svc
+        self.baseline = baseline  # another checkout, for the *_base kinds
         self.cap_s = cap_s
         self.worker_cpus = worker_cpus  # --pin: the workers of both sides on these CPUs
         self.redis = redis.Redis.from_url(svc.redis_url)
@@ -228,6 +240,8 @@ class Bench:
     # --- pipeline -----------------------------------------------------------------------------
 
     def pipeline(self, case: Case, kind: str) -> RunResult:
+        base = kind.endswith("_base")
+        kind = kind.removesuffix("_base")
         count = case.count(kind)
         clients = [f"bench-{self.runs}-{i:05d}" for i in range(count)]
         if kind == "invoice":
@@ -239,10 +253,22 @@ class Bench:
             self.publisher.publish_many(events[start : start + PUBLISH_BATCH])
         name = f"worker-{self.runs}"
         at_info = kind == "info"
+        env = self.worker_env("INFO" if at_info else "WARNING", name)
+        command = cli()
+        if base and self.baseline is not None:
+            command = [sys.executable, "-m", "worker.cli"]
+            env["PYTHONPATH"] = str(self.baseline)
         proc = Proc(
             name,
-            [*cli(), "worker", "--processes", str(case.processes), "--threads", str(case.threads)],
-            env=self.worker_env("INFO" if at_info else "WARNING", name),
+            [
+                *command,
+                "worker",
+                "--processes",
+                str(case.processes),
+                "--threads",
+                str(case.threads),
+            ],
+            env=env,
             output=None if at_info else self.svc.workdir / f"{name}.log",  # INFO: to /dev/null
             cpus=self.worker_cpus,
         )
@@ -359,6 +385,8 @@ LABELS = {
     "onboarded": "pipeline onboarded",
     "invoice": "pipeline invoice.paid",
     "info": "pipeline onboarded at INFO",
+    "onboarded_base": "baseline onboarded",
+    "invoice_base": "baseline invoice.paid",
 }
 
 
@@ -372,6 +400,31 @@ def run_case(bench: Bench, case: Case, runs: int) -> Row:
         row.results[kind].append(result)
         progress(f"{case.label}: {LABELS[kind]} {result.describe()}")
     return row
+
+
+def run_against_baseline(bench: Bench, case: Case, runs: int) -> Row:
+    """Alternate this tree's pipeline runs with the baseline's, both kinds."""
+    row = Row(case)
+    once = ("onboarded", "onboarded_base", "invoice", "invoice_base")
+    for kind in [kind for _ in range(runs) for kind in once]:
+        result = bench.run(kind, case)
+        row.results[kind].append(result)
+        progress(f"{case.label}: {LABELS[kind]} {result.describe()}")
+    return row
+
+
+def report_against_baseline(rows: Sequence[Row], baseline: Path) -> None:
+    headers = ["case", "kind", "this ev/s", "runs", "baseline ev/s", "runs", "ratio",
+               "worker CPU ms/event (this / baseline)"]  # fmt: skip
+    table = []
+    for row in rows:
+        for kind in ("onboarded", "invoice"):
+            this, base = row.figure(kind), row.figure(f"{kind}_base")
+            cpu = f"{row.cpu(kind, 'worker'):.2f} / {row.cpu(f'{kind}_base', 'worker'):.2f}"
+            table.append([row.case.label, kind, f"{this.median:.0f}", this.runs(),
+                          f"{base.median:.0f}", base.runs(), f"{this.median / base.median:.3f}",
+                          cpu])  # fmt: skip
+    print_table(f"This tree against {baseline}: pipeline events/s", headers, table)
 
 
 def report(rows: Sequence[Row]) -> None:
@@ -431,6 +484,9 @@ def main() -> int:
         action="store_true",
         help="run the workers of both sides on CPU 0, the sandbox, Redis and this on the rest",
     )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose worker to run side by side"
+    )
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 2)
     cap_s = 3.0 if args.quick else 12.0
@@ -441,11 +497,15 @@ def main() -> int:
     with services(with_redis=True) as svc:
         if split is not None:
             svc.pin_servers(split[1])
-        bench = Bench(svc, cap_s, split[0] if split else None)
+        bench = Bench(svc, cap_s, split[0] if split else None, args.baseline)
+        one = run_case if args.baseline is None else run_against_baseline
         try:
-            rows = [run_case(bench, case, runs) for case in (QUICK_CASES if args.quick else CASES)]
+            rows = [one(bench, case, runs) for case in (QUICK_CASES if args.quick else CASES)]
         finally:
             bench.close()
+    if args.baseline is not None:
+        report_against_baseline(rows, args.baseline)
+        return 0
     report(rows)
     pinned = f"; workers pinned to CPU {sorted(split[0])}" if split else ""
     print(f"\n{runs} run(s) per figure, 1 at INFO{pinned}; took {time.monotonic() - started:.0f} s")
