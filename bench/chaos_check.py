@@ -10,7 +10,8 @@
 - out of band: the sandbox's own top-ups (journaled `top_up`) are added to the fold's credits;
   a grant dead-lettered `ambiguous_outcome` whose readings a top-up of its subaccount (or its
   recurring credits of the same size) can explain is *undecidable*, rightly not guessed: it is
-  counted apart and its client left to the operator (not judged), never counted as decided.
+  counted apart and its client left to the operator (its state and its other dead letters, such
+  as events that waited for an onboarding that never finished, are not judged).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def check(scenario: Scenario, client: redis.Redis, admin: Any, prefix: str) -> V
         [e for e in journal if e["username"] not in {username_for(c) for c in left}],
         verdict,
     )
-    ambiguous = _outcomes(events, worlds, dead, set(undecidable), client, prefix, verdict)
+    theirs = {k for k, d in dead.items() if str(d["event"].get("subject")) in left}
+    ambiguous = _outcomes(events, worlds, dead, theirs, client, prefix, verdict)
     faults = Counter(str(e["fault"]) for e in everything if e["fault"])
     verdict.figures.update(
         wrong=wrong, lost=lost, doubled=doubled, ambiguous=ambiguous,
@@ -133,7 +135,7 @@ def _outcomes(
     events: list[Any],
     worlds: dict[str, World],
     dead: dict[str, Any],
-    undecidable: set[str],
+    left: set[str],  # dead letters of clients left to the operator (an undecidable grant)
     client: redis.Redis,
     prefix: str,
     verdict: Verdict,
@@ -151,7 +153,7 @@ def _outcomes(
         for record in firsts[:1]:
             verdict.outcomes[record["outcome"]] += 1
     expected_dead = {key for w in worlds.values() for key in (*w.rejected, *w.waiting)}
-    for key in sorted(set(dead) - expected_dead - undecidable):
+    for key in sorted(set(dead) - expected_dead - left):
         letter = dead[key]
         verdict.violations.append(
             f"unexpected dead letter {key}: {letter['reason']}: {letter['detail']}"
@@ -161,7 +163,7 @@ def _outcomes(
     return sum(
         1
         for key, letter in dead.items()
-        if letter["reason"] == "ambiguous_outcome" and key not in undecidable
+        if letter["reason"] == "ambiguous_outcome" and key not in left
     )
 
 
