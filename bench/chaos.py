@@ -81,7 +81,7 @@ class ChaosConfig:
         return ChaosConfig(
             seed=seed, size=size, kills=1, api_pause_s=1.0, emails_per_s=100.0, send_rate=40.0,
             heartbeat_timeout_ms=1_500, lock_ttl_ms=15_000, threads=2, drain_timeout_s=150.0,
-            rate_limit_rps=30.0, top_ups=3,
+            rate_limit_rps=30.0, top_ups=3, late_rate=0.1,
             # A killed worker's messages come back at the next maintenance pass after its
             # heartbeat times out: on every broker command here, not one in a thousand.
             maintenance_chance=1_000_000,
