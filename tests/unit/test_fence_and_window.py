@@ -25,7 +25,7 @@ class FakeStore:
         self.held = held
         self.extended: list[int] = []
 
-    def extend(self, event_key: str, client_id: str, token: str, done: Any, ttl_ms: int) -> bool:
+    def renew(self, event_key: str, client_id: str, token: str, done: Any, ttl_ms: int) -> bool:
         self.extended.append(ttl_ms)
         return self.held
 

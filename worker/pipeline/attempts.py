@@ -245,9 +245,11 @@ class AttemptStore:
         )
         return True, claim
 
-    def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
-        """Record the previous step's `done` and renew the lease; False if it was lost."""
-        return self._renew_for(event_key, client_id, token, done, self._lock_ttl_ms, False)
+    def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None,
+              ttl_ms: int = 0) -> bool:  # fmt: skip
+        """Record the last step's `done`, renew the lease (`ttl_ms`: the fence's); False if lost."""
+        ttl = ttl_ms or self._lock_ttl_ms
+        return self._renew_for(event_key, client_id, token, done, ttl, False)
 
     def hold(
         self, event_key: str, client_id: str, token: str, done: StepDone | None, delay_ms: int
@@ -255,11 +257,6 @@ class AttemptStore:
         """Keep the lease through a retry's delay (the retry comes back with `token`)."""
         ttl = delay_ms + self._lock_ttl_ms
         return self._renew_for(event_key, client_id, token, done, ttl, True)
-
-    def extend(self, event_key: str, client_id: str, token: str, done: StepDone | None,
-               ttl_ms: int) -> bool:  # fmt: skip
-        """`renew` for `ttl_ms` (the fence before a send, `worker.pipeline.fence`)."""
-        return self._renew_for(event_key, client_id, token, done, ttl_ms, False)
 
     def _renew_for(
         self,

@@ -95,6 +95,6 @@ class Fence:
     def _renew(self, a: Attempt, ttl_ms: int) -> None:
         at = self._clock()
         event = a.event
-        if not self._store.extend(event.key, event.client_id, a.token, a.take_pending(), ttl_ms):
+        if not self._store.renew(event.key, event.client_id, a.token, a.take_pending(), ttl_ms):
             raise FenceLost()
         self.leased(a, at, ttl_ms)
