@@ -1,4 +1,5 @@
-"""The fence's and the in-doubt window's rules, on a fake clock and a fake lease store."""
+"""The fence's and the in-doubt window's rules, on a fake clock and a fake lease store; which
+failed calls are in doubt."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest
 
 from handlers import examples as f
 from handlers.events import parse_event
-from handlers.plan import ClientState
+from handlers.plan import AddCredits, ClientState, SetStatus
+from handlers.requests import ChangeCredits, SetDisabled
+from worker.errors import Ambiguous, ApiError, Permanent, Transient
+from worker.pipeline.failures import maybe_applied
 from worker.pipeline.fence import Fence, FenceLost, FenceRules, NoToken
 from worker.pipeline.in_doubt import UNTIL, Window
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
@@ -94,3 +98,35 @@ def test_the_window_ends_where_the_record_says_or_after_a_dead_workers_longest_c
     crashed = StepRecord(StepState.IN_PROGRESS, "t", 1_000, {"balance_before": 0})
     assert window.until(crashed) == 1_000 + 5_000 + 3_000
     assert Window(settle_ms=0, max_call_ms=5_000).until(crashed) == 1_000  # no window
+
+
+@pytest.mark.parametrize(
+    ("error", "grant", "in_doubt"),
+    [
+        (Ambiguous("read timeout", operation="op"), False, True),
+        (
+            Transient("bad gateway", operation="op", status=502),
+            False,
+            True,
+        ),  # the server behind may go on
+        (
+            Transient("unavailable", operation="op", status=503),
+            False,
+            False,
+        ),  # answered: it is done with it
+        (
+            Transient("unavailable", operation="op", status=503),
+            True,
+            True,
+        ),  # a grant: evidence can tell
+        (Transient("too many", operation="op", status=429), True, False),
+        (Permanent("refused", operation="op", status=400), True, False),
+    ],
+)
+def test_which_failed_calls_are_in_doubt(error: ApiError, grant: bool, in_doubt: bool) -> None:
+    step = (
+        AddCredits(request=ChangeCredits(username="fen-1", amount=5), business_key="invoice:1")
+        if grant
+        else SetStatus(request=SetDisabled(username="fen-1", disabled=True))
+    )
+    assert maybe_applied(step, error) is in_doubt
