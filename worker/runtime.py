@@ -23,7 +23,7 @@ from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
 from worker.pipeline.executor import Executor, Limits
 from worker.pipeline.fence import FenceRules
-from worker.pipeline.in_doubt import Window
+from worker.pipeline.in_doubt import Marks, Window
 from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
 from worker.pipeline.steps import StepRunner
@@ -101,6 +101,7 @@ def build_executor(
         on_drift=drift_recorder(client, settings.key_prefix),
         window=Window(settings.settle_ms, int(settings.max_call_s * 1000)),
         fence=fence_rules(settings),
+        marks=Marks(client, settings.key_prefix),
     )
 
 

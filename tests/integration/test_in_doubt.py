@@ -161,7 +161,12 @@ def test_1e_a_late_disable_never_lands_after_a_newer_enable(
     disable)."""
     _run(slow, redis_client, f.onboarded("eve"))
     _late(sandbox, "disable")
-    _run(slow, redis_client, f.suspended("eve", t=3))
+    suspended = f.suspended("eve", t=3)
+    slow.publisher.publish(suspended)
+    # while in doubt, the client's other events are told until when (and then it expires)
+    mark = keys.in_doubt("saw", "eve")
+    wait_until(lambda: redis_client.exists(mark) == 1, what="the in-doubt mark")
+    wait_for_outcomes(redis_client, [suspended["id"]], timeout_s=30)
     _run(slow, redis_client, f.reactivated("eve", t=4))
     _wait_for_late_effect(sandbox, "disable", "eve")
     assert _account(sandbox, "eve")["disabled"] is False

@@ -50,7 +50,7 @@ from worker.pipeline.failures import (
 )
 from worker.pipeline.fence import Fence, FenceRules, NoToken
 from worker.pipeline.grants import grant_of, settle_dangling
-from worker.pipeline.in_doubt import WaitForWindow, Window, hold_for_window
+from worker.pipeline.in_doubt import Marks, WaitForWindow, Window, hold_for_window
 from worker.pipeline.judging import Judging
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter, outcome_record
@@ -104,6 +104,7 @@ class Executor(UnlockedEndings, Judging):
         on_drift: DriftObserver = _no_drift_observer,
         window: Window | None = None,
         fence: FenceRules | None = None,
+        marks: Marks | None = None,
     ) -> None:
         self._store = store
         self._observe = observer
@@ -116,6 +117,7 @@ class Executor(UnlockedEndings, Judging):
         self._rng = rng or random.Random()
         self._window = window or Window(settle_ms=0, max_call_ms=0)
         self._fence = Fence(store, fence or FenceRules(lease_ms=0, need_ms=0, max_wait_ms=0))
+        self._marks = marks or Marks(None, "")
 
     def handle(
         self, raw: dict[str, Any], info: AttemptInfo, token: str | None = None
@@ -151,7 +153,8 @@ class Executor(UnlockedEndings, Judging):
             return self._duplicate(event, opened, info)
         if opened.status == "busy":
             log.debug("event.client_busy")
-            return Requeue(self._limits.lock_busy_delay_ms, "client_busy", counts=False)
+            wait_ms = self._marks.wait_ms(event.client_id, self._now_ms())  # a call in doubt?
+            return Requeue(wait_ms or self._limits.lock_busy_delay_ms, "client_busy", counts=False)
         state = opened.state or ClientState(client_id=event.client_id)
         ledger = opened.ledger or Ledger(steps={})
         attempt = Attempt(event, raw, info, token, state, ledger, self._now_ms())
@@ -196,7 +199,7 @@ class Executor(UnlockedEndings, Judging):
         except HolderPending as pending:
             return self._wait_for_holder(a, pending)
         except WaitForWindow as doubt:
-            return hold_for_window(self._store, a, doubt, self._now_ms())
+            return hold_for_window(self._store, a, doubt, self._now_ms(), self._marks)
         except NoToken as slow:
             log.info("event.rate_limited", wait_ms=slow.wait_ms)
             return self._later(a, slow.wait_ms, "rate_limited", False)

@@ -15,6 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
+from worker import keys
+from worker.errors import BrokerUnavailable
 from worker.log import get_logger
 from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.ledger import StepRecord, StepState
@@ -65,7 +69,38 @@ def in_doubt_record(token: str, now_ms: int, evidence: dict[str, Any], until_ms:
     return StepRecord(StepState.IN_PROGRESS, token, now_ms, {**evidence, UNTIL: until_ms})
 
 
-def hold_for_window(store: AttemptStore, a: Attempt, doubt: WaitForWindow, now_ms: int) -> Requeue:
+class Marks:
+    """Until when a client's call is in doubt, told to its other events, so they come back then
+    rather than every `LOCK_BUSY_DELAY_MS`. Advisory: it expires with the window, and the lease
+    is what keeps them off the client. Without a Redis client it marks nothing."""
+
+    def __init__(self, client: redis.Redis | None, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    def mark(self, client_id: str, until_ms: int, now_ms: int) -> None:
+        if self._redis is not None:
+            key = keys.in_doubt(self._prefix, client_id)
+            self._guard(lambda r: r.set(key, until_ms, px=max(1, until_ms - now_ms + SLACK_MS)))
+
+    def wait_ms(self, client_id: str, now_ms: int) -> int:
+        """How long until the client's call in doubt is decided (0: none is)."""
+        if self._redis is None:
+            return 0
+        key = keys.in_doubt(self._prefix, client_id)
+        until = self._guard(lambda r: r.get(key))
+        return max(0, int(until) - now_ms) + SLACK_MS if until else 0
+
+    def _guard(self, call: Any) -> Any:
+        try:
+            return call(self._redis)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"could not read or write an in-doubt mark: {exc}") from exc
+
+
+def hold_for_window(
+    store: AttemptStore, a: Attempt, doubt: WaitForWindow, now_ms: int, marks: Marks
+) -> Requeue:
     """A call of this event is in doubt: keep the client's lease (nothing else is sent for the
     client) and come back with it once the window has passed; not a failed attempt."""
     done = a.take_pending()
@@ -75,5 +110,7 @@ def hold_for_window(store: AttemptStore, a: Attempt, doubt: WaitForWindow, now_m
         done = (doubt.step, doubt.record)
     delay = max(0, doubt.until_ms - now_ms) + SLACK_MS
     held = store.hold(a.event.key, a.event.client_id, a.token, done, delay)
+    if held:
+        marks.mark(a.event.client_id, doubt.until_ms, now_ms)
     log.info("event.in_doubt", step=doubt.step, until_ms=doubt.until_ms, lease_kept=held)
     return Requeue(delay, "in_doubt", counts=False, lease_token=a.token if held else None)
