@@ -2,10 +2,11 @@
 
 A real worker process (`subaccount-worker worker`), its own Redis and the sandbox on loopback.
 Client `doubt` gets a suspension whose disable the sandbox applies `late_ms` after the read
-timeout (fault `late`), then at once a `client.updated`; `others` other clients get a
-`client.updated` each, published right after. Printed: from publishing to outcome (`at_ms`),
-the doubted client's update against the other clients' updates (median, p95, max), with the
-window and the read timeout, so the first minus the window is what the doubt cost beyond it.
+timeout (fault `late`); once that call is in doubt (its mark is in Redis), a `client.updated`
+of `doubt` and one of each of `others` other clients are published together. Printed: from
+publishing to outcome (`at_ms`), the doubted client's update against the other clients'
+updates (median, p95, max): the first waits for the rest of the window (it was published when
+the read timeout fired).
 
     python -m bench.in_doubt_cost                 # settle 2 s, read timeout 0.5 s, 200 others
     python -m bench.in_doubt_cost --settle 5 --others 500
@@ -50,6 +51,14 @@ def _wait_for(client: redis.Redis, count: int, timeout_s: float = 120.0) -> list
     raise RuntimeError(f"fewer than {count} outcomes after {timeout_s} s")
 
 
+def _wait_for_mark(client: redis.Redis, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not client.exists(keys.in_doubt(PREFIX, "doubt")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the suspension's disable never went in doubt")
+        time.sleep(0.005)
+
+
 def measure(settle_s: float, read_s: float, late_ms: int, others: int) -> dict[str, Any]:
     with services(with_redis=True) as svc:
         client = redis.Redis.from_url(svc.redis_url)
@@ -68,10 +77,12 @@ def measure(settle_s: float, read_s: float, late_ms: int, others: int) -> dict[s
             publisher.publish_many([examples.onboarded(name) for name in names])
             _wait_for(client, len(names))
             svc.admin.set_faults({"operations": {"disable": {"late_next": 1, "late_ms": late_ms}}})
+            publisher.publish(examples.suspended("doubt", t=1))
+            _wait_for_mark(client)  # the disable is in doubt now
             sent_ms = int(time.time() * 1000)
             doubted = examples.updated("doubt", t=2, email="new@doubt.example")
             updates = [examples.updated(n, t=2, email=f"{n}@new.example") for n in names[1:]]
-            publisher.publish_many([examples.suspended("doubt", t=1), doubted, *updates])
+            publisher.publish_many([doubted, *updates])
             records = _wait_for(client, len(names) * 2 + 1)
         finally:
             worker.stop()
