@@ -20,11 +20,8 @@ then the grant) and one `client.onboarded` run at INFO with JSON logs to /dev/nu
     python -m bench.pipeline_bench            # ~2 minutes
     python -m bench.pipeline_bench --quick    # a smoke run of ~10 s
     python -m bench.pipeline_bench --pin      # workers on CPU 0, everything else on the rest
-    python -m bench.pipeline_bench --baseline DIR   # this code against another checkout's
 
-`--baseline DIR` (a checkout of another commit, e.g. `git worktree add DIR main`) runs only the
-two pipeline kinds, alternating this tree's worker with DIR's (`python -m worker.cli` with DIR
-first on PYTHONPATH) on the same servers, and prints them side by side: the cost of a change.
+`bench.pipeline_compare` runs this tree's pipeline against another checkout's with `Bench`.
 
 On 2 cores a worker process's threads bounce between the cores, which costs both sides 30-45%
 more CPU per event (GIL hand-offs) and makes runs bimodal; `--pin` shows the figures without it.
@@ -412,33 +409,6 @@ def run_case(bench: Bench, case: Case, runs: int) -> Row:
     return row
 
 
-def run_against_baseline(bench: Bench, case: Case, runs: int) -> Row:
-    """Alternate this tree's pipeline runs with the baseline's, both kinds; which of the two
-    goes first swaps every round, so an order effect falls on both."""
-    row = Row(case)
-    once = ("onboarded", "onboarded_base", "invoice", "invoice_base")
-    swapped = ("onboarded_base", "onboarded", "invoice_base", "invoice")
-    for kind in [kind for n in range(runs) for kind in (swapped if n % 2 else once)]:
-        result = bench.run(kind, case)
-        row.results[kind].append(result)
-        progress(f"{case.label}: {LABELS[kind]} {result.describe()}")
-    return row
-
-
-def report_against_baseline(rows: Sequence[Row], baseline: Path) -> None:
-    headers = ["case", "kind", "this ev/s", "runs", "baseline ev/s", "runs", "ratio",
-               "worker CPU ms/event (this / baseline)"]  # fmt: skip
-    table = []
-    for row in rows:
-        for kind in ("onboarded", "invoice"):
-            this, base = row.figure(kind), row.figure(f"{kind}_base")
-            cpu = f"{row.cpu(kind, 'worker'):.2f} / {row.cpu(f'{kind}_base', 'worker'):.2f}"
-            table.append([row.case.label, kind, f"{this.median:.0f}", this.runs(),
-                          f"{base.median:.0f}", base.runs(), f"{this.median / base.median:.3f}",
-                          cpu])  # fmt: skip
-    print_table(f"This tree against {baseline}: pipeline events/s", headers, table)
-
-
 def report(rows: Sequence[Row]) -> None:
     headers = [
         "case", "bare ev/s", "runs", "pipeline ev/s", "runs", "ratio", "run ratios",
@@ -496,9 +466,6 @@ def main() -> int:
         action="store_true",
         help="run the workers of both sides on CPU 0, the sandbox, Redis and this on the rest",
     )
-    parser.add_argument(
-        "--baseline", type=Path, help="another checkout whose worker to run side by side"
-    )
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 2)
     cap_s = 3.0 if args.quick else 12.0
@@ -509,15 +476,11 @@ def main() -> int:
     with services(with_redis=True) as svc:
         if split is not None:
             svc.pin_servers(split[1])
-        bench = Bench(svc, cap_s, split[0] if split else None, args.baseline)
-        one = run_case if args.baseline is None else run_against_baseline
+        bench = Bench(svc, cap_s, split[0] if split else None)
         try:
-            rows = [one(bench, case, runs) for case in (QUICK_CASES if args.quick else CASES)]
+            rows = [run_case(bench, case, runs) for case in (QUICK_CASES if args.quick else CASES)]
         finally:
             bench.close()
-    if args.baseline is not None:
-        report_against_baseline(rows, args.baseline)
-        return 0
     report(rows)
     pinned = f"; workers pinned to CPU {sorted(split[0])}" if split else ""
     print(f"\n{runs} run(s) per figure, 1 at INFO{pinned}; took {time.monotonic() - started:.0f} s")
