@@ -74,7 +74,8 @@ from worker.settings import ENV_PREFIX, load_settings
 PREFIX = "saw"
 PUBLISH_BATCH = 500
 STARTUP_TIMEOUT_S = 30.0
-KINDS = ("bare", "onboarded", "bare_session", "invoice", "info", "onboarded_base", "invoice_base")
+KINDS = ("bare", "onboarded", "bare_session", "invoice", "info")
+BASE_KINDS = ("onboarded_base", "invoice_base")  # another checkout's (`bench.pipeline_compare`)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,9 @@ class Row:
     """Every run of one case, by kind."""
 
     case: Case
-    results: dict[str, list[RunResult]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    results: dict[str, list[RunResult]] = field(
+        default_factory=lambda: {k: [] for k in KINDS + BASE_KINDS}
+    )
 
     def figure(self, kind: str) -> Figure:
         figure = Figure()
