@@ -1,7 +1,9 @@
 """`make chaos`: the project's own Jepsen-style run, checked against an oracle.
 
 It starts its own Redis (AOF on), the sandbox with faults (5xx, commit-then-drop, latency with
-jitter, a 429 threshold) and sending on, two worker processes and the ingress, all on loopback.
+jitter, a 429 threshold, and a slice of calls of every kind applied after the client's read
+timeout: `late`) and sending on, two worker processes behind a tight client-side rate limit
+and the ingress, all on loopback. Out-of-band top-ups of other amounts hit random subaccounts.
 It sends a seeded scenario (`bench.chaos_scenario`) through the ingress and `send` while it
 SIGKILLs workers (restarting them), restarts Redis once and pauses the API for a few seconds.
 Then it waits until the queue is drained (every message acknowledged, not merely quiet: a killed
@@ -13,11 +15,13 @@ violation. Everything stops by itself; nothing but loopback is touched.
 
     python -m bench.chaos              # the full run (~1,000 events, 100 clients, 5 kills)
     python -m bench.chaos --small      # what `make test` runs (tests/e2e/test_chaos.py)
+    python -m bench.chaos --settle 0   # no in-doubt window: late effects are missed, it FAILS
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -26,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,48 +38,17 @@ import httpx
 import redis
 
 from bench.chaos_check import Verdict, check
-from bench.chaos_scenario import Scenario, ScenarioSize, build
+from bench.chaos_config import ChaosConfig, faults
+from bench.chaos_scenario import Scenario, build
 from bench.common import API_KEY, Proc, print_table, progress, services
 from worker import keys
 from worker.dev.devservers import RedisServer, free_port, wait_until
 from worker.pipeline.keyspace import Keyspace
+from worker.sandbox.client import SandboxAdminError
 
 PREFIX = "saw"
 QUEUE = "subaccount-events"
 INGRESS_TOKEN = "chaos-ingress-token-not-a-secret"  # noqa: S105 - a loopback-only fixture
-MUTATING = ["create", "update", "add_credits", "set_recurring", "enable", "disable", "delete"]
-
-
-@dataclass(frozen=True)
-class ChaosConfig:
-    seed: int = 7
-    size: ScenarioSize = field(default_factory=ScenarioSize)
-    kills: int = 5
-    redis_restarts: int = 1
-    api_pause_s: float = 4.0
-    emails_per_s: float = 400.0
-    send_rate: float = 150.0  # deliveries per second while sending
-    heartbeat_timeout_ms: int = 60_000  # the default setting
-    lock_ttl_ms: int = 60_000  # the default setting
-    maintenance_chance: int = 1_000  # the default setting: in a million broker commands
-    threads: int = 4
-    drain_timeout_s: float = 900.0
-
-    @property
-    def unknown_client_wait_s(self) -> int:
-        return (self.heartbeat_timeout_ms + self.lock_ttl_ms) // 1000 + 15
-
-    @staticmethod
-    def small(seed: int = 7) -> ChaosConfig:
-        """What `make test` runs: a few clients, one kill, one Redis restart, short timeouts."""
-        size = ScenarioSize(clients=8, events_per_client=6, ghosts=1, invalid=2, window=6)
-        return ChaosConfig(
-            seed=seed, size=size, kills=1, api_pause_s=1.0, emails_per_s=100.0, send_rate=40.0,
-            heartbeat_timeout_ms=1_500, lock_ttl_ms=15_000, threads=2, drain_timeout_s=150.0,
-            # A killed worker's messages come back at the next maintenance pass after its
-            # heartbeat times out: on every broker command here, not one in a thousand.
-            maintenance_chance=1_000_000,
-        )  # fmt: skip
 
 
 @dataclass
@@ -85,6 +58,7 @@ class Chaos:
     kills: int = 0
     redis_restarts: int = 0
     api_pauses: int = 0
+    top_ups: int = 0
     refused_at_door: int = 0
     resent_chunks: int = 0
     last_kill_at: float = 0.0
@@ -129,6 +103,8 @@ class Run:
             "SUBACCOUNT_WORKER_API_WRITE_TIMEOUT_S": "1",
             "SUBACCOUNT_WORKER_API_POOL_TIMEOUT_S": "1",
             "SUBACCOUNT_WORKER_API_READ_TIMEOUT_S": "2",
+            "SUBACCOUNT_WORKER_API_SETTLE_S": str(c.settle_s),
+            "SUBACCOUNT_WORKER_API_RATE_LIMIT_RPS": str(c.rate_limit_rps),
             "SUBACCOUNT_WORKER_RETRY_MAX_ATTEMPTS": "60",
             "SUBACCOUNT_WORKER_RETRY_MIN_BACKOFF_MS": "100",
             "SUBACCOUNT_WORKER_RETRY_MAX_BACKOFF_MS": "2000",
@@ -295,22 +271,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def faults(cfg: ChaosConfig, *, paused: bool = False) -> dict[str, Any]:
-    """The sandbox's faults: slow, flaky and rate-limited everywhere; hanging when paused."""
-    flaky = {"latency_ms": 2, "jitter_ms": 15, "error_rate": 0.10, "error_status": 503,
-             "drop_rate": 0.02}  # fmt: skip
-    default: dict[str, Any] = {"latency_ms": 2, "jitter_ms": 15}
-    if paused:
-        default = {"hang_rate": 1.0, "hang_s": cfg.api_pause_s}
-        return {"seed": cfg.seed, "default": default}
-    return {
-        "seed": cfg.seed,
-        "default": default,
-        "operations": dict.fromkeys(MUTATING, flaky),
-        "rate_limit": {"rps": 400, "retry_after_s": 1},
-    }
-
-
 def chaos_thread(
     run: Run, cfg: ChaosConfig, admin: Any, span_s: float, stop: threading.Event
 ) -> None:
@@ -319,6 +279,7 @@ def chaos_thread(
     actions = [((k + rng.uniform(0.2, 0.8)) / cfg.kills * span_s, "kill") for k in range(cfg.kills)]
     actions += [(rng.uniform(0.3, 0.6) * span_s, "redis") for _ in range(cfg.redis_restarts)]
     actions.append((rng.uniform(0.6, 0.8) * span_s, "pause"))
+    actions += [(rng.uniform(0.1, 0.9) * span_s, "top_up") for _ in range(cfg.top_ups)]
     started = time.monotonic()
     for at, action in sorted(actions):
         if stop.wait(max(0.0, at - (time.monotonic() - started))):
@@ -328,11 +289,26 @@ def chaos_thread(
             run.kill_worker(rng)
         elif action == "redis":
             run.restart_redis()
+        elif action == "top_up":
+            top_up(run, admin, rng)
         else:
             admin.set_faults(faults(cfg, paused=True))
             time.sleep(cfg.api_pause_s)
             admin.set_faults(faults(cfg))
             run.chaos.api_pauses += 1
+
+
+def top_up(run: Run, admin: Any, rng: random.Random) -> None:
+    """Credits from outside (a dashboard user, recurring credits due) to a random subaccount, of
+    an amount no grant of the scenario has (those are at most 500)."""
+    usernames = sorted(admin.state()["subaccounts"])
+    if not usernames:
+        return
+    try:
+        admin.top_up(rng.choice(usernames), rng.randint(1001, 1999))
+        run.chaos.top_ups += 1
+    except SandboxAdminError:  # deleted meanwhile
+        pass
 
 
 @contextmanager
@@ -379,6 +355,7 @@ def execute(cfg: ChaosConfig) -> Verdict:
             events=len(scenario.events), deliveries=len(scenario.main) + len(scenario.final),
             kills=run.chaos.kills, redis_restarts=run.chaos.redis_restarts,
             api_pauses=run.chaos.api_pauses, refused_at_door=run.chaos.refused_at_door,
+            settle_s=cfg.settle_s, rate_limit_rps=cfg.rate_limit_rps,
             resent_chunks=run.chaos.resent_chunks,
             run_s=round(drained_at - started, 1),
             last_phase_drain_s=round(drained_at - drain_from, 1),
@@ -402,8 +379,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="the small variant (make test)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--settle", type=float, help="the in-doubt window (0: none, to see it fail)"
+    )
     args = parser.parse_args()
     cfg = ChaosConfig.small(args.seed) if args.small else ChaosConfig(seed=args.seed)
+    if args.settle is not None:
+        cfg = dataclasses.replace(cfg, settle_s=args.settle)
     verdict = execute(cfg)
     rows = [[name, str(value)] for name, value in verdict.figures.items()]
     rows += [[f"outcome {k}", str(v)] for k, v in sorted(verdict.outcomes.items())]

@@ -21,6 +21,8 @@ then the grant) and one `client.onboarded` run at INFO with JSON logs to /dev/nu
     python -m bench.pipeline_bench --quick    # a smoke run of ~10 s
     python -m bench.pipeline_bench --pin      # workers on CPU 0, everything else on the rest
 
+`bench.pipeline_compare` runs this tree's pipeline against another checkout's with `Bench`.
+
 On 2 cores a worker process's threads bounce between the cores, which costs both sides 30-45%
 more CPU per event (GIL hand-offs) and makes runs bimodal; `--pin` shows the figures without it.
 """
@@ -73,6 +75,7 @@ PREFIX = "saw"
 PUBLISH_BATCH = 500
 STARTUP_TIMEOUT_S = 30.0
 KINDS = ("bare", "onboarded", "bare_session", "invoice", "info")
+BASE_KINDS = ("onboarded_base", "invoice_base")  # another checkout's (`bench.pipeline_compare`)
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,9 @@ class Row:
     """Every run of one case, by kind."""
 
     case: Case
-    results: dict[str, list[RunResult]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    results: dict[str, list[RunResult]] = field(
+        default_factory=lambda: {k: [] for k in KINDS + BASE_KINDS}
+    )
 
     def figure(self, kind: str) -> Figure:
         figure = Figure()
@@ -195,8 +200,15 @@ def cli() -> list[str]:
 class Bench:
     """The shared servers and what every run needs from them."""
 
-    def __init__(self, svc: Services, cap_s: float, worker_cpus: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        svc: Services,
+        cap_s: float,
+        worker_cpus: set[int] | None = None,
+        baseline: Path | None = None,
+    ) -> None:
         self.svc = svc
+        self.baseline = baseline  # another checkout, for the *_base kinds
         self.cap_s = cap_s
         self.worker_cpus = worker_cpus  # --pin: the workers of both sides on these CPUs
         self.redis = redis.Redis.from_url(svc.redis_url)
@@ -228,6 +240,8 @@ class Bench:
     # --- pipeline -----------------------------------------------------------------------------
 
     def pipeline(self, case: Case, kind: str) -> RunResult:
+        base = kind.endswith("_base")
+        kind = kind.removesuffix("_base")
         count = case.count(kind)
         clients = [f"bench-{self.runs}-{i:05d}" for i in range(count)]
         if kind == "invoice":
@@ -239,19 +253,41 @@ class Bench:
             self.publisher.publish_many(events[start : start + PUBLISH_BATCH])
         name = f"worker-{self.runs}"
         at_info = kind == "info"
+        env = self.worker_env("INFO" if at_info else "WARNING", name)
+        command = cli()
+        if base and self.baseline is not None:
+            command = [sys.executable, "-m", "worker.cli"]
+            env["PYTHONPATH"] = str(self.baseline)
         proc = Proc(
             name,
-            [*cli(), "worker", "--processes", str(case.processes), "--threads", str(case.threads)],
-            env=self.worker_env("INFO" if at_info else "WARNING", name),
+            [
+                *command,
+                "worker",
+                "--processes",
+                str(case.processes),
+                "--threads",
+                str(case.threads),
+            ],
+            env=env,
             output=None if at_info else self.svc.workdir / f"{name}.log",  # INFO: to /dev/null
             cpus=self.worker_cpus,
         )
         stream = keys.outcomes(PREFIX)
+        scripts_before = self.scripts_run()
         with running(proc):
             result = watch(
                 lambda: int(self.redis.xlen(stream)), count, proc, self.cap_s, self.meter(proc)
             )
-        return replace(result, detail=self.outcomes_seen(proc))
+        scripts = (self.scripts_run() - scripts_before) / max(1, result.done)
+        detail = f"{self.outcomes_seen(proc)}; Redis scripts/event {scripts:.2f}"
+        return replace(result, detail=detail)
+
+    def scripts_run(self) -> int:
+        """Lua calls Redis has run (ours and Dramatiq's): a count per event that noise cannot
+        blur, unlike a rate (the benchmark's own polling runs none)."""
+        stats: Any = self.redis.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in
+                   ("evalsha", "eval"))  # fmt: skip
 
     def worker_env(self, log_level: str, name: str) -> dict[str, str]:
         values = {
@@ -359,6 +395,8 @@ LABELS = {
     "onboarded": "pipeline onboarded",
     "invoice": "pipeline invoice.paid",
     "info": "pipeline onboarded at INFO",
+    "onboarded_base": "baseline onboarded",
+    "invoice_base": "baseline invoice.paid",
 }
 
 

@@ -26,6 +26,9 @@ FAST = {
     "lock_busy_delay_ms": 20,
     "unknown_client_retry_ms": 30,
     "api_read_timeout_s": 2.0,
+    # No in-doubt window: these tests' sandbox applies a call before answering or never, so an
+    # unanswered call is judged at once; tests of the window (test_in_doubt.py) set one.
+    "api_settle_s": 0.0,
 }
 
 

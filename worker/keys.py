@@ -86,6 +86,11 @@ def lock(prefix: str, client_id: str) -> str:
     return f"{prefix}:lock:{client_id}"
 
 
+def in_doubt(prefix: str, client_id: str) -> str:
+    """Until when (ms) a call of the client is in doubt: its other events wait that long."""
+    return f"{prefix}:indoubt:{client_id}"
+
+
 def deliveries(prefix: str, event_id: str) -> str:
     return f"{prefix}:deliveries:{event_id}"
 

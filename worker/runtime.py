@@ -27,6 +27,8 @@ from worker.pipeline.attempts import AttemptStore
 from worker.pipeline.broker import build_broker, declare_actor
 from worker.pipeline.circuit_gate import build_circuit
 from worker.pipeline.executor import Executor, Limits
+from worker.pipeline.fence import FenceRules
+from worker.pipeline.in_doubt import Marks, Window
 from worker.pipeline.publish import Publisher, event_limits
 from worker.pipeline.retry import RetryPolicy
 from worker.pipeline.steps import StepRunner
@@ -86,7 +88,7 @@ def build_store(settings: Settings, client: redis.Redis) -> AttemptStore:
     return AttemptStore(
         client,
         settings.key_prefix,
-        lock_ttl_ms=settings.lock_ttl_ms,
+        lock_ttl_ms=settings.lease_ttl_ms,  # the lock TTL plus the in-doubt window
         ledger_ttl_s=settings.ledger_ttl_s,
         outcome_maxlen=settings.outcome_stream_maxlen,
         timeline_maxlen=settings.timeline_maxlen,
@@ -146,7 +148,21 @@ def build_executor(
         observer=outcome_observer(counter or OutcomeCounter(client, settings.key_prefix)),
         on_drift=drift_recorder(client, settings.key_prefix),
         circuit=circuit,
+        window=Window(settings.settle_ms, int(settings.max_call_s * 1000)),
+        fence=fence_rules(settings),
+        marks=Marks(client, settings.key_prefix),
     )
+
+
+def fence_rules(settings: Settings) -> FenceRules:
+    """What the fence before a send checks (README "The fence"): the lease as set, what a send
+    needs left of it (the longest call and the in-doubt window), the longest limiter wait."""
+    need_ms = int(settings.max_call_s * 1000) + settings.settle_ms
+    # A wait is held through (the lease extended) up to a whole lease, and never less than two
+    # slots: a shorter limit would give up every slot it reserved, one after another.
+    rps = settings.api_rate_limit_rps
+    slots_ms = int(2000 / rps) if rps > 0 else 0
+    return FenceRules(settings.lease_ttl_ms, need_ms, max(settings.lease_ttl_ms, slots_ms))
 
 
 def build_runtime(settings: Settings) -> Runtime:

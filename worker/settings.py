@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     api_rate_limit_rps: float = Field(0.0, ge=0, description="0 disables client-side limiting")
     api_rate_limit_burst: int = Field(0, ge=0, description="0 = one second of rate")
     api_rate_limit_scope: RateLimitScope = RateLimitScope.REDIS
+    api_settle_s: float = Field(
+        120.0,
+        ge=0,
+        description="After this long since it was sent, the API can no longer apply a request"
+        " (a call with no answer is in doubt until then; README 'The in-doubt window')",
+    )
 
     # --- Redis and the queue --------------------------------------------------------------
     redis_url: str = Field(
@@ -405,6 +411,17 @@ class Settings(BaseSettings):
             + self.api_write_timeout_s
             + self.api_read_timeout_s
         )
+
+    @property
+    def settle_ms(self) -> int:
+        """The in-doubt window in milliseconds."""
+        return int(self.api_settle_s * 1000)
+
+    @property
+    def lease_ttl_ms(self) -> int:
+        """The client lease as set: the lock TTL plus the in-doubt window, so a worker that dies
+        mid-call holds the client until the API can no longer apply that call."""
+        return self.lock_ttl_ms + self.settle_ms
 
     @model_validator(mode="after")
     def _lease_outlives_a_step(self) -> Settings:

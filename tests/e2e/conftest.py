@@ -25,6 +25,7 @@ def worker_env(redis_url: str, sandbox_server: ThreadedUvicorn) -> dict[str, str
         "SUBACCOUNT_WORKER_API_WRITE_TIMEOUT_S": "0.5",
         "SUBACCOUNT_WORKER_API_CONNECT_TIMEOUT_S": "0.5",
         "SUBACCOUNT_WORKER_API_READ_TIMEOUT_S": "2.5",
+        "SUBACCOUNT_WORKER_API_SETTLE_S": "1",  # the in-doubt window, short for tests
         "SUBACCOUNT_WORKER_RETRY_MIN_BACKOFF_MS": "20",
         "SUBACCOUNT_WORKER_RETRY_MAX_BACKOFF_MS": "200",
         "SUBACCOUNT_WORKER_LOCK_BUSY_DELAY_MS": "50",

@@ -633,6 +633,7 @@ def test_openapi_describes_every_route(sandbox_server: ThreadedUvicorn) -> None:
         ("PUT", "/_sandbox/state"),
         ("GET", "/_sandbox/sending"),
         ("PUT", "/_sandbox/sending"),
+        ("POST", "/_sandbox/top_up"),
         ("GET", "/_sandbox/health"),
     }
     sandbox_defined = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -34,7 +35,7 @@ from worker.api.models import (
     Subaccount,
     SubaccountList,
 )
-from worker.api.rate_limit import RateLimiter, RedisTokenBucket, TokenBucket, Unlimited
+from worker.api.rate_limit import RateLimiter, RedisTokenBucket, TokenBucket, Unlimited, reserve
 from worker.api.surfaces import HttpRequest, Surface, surface_for
 from worker.errors import (
     Ambiguous,
@@ -97,6 +98,7 @@ class SubaccountClient:
         self._surface = surface_for(surface) if isinstance(surface, ApiSurface) else surface
         http.set_headers(self._surface.auth_headers(api_key))
         self._limiter = limiter or Unlimited()
+        self._paced = threading.local()  # a slot reserved by `pace` for this thread's next call
 
     @classmethod
     def from_settings(
@@ -172,6 +174,20 @@ class SubaccountClient:
         data = self._call("delete", username, self._surface.delete(username))
         return _parse(Deleted, data, "delete", username)
 
+    # --- pacing ---------------------------------------------------------------------------
+
+    def pace(self) -> float:
+        """Reserve the rate-limit slot of this thread's next call and return how long to wait
+        for it (s), without waiting: the caller waits, then checks its lease, then calls (the
+        fence before a send, README "The fence"). `unpace` drops a slot left unused."""
+        wait = reserve(self._limiter)
+        self._paced.slot = True
+        return wait
+
+    def unpace(self) -> None:
+        """Forget a slot `pace` reserved and no call used (the next call takes its own)."""
+        self._paced.slot = False
+
     # --- transport ------------------------------------------------------------------------
 
     def _call(
@@ -182,7 +198,10 @@ class SubaccountClient:
         secrets: list[str] | None = None,
     ) -> Any:
         """Send one request and return the `data` of a success body, or raise a typed error."""
-        self._limiter.acquire()
+        if getattr(self._paced, "slot", False):
+            self._paced.slot = False  # reserved (and waited for) by `pace`
+        else:
+            self._limiter.acquire()
         if self._observe is None:
             return self._send(op, username, request, secrets)
         started = time.perf_counter()

@@ -28,6 +28,20 @@ class Unlimited:
     def acquire(self) -> None:
         return None
 
+    def reserve(self) -> float:
+        return 0.0
+
+
+def reserve(limiter: RateLimiter) -> float:
+    """Take one slot of `limiter` now or in the future and return how long to wait for it (s),
+    without waiting; a limiter that cannot reserve is acquired at once (and returns 0)."""
+    reserve_slot = getattr(limiter, "reserve", None)
+    if reserve_slot is None:
+        limiter.acquire()
+        return 0.0
+    wait: float = reserve_slot()
+    return wait
+
 
 class _Bucket:
     """What both buckets share: validated rate and burst, and waiting for a reserved slot."""

@@ -257,9 +257,11 @@ class AttemptStore:
             self._durability.wait(self._scripts.connection())  # kept before the grant is sent
         return True, claim
 
-    def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None) -> bool:
-        """Record the previous step's `done` and renew the lease; False if it was lost."""
-        return self._renew_for(event_key, client_id, token, done, self._lock_ttl_ms, False)
+    def renew(self, event_key: str, client_id: str, token: str, done: StepDone | None,
+              ttl_ms: int = 0) -> bool:  # fmt: skip
+        """Record the last step's `done`, renew the lease (`ttl_ms`: the fence's); False if lost."""
+        ttl = ttl_ms or self._lock_ttl_ms
+        return self._renew_for(event_key, client_id, token, done, ttl, False)
 
     def hold(
         self, event_key: str, client_id: str, token: str, done: StepDone | None, delay_ms: int

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Retries
 
 from worker import keys, tracing
@@ -57,6 +58,18 @@ class Broker(RedisBroker):
         if queue_name.endswith(".DQ"):
             self._requeue_stranded(queue_name)
         return super().consume(queue_name, prefetch, timeout)
+
+    def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+        """Dramatiq's enqueue, a Redis connection error coming out as Dramatiq's own (as it does
+        from consuming). Dramatiq's delay consumer enqueues each due message; a raw Redis error
+        there is an "unexpected error" that can end the consumer thread, and the delayed
+        messages it held stay in this live process's ack set for good (seen in `make chaos`:
+        13 in-doubt retries stranded by a Redis restart). Translated, the consumer restarts and
+        `_requeue_stranded` gives them back."""
+        try:
+            return super().enqueue(message, delay=delay)
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
 
     def _requeue_stranded(self, queue_name: str) -> None:
         acks = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
@@ -171,5 +184,5 @@ def requeue(broker: RedisBroker, message: Any, info: AttemptInfo, result: Requeu
         options[FIRST_FAILURE] = info.first_failure_ms or int(time.time() * 1000)
     try:
         broker.enqueue(message.copy(options=options), delay=result.delay_ms)
-    except redis.RedisError as exc:
+    except (redis.RedisError, ConnectionClosed) as exc:
         raise BrokerUnavailable(f"could not re-enqueue: {exc}") from exc

@@ -8,8 +8,6 @@ is not acknowledged.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from handlers.plan import (
     Wait,
     step_name,
 )
+from worker import tracing
 from worker.errors import ApiError, BrokerUnavailable, Transient
 from worker.log import get_logger, redactor
 from worker.pipeline.attempts import (
@@ -41,8 +40,6 @@ from worker.pipeline.attempts import (
     Claim,
     ClaimStatus,
     Finish,
-    Grant,
-    Opened,
 )
 from worker.pipeline.circuit import Go, Hold
 from worker.pipeline.circuit_gate import NoCircuit
@@ -54,7 +51,10 @@ from worker.pipeline.failures import (
     holder_never_settled,
     maybe_applied,
 )
-from worker.pipeline.grants import grant_of, ours_since, settle_dangling
+from worker.pipeline.fence import Fence, FenceRules, NoToken
+from worker.pipeline.grants import grant_of, settle_dangling
+from worker.pipeline.in_doubt import Marks, WaitForWindow, Window, hold_for_window
+from worker.pipeline.judging import Judging
 from worker.pipeline.ledger import Ledger, StepRecord, StepState
 from worker.pipeline.outcomes import DeadLetter, outcome_record
 from worker.pipeline.progress import Attempt
@@ -66,8 +66,9 @@ from worker.pipeline.results import (
     Requeue,
     observe_nothing,
 )
-from worker.pipeline.retry import GiveUp, RetryPolicy, backoff_ms, classify_permanent, on_transient
-from worker.pipeline.steps import Applied, NotApplied, StepRunner, Undecidable, journaled
+from worker.pipeline.retry import GiveUp, RetryPolicy, classify_permanent, on_transient
+from worker.pipeline.steps import StepRunner, journaled
+from worker.pipeline.unlocked import UnlockedEndings
 
 log = get_logger(__name__)
 
@@ -89,7 +90,7 @@ def _no_drift_observer(kind: str, client_id: str, username: str) -> None:
     """The default drift observer."""
 
 
-class Executor:
+class Executor(UnlockedEndings, Judging):
     """Runs deliveries of events; one instance is shared by every thread of a worker process."""
 
     def __init__(
@@ -105,8 +106,11 @@ class Executor:
         observer: OutcomeObserver = observe_nothing,
         on_drift: DriftObserver = _no_drift_observer,
         circuit: NoCircuit | None = None,
+        window: Window | None = None,
+        fence: FenceRules | None = None,
+        marks: Marks | None = None,
     ) -> None:
-        self._circuit = circuit or NoCircuit()  # the API circuit breaker (issue 22)
+        self._circuit = circuit or NoCircuit()  # the API circuit breaker
         self._store = store
         self._observe = observer
         self._on_drift = on_drift
@@ -116,6 +120,9 @@ class Executor:
         self._limits = limits
         self._clock = clock
         self._rng = rng or random.Random()
+        self._window = window or Window(settle_ms=0, max_call_ms=0)
+        self._fence = Fence(store, fence or FenceRules(lease_ms=0, need_ms=0, max_wait_ms=0))
+        self._marks = marks or Marks(None, "")
 
     def handle(
         self, raw: dict[str, Any], info: AttemptInfo, token: str | None = None
@@ -145,19 +152,25 @@ class Executor:
     def _handle(
         self, event: Event, raw: dict[str, Any], info: AttemptInfo, token: str
     ) -> Done | Requeue:
+        leased_at = self._fence.now()
         opened = self._store.open(event.key, event.client_id, token)
         if opened.status == "finished":
             return self._duplicate(event, opened, info)
         if opened.status == "busy":
             log.debug("event.client_busy")
-            return Requeue(self._limits.lock_busy_delay_ms, "client_busy", counts=False)
+            wait_ms = self._marks.wait_ms(event.client_id, self._now_ms())  # a call in doubt?
+            return Requeue(wait_ms or self._limits.lock_busy_delay_ms, "client_busy", counts=False)
         state = opened.state or ClientState(client_id=event.client_id)
         ledger = opened.ledger or Ledger(steps={})
         attempt = Attempt(event, raw, info, token, state, ledger, self._now_ms())
+        self._fence.leased(attempt, leased_at)
         try:
             if opened.dangling and state.username:  # other events' grants left mid-call
-                settle_dangling(self._store, self._runner, event.client_id, state.username,
-                                opened.dangling, self._now_ms())  # fmt: skip
+                until = settle_dangling(self._store, self._runner, event.client_id,
+                                        state.username, opened.dangling, self._now_ms(),
+                                        self._window)  # fmt: skip
+                if until > self._now_ms():  # one is still in doubt: touch nothing till then
+                    return self._later(attempt, until - self._now_ms(), "in_doubt", False)
             decision = decide(event, state, self._ctx)
             attempt.grant = grant_of(decision)
             if opened.deliveries > self._limits.max_deliveries:
@@ -188,11 +201,17 @@ class Executor:
         statuses: dict[str, str] = {}
         try:
             for step in plan.steps:
-                statuses[step_name(step)] = self._run_step(a, step)
+                with tracing.span("step", {"saw.step": step_name(step)}):
+                    statuses[step_name(step)] = self._run_step(a, step)
         except StepFailed as failed:
             return self._step_failed(a, failed, admission)
         except HolderPending as pending:
             return self._wait_for_holder(a, pending)
+        except WaitForWindow as doubt:
+            return hold_for_window(self._store, a, doubt, self._now_ms(), self._marks)
+        except NoToken as slow:
+            log.info("event.rate_limited", wait_ms=slow.wait_ms)
+            return self._later(a, slow.wait_ms, "rate_limited", False)
         except LeaseLost:
             log.warning("event.lease_lost")
             self._flush(a)
@@ -212,20 +231,22 @@ class Executor:
             log.info("step.skipped", step=name, why="done by an earlier attempt")
             return "duplicate" if "duplicate_of" in record.result else "skipped"
         unfinished = a.ledger.unfinished(name)
-        if unfinished is not None and self._resolve(a, step, unfinished.evidence):
+        if unfinished is not None and self._settled(a, step, name, unfinished):
             return "done"
         evidence = self._call(step, name, lambda: self._runner.evidence(step))
         self._check_drift(a, step, evidence)
-        if journaled(step):
-            owner = self._begin(a, step, name, evidence)
-            if owner.status == ClaimStatus.DUPLICATE:
-                log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
-                return "duplicate"
-            check_claim(step, name, owner)
-        elif a.stepped:  # the lease was taken fresh at open; renew it before later steps
-            self._renew(a)
-        a.stepped = True
         try:
+            # the fence: after the rate limiter's wait, the lease checked right before the send
+            self._fence.wait_for_slot(a, self._runner.pace())
+            if journaled(step):
+                owner = self._begin(a, step, name, evidence)
+                if owner.status == ClaimStatus.DUPLICATE:
+                    log.info("step.duplicate", step=name, duplicate_of=owner.event_key)
+                    return "duplicate"
+                check_claim(step, name, owner)
+            else:
+                self._fence.before_send(a)
+            a.stepped = True
             result = self._runner.run(step)
         except ApiError as exc:
             if maybe_applied(step, exc):
@@ -235,6 +256,8 @@ class Executor:
             if journaled(step):
                 self._store.clear_step(a.event.key, name)
             raise StepFailed(name, exc, classify_permanent(exc), {}) from None
+        finally:
+            self._runner.unpace()
         self._done(a, name, result)
         return "done"
 
@@ -252,6 +275,7 @@ class Executor:
             self._on_drift("unexpected_disabled", a.event.client_id, username)
 
     def _begin(self, a: Attempt, step: AddCredits, name: str, evidence: dict[str, Any]) -> Claim:
+        leased_at = self._fence.now()
         begin = BeginStep(
             event_key=a.event.key,
             client_id=a.event.client_id,
@@ -265,51 +289,9 @@ class Executor:
         held, owner = self._store.begin_step(begin)
         if not held:
             raise LeaseLost()
+        self._fence.leased(a, leased_at)
         log.debug("step.started", step=name)
         return owner
-
-    def _unanswered(
-        self, a: Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError
-    ) -> str:
-        """A call that may have been applied: judge it by evidence, never send it blindly."""
-        log.warning("step.ambiguous", step=name, error=str(exc))
-        if self._resolve(a, step, evidence):
-            return "done"
-        self._store.clear_step(a.event.key, name)  # proven not applied: send again later
-        retry = Transient(f"{exc}; proven not applied", operation=exc.operation)
-        raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {}) from None
-
-    def _renew(self, a: Attempt) -> None:
-        if not self._store.renew(a.event.key, a.event.client_id, a.token, a.take_pending()):
-            raise LeaseLost()
-
-    def _resolve(self, a: Attempt, step: Step, evidence: dict[str, Any]) -> bool:
-        """Judge an unanswered step (a grant net of our other grants of the client since it
-        began); True if it took effect. Raises StepFailed if undecidable."""
-        name = step_name(step)
-        ours = None
-        if journaled(step):
-            grant = Grant(a.event.key, name, step.request.amount)
-            ours = ours_since(self._store, a.event.client_id, grant)
-        resolution = self._call(step, name, lambda: self._runner.resolve(step, evidence, ours))
-        log.info("step.resolved", step=name, resolution=type(resolution).__name__)
-        match resolution:
-            case Applied():
-                self._done(a, name, resolution.result)
-                return True
-            case Undecidable():
-                raise StepFailed(name, None, Reason.AMBIGUOUS_OUTCOME, resolution.readings)
-            case NotApplied():
-                return False
-            case _:
-                assert_never(resolution)
-
-    def _call(self, step: Step, name: str, fn: Callable[[], Any]) -> Any:
-        """Run a read (evidence, resolution); a failure there leaves the ledger as it was."""
-        try:
-            return fn()
-        except ApiError as exc:
-            raise StepFailed(name, exc, classify_permanent(exc), {}) from None
 
     def _done(self, a: Attempt, name: str, result: dict[str, Any]) -> None:
         """Note a finished step; its record rides on the attempt's next Redis call."""
@@ -342,17 +324,16 @@ class Executor:
             log.info(
                 "event.retry", step=failed.step, delay_ms=verdict.delay_ms, error=verdict.reason
             )
-            return self._retry_later(a, verdict.delay_ms, verdict.reason)
+            return self._later(a, verdict.delay_ms, verdict.reason, True)
         return self._dead_letter(
             a, failed.reason, failed.detail, step=failed.step, readings=failed.readings
         )
 
-    def _retry_later(
-        self, a: Attempt, delay_ms: int, reason: str, *, counts: bool = True
-    ) -> Requeue:
-        """Re-queue after a failure. An event already partly applied keeps the client's lease
-        through the delay: no other event of the client may act on the half-changed subaccount
-        (or decide from state this event has not recorded yet) before this one finishes."""
+    def _later(self, a: Attempt, delay_ms: int, reason: str, counts: bool) -> Requeue:
+        """Re-queue after a failure (`counts`) or a wait. An event already partly applied keeps
+        the client's lease through the delay: no other event of the client may act on the
+        half-changed subaccount (or decide from state this event has not recorded yet) before
+        this one finishes."""
         if a.partly_applied:
             if self._store.hold(
                 a.event.key, a.event.client_id, a.token, a.take_pending(), delay_ms
@@ -374,7 +355,7 @@ class Executor:
         # probe, closed) and the metric `saw_api_circuit_total{action="held"}` say it once
         log.debug("event.waiting", why="api_unavailable", operation=held.operation,
                   delay_ms=held.delay_ms)  # fmt: skip
-        return self._retry_later(a, held.delay_ms, "api_unavailable", counts=False)
+        return self._later(a, held.delay_ms, "api_unavailable", counts=False)
 
     def _wait_for_holder(self, a: Attempt, pending: HolderPending) -> Done | Requeue:
         """Another event holds this grant's invoice and has not settled: look again later,
@@ -453,52 +434,9 @@ class Executor:
         self._observe(outcome, a.event.type.value)
         return Done(outcome)
 
-    def _duplicate(self, event: Event, opened: Opened, info: AttemptInfo) -> Done:
-        reason = f"already {opened.outcome or 'finished'}"
-        record = outcome_record(
-            event.key, event.to_message(), Outcome.DUPLICATE, reason, info, self._now_ms()
-        )
-        self._store.record_duplicate(event.client_id, record)
-        log.info("event.duplicate", first_outcome=opened.outcome)
-        self._observe(Outcome.DUPLICATE, event.type.value)
-        return Done(Outcome.DUPLICATE)
-
-    def _reject_invalid(self, raw: Any, info: AttemptInfo, exc: InvalidEvent) -> Done:
-        """An event invalid at consume time (published around the validator): dead-letter it."""
-        event = raw if isinstance(raw, dict) else {"raw": repr(raw)[:2000]}
-        key = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()
-        return self._dead_letter_unlocked(key[:32], event, info, Reason.INVALID_EVENT, exc)
-
-    def _internal_error(
-        self, event: Event, raw: dict[str, Any], info: AttemptInfo, exc: Exception
-    ) -> Done | Requeue:
-        """A bug of ours: retry like a transient failure, then dead-letter `internal_error`."""
-        log.error("event.internal_error", error=repr(exc), exc_info=exc)
-        if info.attempt >= self._policy.max_attempts:
-            return self._dead_letter_unlocked(event.key, raw, info, Reason.INTERNAL_ERROR, exc)
-        delay = backoff_ms(self._policy, info.attempt, self._rng)
-        return Requeue(delay, f"internal error: {type(exc).__name__}", counts=True)
-
-    def _dead_letter_unlocked(
-        self, key: str, event: dict[str, Any], info: AttemptInfo, reason: Reason, exc: Exception
-    ) -> Done:
-        """Dead-letter without holding the client's lease (no valid client, or a bug)."""
-        now = self._now_ms()
-        detail = redactor.scrub(str(exc))
-        first = info.first_failure_ms or now
-        letter = DeadLetter(key, event, reason, detail, info.attempt, first, now)
-        outcome = outcome_record(key, event, Outcome.DEAD_LETTERED, reason, info, now)
-        self._store.record_unlocked(key, outcome, letter.encode())
-        log.warning("event.dead_lettered", reason=reason.value, detail=detail)
-        self._observe(Outcome.DEAD_LETTERED, str(event.get("type", "")))
-        return Done(Outcome.DEAD_LETTERED)
-
     def _release_quietly(self, a: Attempt) -> None:
         try:
             self._flush(a)
             self._store.release(a.event.key, a.event.client_id, a.token)
         except Exception as exc:  # the lease expires by itself; the original error matters more
             log.warning("event.release_failed", error=str(exc))
-
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000)

@@ -111,9 +111,12 @@ def check_claim(step: AddCredits, name: str, owner: Claim) -> None:
 
 
 def maybe_applied(step: Step, exc: ApiError) -> bool:
-    """Could this failed call have taken effect? Always when no answer came; and for a grant,
-    also on a 5xx: a proxy's 502 or a server error after the commit may hide an applied grant,
-    and the balance read before it can tell."""
+    """Could this failed call have taken effect? Always when no answer came, and on a proxy's
+    502 (the server behind it may still be applying the call); for a grant also on any 5xx: a
+    server error after the commit may hide an applied grant, and the balance read before it can
+    tell. Such a call is in doubt until its window has passed (`worker.pipeline.in_doubt`)."""
     if isinstance(exc, Ambiguous):
         return True
-    return journaled(step) and isinstance(exc, Transient) and (exc.status or 0) >= 500
+    if not isinstance(exc, Transient):
+        return False
+    return exc.status == 502 or (journaled(step) and (exc.status or 0) >= 500)

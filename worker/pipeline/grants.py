@@ -15,6 +15,7 @@ from handlers.plan import AddCredits, Apply, Decision
 from worker.errors import ApiError
 from worker.log import get_logger
 from worker.pipeline.attempts import AttemptStore, Dangling, Grant
+from worker.pipeline.in_doubt import Window
 from worker.pipeline.ledger import StepRecord, StepState
 from worker.pipeline.steps import Applied, NotApplied, OurGrants, Resolution, StepRunner
 
@@ -43,11 +44,18 @@ def settle_dangling(
     username: str,
     dangling: tuple[Dangling, ...],
     now_ms: int,
-) -> None:
+    window: Window,
+) -> int:
     """Judge other events' dangling grants of this client, oldest first, and record each one's
     outcome in its own ledger: done, or forgotten (proven not applied: its event sends it again).
-    An undecidable one, or one whose reading fails, is left for its own event to judge."""
+    An undecidable one, or one whose reading fails, is left for its own event to judge. One
+    still in its in-doubt window stops the judging: returns when that window ends (else 0), and
+    the caller touches nothing of the client before then."""
     for item in sorted(dangling, key=lambda d: d.record.at_ms):
+        until = window.until(item.record)
+        if until > now_ms:
+            log.info("grant.dangling_in_doubt", dangling=item.grant.event_key, until_ms=until)
+            return until
         resolution = _judge(store, runner, client_id, username, item)
         if resolution is None:
             continue
@@ -63,6 +71,7 @@ def settle_dangling(
         settled = store.settle(item, record)
         log.info("grant.dangling_settled", dangling=item.grant.event_key, settled=settled,
                  resolution=type(resolution).__name__)  # fmt: skip
+    return 0
 
 
 def _judge(

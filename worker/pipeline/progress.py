@@ -27,7 +27,11 @@ class Attempt:
     stepped: bool = False  # a step has run in this attempt (the lease needs renewing)
     did_steps: bool = False  # a step took effect in this attempt
     grant: AddCredits | None = None  # the plan's grant, whose business key a dead letter frees
-    warning: str = ""  # for the outcome record: something a human should know (issue 14)
+    warning: str = ""  # for the outcome record: something a human should know
+    # When the lease was last set (monotonic s, taken before the Redis call) and for how long:
+    # the fence before a send reads them (`worker.pipeline.fence`).
+    lease_at: float = 0.0
+    lease_ms: int = 0
 
     @property
     def partly_applied(self) -> bool:

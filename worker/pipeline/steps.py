@@ -9,7 +9,12 @@ left by a dead attempt) is never blindly sent again. `resolve` reads the subacco
 | add_credits | allocated moved by amount + ours | allocated moved by ours |
 | set_status | `disabled` is what we asked | it is not |
 | delete | the subaccount is gone | it still exists |
-| update, set_recurring | (setting the same values twice is harmless: sent again) | |
+| update | the email and credit type read are what we asked | they are not (or only a password) |
+| set_recurring | the recurring settings read are what we asked | they are not |
+
+(A password cannot be read: an update of it alone is sent again, harmless once decided.)
+An unanswered call is judged only after its in-doubt window (`worker.pipeline.in_doubt`): read
+earlier, a late effect would look "not applied" and the call would be sent again.
 
 Anything else is undecidable: the event is dead-lettered `ambiguous_outcome` with both readings.
 
@@ -108,7 +113,7 @@ class StepRunner:
         match step:
             case AddCredits():
                 details = self._client.get_credit_details(step.request.username)
-                # `disabled` too: a grant to one we believe enabled is drift (issue 14)
+                # `disabled` too: a grant to one we believe enabled is drift
                 return {
                     "balance_before": details.balance,
                     "used_before": details.used,
@@ -118,6 +123,14 @@ class StepRunner:
                 return {}  # judged by the state they set, or safe to send again
             case _:
                 assert_never(step)
+
+    def pace(self) -> float:
+        """Reserve the rate-limit slot of the next call; how long to wait for it (s)."""
+        return self._client.pace()
+
+    def unpace(self) -> None:
+        """Drop a reserved slot no call used."""
+        self._client.unpace()
 
     def run(self, step: Step) -> dict[str, Any]:
         """Send the step's call; return its result as JSON-ready data."""
@@ -162,8 +175,10 @@ class StepRunner:
         """Decide from the subaccount's current state whether an unanswered step took effect
         (`ours`: for a grant, our other grants of the client since it started)."""
         match step:
-            case Update() | SetRecurringCredits():
-                return NotApplied({"why": "idempotent setting: safe to send again"})
+            case Update():
+                return _judge_update(step, self._details(step.request.username))
+            case SetRecurringCredits():
+                return _judge_recurring(step, self._details(step.request.username))
             case Delete():
                 details = self._details(step.username)
                 if details is None:
@@ -207,6 +222,26 @@ def _judge_status(step: SetStatus, details: CreditDetails | None) -> Resolution:
     return NotApplied({"after": reading})
 
 
+def _judge_update(step: Update, details: CreditDetails | None) -> Resolution:
+    if details is None:
+        return NotApplied({"exists": False})
+    request, reading = step.request, details.model_dump(mode="json")
+    asked = {k: v for k, v in (("email", request.email), ("credit_type", request.credit_type))
+             if v is not None}  # fmt: skip
+    if asked and all(getattr(details, k) == v for k, v in asked.items()):
+        return Applied(reading)
+    return NotApplied({"after": reading})
+
+
+def _judge_recurring(step: SetRecurringCredits, details: CreditDetails | None) -> Resolution:
+    if details is None:
+        return NotApplied({"exists": False})
+    reading = details.model_dump(mode="json")
+    if details.recurring == step.request.recurring:
+        return Applied(reading)
+    return NotApplied({"after": reading})
+
+
 def judge_grant(
     step: AddCredits, evidence: dict[str, Any], details: CreditDetails, ours: OurGrants
 ) -> Resolution:
@@ -231,6 +266,12 @@ def judge_grant(
     if balance_before is None or ours.undecided or not ours.known:
         return Undecidable(readings)
     moved = after - before - ours.applied
+    recurring = details.recurring
+    if moved == amount and recurring and recurring.active and recurring.amount == amount:
+        # the API tops the subaccount up by this very amount on its own: our grant and that
+        # top-up cannot be told apart, so neither is guessed (README "Out-of-band changes")
+        readings["recurring_amount"] = recurring.amount
+        return Undecidable(readings)
     if moved == amount:
         return Applied({"username": step.request.username, "balance": details.balance})
     if moved == 0:

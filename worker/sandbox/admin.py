@@ -1,13 +1,17 @@
-"""Sandbox-only admin routes (no auth): reset, journal, faults, state access, sending, health."""
+"""Sandbox-only admin routes (no auth): reset, journal, faults, state access, sending, top-ups
+out of band, health."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from worker.sandbox.core import sandbox_of
+from worker.sandbox.core import Sandbox, sandbox_of
+from worker.sandbox.failures import ApiFailure, invalid
 from worker.sandbox.faults import FaultConfig, OperationName
 from worker.sandbox.fields import MAX_AMOUNT, CreditTypeName, Email, Username
 from worker.sandbox.journal import JournalEntry
@@ -170,6 +174,67 @@ async def put_sending(request: Request, config: SendingConfig) -> SendingStatus:
     """Enabled `one_time_credit` subaccounts send `emails_per_s` in total (0 stops); seeded."""
     sandbox = sandbox_of(request)
     return sandbox.sending.configure(sandbox.state, config)
+
+
+class TopUp(BaseModel):
+    """A change of a subaccount's credits that no API call made: recurring credits coming due,
+    or a person in the provider's dashboard. Journaled `top_up` (surface `sandbox`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username
+    amount: Annotated[StrictInt, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT)] | None = Field(
+        None, description="credits to add (negative: remove); omitted: its recurring amount"
+    )
+    after_ms: Annotated[StrictInt, Field(ge=0, le=600_000)] = Field(
+        0, description="apply this long from now (answered at once: 'scheduled')"
+    )
+
+
+def top_up_now(sandbox: Sandbox, top_up: TopUp) -> JournalEntry:
+    """Move the credits (from or to the master, as the dashboard does) and journal it."""
+    state = sandbox.state
+    with state.lock:
+        sandbox.sending.advance(state)
+        account = state.view(top_up.username)
+        amount = top_up.amount
+        if amount is None:
+            if account.recurring is None:
+                raise invalid("amount: the subaccount has no recurring credits to come due")
+            amount = account.recurring.amount
+        if amount == 0:
+            raise invalid("amount: must not be 0")
+        if amount > 0:
+            balance = state.change_credits(top_up.username, "increase", amount)
+        else:
+            balance = state.change_credits(top_up.username, "decrease", -amount)
+        return sandbox.journal.append(
+            surface="sandbox",
+            operation="top_up",
+            username=top_up.username,
+            status=200,
+            applied=True,
+            amount=amount,
+            args={"amount": amount, "out_of_band": True},
+            fault=None,
+            result={"username": top_up.username, "balance": balance},
+        )
+
+
+def _top_up_later(sandbox: Sandbox, top_up: TopUp) -> None:
+    with contextlib.suppress(ApiFailure):  # the subaccount went away meanwhile: nothing to do
+        top_up_now(sandbox, top_up)
+
+
+@router.post("/top_up", summary="Top up out of band", responses=error_responses(400, 404))
+async def top_up(request: Request, body: TopUp) -> dict[str, Any]:
+    """Change a subaccount's credits as no API call does (recurring credits due, a dashboard
+    user): now (the journal entry), or `after_ms` from now (`{"status": "scheduled"}`)."""
+    sandbox = sandbox_of(request)
+    if body.after_ms:
+        asyncio.get_running_loop().call_later(body.after_ms / 1000, _top_up_later, sandbox, body)
+        return {"status": "scheduled"}
+    return top_up_now(sandbox, body).model_dump()
 
 
 @router.get("/health", summary="Health check")

@@ -67,6 +67,12 @@ class SandboxAdmin:
         """Rate, seed, emails sent and refused so far."""
         return cast(dict[str, Any], self._call("GET", "/sending"))
 
+    def top_up(self, username: str, amount: int | None = None, after_ms: int = 0) -> dict[str, Any]:
+        """Change a subaccount's credits out of band (omitted amount: its recurring amount),
+        now or `after_ms` from now."""
+        body = {"username": username, "amount": amount, "after_ms": after_ms}
+        return cast(dict[str, Any], self._call("POST", "/top_up", json=body))
+
     def health(self) -> bool:
         """Whether the sandbox answers its health check."""
         try:

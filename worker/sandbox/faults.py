@@ -1,4 +1,5 @@
-"""Fault configuration and injection: latency, rate limiting, server errors, hangs and drops.
+"""Fault configuration and injection: latency, rate limiting, server errors, hangs, drops and
+late applies (a call applied after the client gave up on it, as a slow server does).
 
 Counters (`*_next`) make faults deterministic for tool tests; rates (drawn from a seeded RNG)
 serve chaos runs and benchmarks. Rate limiting is a token bucket of capacity max(1, rps) refilled
@@ -23,7 +24,7 @@ OperationName = Literal[
     "enable", "disable", "delete", "get_credits", "list",
 ]  # fmt: skip
 MUTATING: frozenset[str] = frozenset(get_args(OperationName)) - {"get_credits", "list"}
-Triggered = Literal["error", "hang", "drop", "fail_after_commit"]
+Triggered = Literal["error", "hang", "drop", "fail_after_commit", "late"]
 
 
 class _Config(BaseModel):
@@ -49,6 +50,14 @@ class FaultSpec(_Config):
         0, ge=0, le=1, description="apply, then answer error_status (a server error after commit)"
     )
     fail_after_commit_next: int = Field(0, ge=0)
+    late_rate: float = Field(
+        0, ge=0, le=1, description="wait for the client to give up, then late_ms, then apply"
+    )
+    late_next: int = Field(0, ge=0)
+    late_ms: float = Field(0, ge=0, description="how long after the client gave up it applies")
+    late_wait_s: float = Field(
+        30, ge=0, description="the longest wait for the client to give up (then applied anyway)"
+    )
 
 
 class RateLimit(_Config):

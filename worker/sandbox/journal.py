@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Fault = Literal["error", "rate_limited", "hang", "drop", "fail_after_commit"]
+Fault = Literal["error", "rate_limited", "hang", "drop", "fail_after_commit", "late"]
 SurfaceName = Literal["v5", "v6"]
+# What the journal says made a change: an API surface, or the sandbox itself (a top-up out of band)
+JournalSurface = Literal["v5", "v6", "sandbox"]
 MASK = "***"
 
 
@@ -24,7 +26,7 @@ class JournalEntry(BaseModel):
 
     seq: int
     time: str
-    surface: SurfaceName
+    surface: JournalSurface
     operation: str
     username: str | None
     status: int | None
@@ -34,11 +36,17 @@ class JournalEntry(BaseModel):
     fault: Fault | None
     result: dict[str, Any] | str | None
     detail: str | None = None
+    received: str | None = None  # when the request arrived (None for changes out of band)
 
 
 def mask_secrets(args: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments with every password-like field (any key containing "pass") as "***"."""
     return {key: MASK if "pass" in key.lower() else value for key, value in args.items()}
+
+
+def now_iso() -> str:
+    """The journal's timestamps: UTC, to the millisecond."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 class Journal:
@@ -54,7 +62,7 @@ class Journal:
             fields["args"] = mask_secrets(fields.get("args", {}))
             entry = JournalEntry(
                 seq=len(self._entries) + 1,
-                time=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                time=now_iso(),
                 **fields,
             )
             self._entries.append(entry)

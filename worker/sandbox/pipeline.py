@@ -2,9 +2,10 @@
 
 Order per call: (1) auth → 401, master inactive → 403; (2) latency + jitter; (3) rate limit →
 429; (4) injected error → 500/502/503, not applied; (5) hang → sleep, close, not applied;
-(6) the mail sent since the last request consumes credits, then apply; (7) drop → applied and
-journaled, then the connection closes with no response; or fail-after-commit → applied and
-journaled, then answered `error_status` anyway.
+(6) late → wait until the client gives up (at most `late_wait_s`), then `late_ms` more; (7) the
+mail sent since the last request consumes credits, then apply; (8) drop → applied and journaled,
+then the connection closes with no response; or fail-after-commit → applied and journaled, then
+answered `error_status` anyway. Each journal entry says when its request arrived (`received`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from worker.sandbox.core import Sandbox, sandbox_of
 from worker.sandbox.drop import drop_connection
 from worker.sandbox.failures import SERVER_ERROR, UNAUTHORIZED, ApiFailure
 from worker.sandbox.faults import MUTATING, FaultSpec
-from worker.sandbox.journal import Fault, SurfaceName
+from worker.sandbox.journal import Fault, SurfaceName, now_iso
 from worker.sandbox.operations import Apply, Outcome
 from worker.sandbox.wire import dump, failure_response, success
 
@@ -35,6 +36,7 @@ class Call:
     operation: str
     apply: Apply
     args: dict[str, Any] = field(default_factory=dict)
+    received: str = field(default_factory=now_iso)  # when the router made it: on arrival
 
     @property
     def username(self) -> str | None:
@@ -86,6 +88,7 @@ def _record(
         fault=fault,
         result=dump(result.data) if isinstance(result, Outcome) else _error_of(result),
         detail=result.detail if isinstance(result, ApiFailure) else None,
+        received=call.received,
     )
 
 
@@ -119,6 +122,8 @@ async def execute(request: Request, call: Call) -> Response:
         return _refuse(sandbox, call, ApiFailure(spec.error_status, SERVER_ERROR), "error")
     if fault == "hang":
         return await _hang(request, sandbox, call, spec.hang_s)
+    if sandbox.faults.take(spec, "late"):
+        return await _late(request, sandbox, call, spec)
     return _apply(request, sandbox, call, spec)
 
 
@@ -137,7 +142,18 @@ async def _hang(request: Request, sandbox: Sandbox, call: Call, hang_s: float) -
     return Response()
 
 
-def _apply(request: Request, sandbox: Sandbox, call: Call, spec: FaultSpec) -> Response:
+async def _late(request: Request, sandbox: Sandbox, call: Call, spec: FaultSpec) -> Response:
+    """Apply the call `late_ms` after the client gave up on it (or after `late_wait_s`), as a
+    slow server does that finishes a request nobody waits for any more; journaled `late`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_until_disconnected(request), spec.late_wait_s)
+    await asyncio.sleep(spec.late_ms / 1000)
+    return _apply(request, sandbox, call, spec, late=True)
+
+
+def _apply(
+    request: Request, sandbox: Sandbox, call: Call, spec: FaultSpec, *, late: bool = False
+) -> Response:
     result: Outcome | ApiFailure
     with sandbox.state.lock:
         sandbox.sending.advance(sandbox.state)
@@ -147,13 +163,13 @@ def _apply(request: Request, sandbox: Sandbox, call: Call, spec: FaultSpec) -> R
             result = failure
         status = result.status
         dropped = sandbox.faults.take(spec, "drop")
-        late = not dropped and sandbox.faults.take(spec, "fail_after_commit")
-        fault: Fault | None = "drop" if dropped else "fail_after_commit" if late else None
-        _record(sandbox, call, status, result, fault)
+        failed = not dropped and sandbox.faults.take(spec, "fail_after_commit")
+        fault: Fault | None = "drop" if dropped else "fail_after_commit" if failed else None
+        _record(sandbox, call, status, result, fault or ("late" if late else None))
     if dropped:
         drop_connection(request.scope)
         return Response()
-    if late:
+    if failed:
         return failure_response(ApiFailure(spec.error_status, SERVER_ERROR))
     if isinstance(result, ApiFailure):
         return failure_response(result)
