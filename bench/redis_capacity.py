@@ -99,8 +99,13 @@ def _report(
             sizes.get("ledger", (1, 0))[0],
         ),
         (
-            "per invoice (business keys)",
-            total("business", "business-amount", "invoices"),
+            "per invoice, kept LEDGER_TTL_S (owner and amount keys)",
+            total("business", "business-amount"),
+            clients * invoices,
+        ),
+        (
+            "per invoice, kept for good (the client's business-keys hash)",
+            total("business-keys"),
             clients * invoices,
         ),
         ("per dead letter (record and indexes)", total("dead"), dead),
