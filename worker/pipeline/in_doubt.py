@@ -102,7 +102,9 @@ def hold_for_window(
     store: AttemptStore, a: Attempt, doubt: WaitForWindow, now_ms: int, marks: Marks
 ) -> Requeue:
     """A call of this event is in doubt: keep the client's lease (nothing else is sent for the
-    client) and come back with it once the window has passed; not a failed attempt."""
+    client) and come back with it once the window has passed. The call that just went
+    unanswered counts as a failed attempt (never a dead letter while in doubt: it is judged
+    first); coming back early to wait again counts nothing."""
     done = a.take_pending()
     if doubt.record is not None:  # written now, with the lease kept: it says until when
         if done is not None:
@@ -113,4 +115,5 @@ def hold_for_window(
     if held:
         marks.mark(a.event.client_id, doubt.until_ms, now_ms)
     log.info("event.in_doubt", step=doubt.step, until_ms=doubt.until_ms, lease_kept=held)
-    return Requeue(delay, "in_doubt", counts=False, lease_token=a.token if held else None)
+    counts = doubt.record is not None  # a call just went unanswered
+    return Requeue(delay, "in_doubt", counts=counts, lease_token=a.token if held else None)

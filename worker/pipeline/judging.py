@@ -7,6 +7,7 @@ applies them to one step and records what they decided.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any, assert_never
 
@@ -20,7 +21,7 @@ from worker.pipeline.grants import ours_since
 from worker.pipeline.in_doubt import WaitForWindow, Window, in_doubt_record
 from worker.pipeline.ledger import StepRecord
 from worker.pipeline.progress import Attempt
-from worker.pipeline.retry import classify_permanent
+from worker.pipeline.retry import GiveUp, RetryPolicy, classify_permanent, on_transient
 from worker.pipeline.steps import Applied, NotApplied, StepRunner, Undecidable, journaled
 
 log = get_logger("worker.pipeline.executor")
@@ -32,6 +33,8 @@ class Judging:
     _store: AttemptStore
     _runner: StepRunner
     _window: Window
+    _policy: RetryPolicy
+    _rng: random.Random
 
     def _now_ms(self) -> int:
         raise NotImplementedError
@@ -49,7 +52,15 @@ class Judging:
             return True
         if not journaled(step):  # decided: not applied (a grant's record is replaced at begin)
             self._store.clear_step(a.event.key, name)
-        return False
+        retry = Transient("no answer, proven not applied after its window", operation=name)
+        age = self._now_ms() - (a.info.published_ms or a.now_ms)
+        verdict = on_transient(
+            self._policy, retry, attempt=a.info.attempt, age_ms=age, rng=self._rng
+        )
+        if isinstance(verdict, GiveUp):
+            # out of attempts (each unanswered call spent one): a dead letter, nothing held
+            raise StepFailed(name, retry, Reason.RETRIES_EXHAUSTED, {})
+        return False  # attempts left: sent again now
 
     def _unanswered(
         self, a: Attempt, step: Step, name: str, evidence: dict[str, Any], exc: ApiError

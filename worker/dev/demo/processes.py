@@ -48,6 +48,9 @@ def demo_values(redis_url: str, ports: Ports) -> dict[str, str]:
         # story shows the dead-letter tools, so the API circuit breaker (which would hold the
         # events through the outage instead) is off here.
         "circuit_enabled": "false",
+        # The sandbox applies a call or refuses it before it answers: a 503 it sent is no doubt
+        # to wait out for two minutes. A short in-doubt window keeps the story in seconds.
+        "api_settle_s": "0.5",
         "retry_max_attempts": "3",
         "retry_min_backoff_ms": "150",
         "retry_max_backoff_ms": "400",
