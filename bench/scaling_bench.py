@@ -4,8 +4,8 @@ API latency, and under an API rate limit; CPU per event; one PNG for docs/benchm
 Each point is `bench.pipeline_bench`'s pipeline side (its `Bench`: the same servers, the same
 measurement from the first completion to the last) with `client.onboarded` events (one create
 call each). The rate-limited points set the sandbox's limit (429 over it) and the worker's
-client-side limit (`SUBACCOUNT_WORKER_API_RATE_LIMIT_RPS`, shared through Redis) to the same
-figure: the goal is to reach >= 95% of it with zero 429s.
+client-side limit (`SUBACCOUNT_WORKER_API_RATE_LIMIT_RPS`, shared through Redis) to 95% of it
+(`CLIENT_SHARE`): the goal is to reach >= 95% of the provider's limit with zero 429s.
 
     python -m bench.scaling_bench            # ~4 minutes; writes docs/scaling.png and .json
     python -m bench.scaling_bench --quick    # fewer events per point (~1 minute)
@@ -27,6 +27,9 @@ from worker.settings import ENV_PREFIX
 PROCESSES = (1, 2, 4)
 THREADS = {0: 8, 100: 32}  # per process: enough to keep the CPU busy at each latency
 RATE_LIMIT_RPS = 100.0
+# The workers' own limit as a share of the provider's: equal limits meet out of phase (the two
+# buckets refill at different moments), so a few calls would still get 429.
+CLIENT_SHARE = 0.95
 PNG = REPO / "docs" / "scaling.png"
 
 
@@ -38,7 +41,7 @@ class LimitedBench(Bench):
     def worker_env(self, log_level: str, name: str) -> dict[str, str]:
         env = super().worker_env(log_level, name)
         if self.rps:
-            env[f"{ENV_PREFIX}API_RATE_LIMIT_RPS"] = str(self.rps)
+            env[f"{ENV_PREFIX}API_RATE_LIMIT_RPS"] = str(self.rps * CLIENT_SHARE)
         return env
 
 
