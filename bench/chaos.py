@@ -396,15 +396,15 @@ def main() -> int:
     return 0 if verdict.ok else 1
 
 
-if __name__ == "__main__":
-    from bench.common import run_main
-
-    run_main(main)
-
-
 def _pending(client: redis.Redis, ns: str) -> tuple[int, int]:
     """Messages ready and delayed (in the broker's database)."""
     ready, delayed = Keyspace.default().read(
         client, lambda p: (p.hlen(f"{ns}:{QUEUE}.msgs"), p.hlen(f"{ns}:{QUEUE}.DQ.msgs"))
     )
     return int(ready), int(delayed)
+
+
+if __name__ == "__main__":
+    from bench.common import run_main
+
+    run_main(main)

@@ -1,9 +1,12 @@
 """The events of a chaos run, generated from a seed: what is sent, how, and what it must lead to.
 
 Each client is onboarded at t=0, then gets events at increasing times (invoices, suspensions,
-reactivations, updates, plan changes). Deliveries are the events in time order, shuffled within
-windows (out-of-order delivery), with duplicates (the same event again later) and second reports
-(the same invoice under another event id and source). A few clients are never onboarded (their
+reactivations, updates, plan changes); a share of them take the previous event's second instead
+(same-second events, as Stripe's whole-second `created` gives: toggles at equal times, a
+suspension in the onboarding's second), which the total order of `handlers/order.py` decides.
+Deliveries are the events in time order, shuffled within windows (out-of-order delivery), with
+duplicates (the same event again later) and second reports (the same invoice under another event
+id and source). A few clients are never onboarded (their
 invoices must end `client_unknown`) and a few events are invalid (the ingress must refuse them).
 Churns are sent in a last phase, after the rest is drained, so that which invoices meet a deleted
 subaccount does not depend on the delivery order.
@@ -33,6 +36,7 @@ class ScenarioSize:
     churn_rate: float = 0.10  # of clients
     ghosts: int = 2  # clients never onboarded, one invoice each
     invalid: int = 4  # events the ingress must refuse
+    same_second_rate: float = 0.3  # events at the previous event's second
 
 
 @dataclass
@@ -76,24 +80,25 @@ def _history(client: str, size: ScenarioSize, rng: random.Random) -> list[dict[s
     events = [ex.onboarded(client, t=0, credits=rng.choice([25, 50, 100]))]
     for k in range(1, size.events_per_client):
         kind = rng.choice(KINDS)
+        t = k - 1 if rng.random() < size.same_second_rate else k
         if kind == "paid":
-            paid = ex.invoice_paid(client, f"{client}-INV-{k}", rng.randint(1, 500), t=k)
+            paid = ex.invoice_paid(client, f"{client}-INV-{k}", rng.randint(1, 500), t=t)
             events.append(paid)
             if rng.random() < size.second_report_rate:
                 again = copy.deepcopy(paid)
                 again["source"] = SECOND_SOURCE
                 again["id"] = f"{client}-e{k}-export"
-                again["time"] = ex.at(k + 0.5)
+                again["time"] = ex.at(t + 0.5)
                 events.append(again)
         elif kind == "suspend":
-            events.append(ex.suspended(client, t=k))
+            events.append(ex.suspended(client, t=t))
         elif kind == "reactivate":
-            events.append(ex.reactivated(client, t=k))
+            events.append(ex.reactivated(client, t=t))
         elif kind == "update":
-            events.append(ex.updated(client, t=k, email=f"{client}+{k}@example.com"))
+            events.append(ex.updated(client, t=t, email=f"{client}+{k}@example.com"))
         else:
             recurring = {"amount": rng.randint(1, 100), "period": "monthly"}
-            events.append(ex.plan_changed(client, t=k, recurring=recurring))
+            events.append(ex.plan_changed(client, t=t, recurring=recurring))
     for n, event in enumerate(events):
         if event["source"] != SECOND_SOURCE:
             event["id"] = f"{client}-e{n}"
