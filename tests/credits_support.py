@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -82,14 +82,14 @@ class Receiver:
 
 
 @contextmanager
-def webhook_receiver(secret: str, fail_first: int = 0) -> Iterator[tuple[str, Receiver]]:
-    """A test HTTP server on loopback that verifies each notification; yields (url, receiver)."""
-    receiver = Receiver(secret, fail_first)
+def post_listener(handle: Callable[[bytes, dict[str, str]], int]) -> Iterator[int]:
+    """A test HTTP server on a free loopback port: each POST's body and headers go to `handle`,
+    whose status is the answer; yields the port."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = receiver.handle(body, dict(self.headers.items()))
+            status = handle(body, dict(self.headers.items()))
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -101,10 +101,18 @@ def webhook_receiver(secret: str, fail_first: int = 0) -> Iterator[tuple[str, Re
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/credits", receiver
+        yield int(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def webhook_receiver(secret: str, fail_first: int = 0) -> Iterator[tuple[str, Receiver]]:
+    """A test HTTP server on loopback that verifies each notification; yields (url, receiver)."""
+    receiver = Receiver(secret, fail_first)
+    with post_listener(receiver.handle) as port:
+        yield f"http://127.0.0.1:{port}/hooks/credits", receiver
 
 
 def parse_json_output(text: str) -> Any:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.credits_support import NOTIFY_SECRET
+from tests.credits_support import NOTIFY_SECRET, post_listener
 from worker.cli import app
 from worker.credits.notify import (
     DeliveryFailed,
@@ -75,25 +73,12 @@ def listener() -> Iterator[tuple[int, list[dict[str, str]]]]:
     """A loopback HTTP listener recording the headers of each POST."""
     seen: list[dict[str, str]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", "0")))
-            seen.append({k.lower(): v for k, v in self.headers.items()})
-            self.send_response(204)
-            self.send_header("content-length", "0")
-            self.end_headers()
+    def record(body: bytes, headers: dict[str, str]) -> int:
+        seen.append({k.lower(): v for k, v in headers.items()})
+        return 204
 
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with post_listener(record) as port:
+        yield port, seen
 
 
 def test_each_delivery_resolves_checks_and_connects_to_the_checked_address() -> None:
